@@ -1,0 +1,55 @@
+//! One call from source text to a kernel IR module, collecting every diagnostic on the way.
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::ir::Module;
+use crate::sema::{check_program, hir::Program, loader, CheckOptions};
+use crate::source::SourceMap;
+use std::path::Path;
+
+pub struct Compiled {
+    pub sources: SourceMap,
+    pub diags: Diagnostics,
+    pub program: Option<Program>,
+    pub module: Option<Module>,
+}
+
+/// Parses, checks and lowers `text` (named `name`). Stops at the first stage with errors.
+pub fn compile_source(name: &str, path: Option<&Path>, text: String, options: &CheckOptions) -> Compiled {
+    let mut sources = SourceMap::new();
+    let file = sources.add(name, path, text.clone());
+    let (ast, parse_diags) = crate::syntax::parse(file, &text);
+    let mut diags = Diagnostics::default();
+    diags.list.extend(parse_diags);
+    let mut std_diags = Vec::new();
+    let modules = loader::load_stdlib(&mut sources, &mut std_diags);
+    diags.list.extend(std_diags);
+    let mut out = Compiled { sources, diags, program: None, module: None };
+    let Some(ast) = ast else { return out };
+    if out.diags.has_errors() {
+        return out;
+    }
+    let (program, check_diags) = check_program(&out.sources, &ast, &modules, options);
+    out.diags.list.extend(check_diags.list);
+    let Some(program) = program else { return out };
+    match crate::lower::lower_program(&program) {
+        Ok(m) => out.module = Some(m),
+        Err(ds) => out.diags.list.extend(ds),
+    }
+    out.program = Some(program);
+    out
+}
+
+/// Reads and compiles a file; a missing or unreadable file is an error, not a panic.
+pub fn compile_file(path: &Path, options: &CheckOptions) -> Result<Compiled, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut options = options.clone();
+    if options.base_dir.as_os_str().is_empty() {
+        options.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    }
+    Ok(compile_source(&path.display().to_string(), Some(path), text, &options))
+}
+
+/// Renders every diagnostic, errors and warnings, as the command line shows them.
+pub fn render_all(c: &Compiled, color: bool) -> String {
+    c.diags.list.iter().map(|d: &Diagnostic| d.render(&c.sources, color)).collect::<Vec<_>>().join("")
+}

@@ -1,0 +1,459 @@
+//! The reference interpreter: runs kernel IR in f64. It defines what every backend must
+//! reproduce (up to its precision), so it favours clarity over speed.
+
+use super::{BinOp, Dist, InitOp, Kernel, Module, Op, Pattern, Scalar, Sched, UnOp};
+use aiic_runtime::grid::{CellGrid, GridError};
+use aiic_runtime::input::{read_table, InputError};
+pub use aiic_runtime::monitor::LawSample;
+use aiic_runtime::sum::NeumaierSum;
+use aiic_runtime::{AgentData, World};
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Check(String),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("neighbour search: {0}")]
+    Grid(#[from] GridError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub fn eval_un(op: UnOp, ty: Scalar, a: f64) -> f64 {
+    let r = match op {
+        UnOp::Neg => -a,
+        UnOp::Not => f64::from(a == 0.0),
+        UnOp::Sqrt => a.sqrt(),
+        UnOp::Rsqrt => 1.0 / a.sqrt(),
+        UnOp::Abs => a.abs(),
+        UnOp::Exp => a.exp(),
+        UnOp::Log => a.ln(),
+        UnOp::Sin => a.sin(),
+        UnOp::Cos => a.cos(),
+        UnOp::Tanh => a.tanh(),
+        UnOp::Floor => a.floor(),
+    };
+    if ty.is_int() {
+        r.trunc()
+    } else {
+        r
+    }
+}
+
+pub fn eval_bin(op: BinOp, ty: Scalar, a: f64, b: f64) -> f64 {
+    let int = ty.is_int();
+    match op {
+        BinOp::Add => wrap(ty, a + b),
+        BinOp::Sub => wrap(ty, a - b),
+        BinOp::Mul => wrap(ty, a * b),
+        BinOp::Div if int => {
+            if b == 0.0 {
+                f64::NAN
+            } else {
+                (a / b).trunc()
+            }
+        }
+        BinOp::Div => a / b,
+        BinOp::Rem if int && b == 0.0 => f64::NAN,
+        BinOp::Rem => a % b,
+        BinOp::Pow => wrap(ty, a.powf(b)),
+        BinOp::Min => a.min(b),
+        BinOp::Max => a.max(b),
+        BinOp::Eq => f64::from(a == b),
+        BinOp::Ne => f64::from(a != b),
+        BinOp::Lt => f64::from(a < b),
+        BinOp::Le => f64::from(a <= b),
+        BinOp::Gt => f64::from(a > b),
+        BinOp::Ge => f64::from(a >= b),
+        BinOp::And => f64::from(a != 0.0 && b != 0.0),
+        BinOp::Or => f64::from(a != 0.0 || b != 0.0),
+    }
+}
+
+fn wrap(ty: Scalar, x: f64) -> f64 {
+    match ty {
+        Scalar::I32 => (x as i64 as i32) as f64,
+        Scalar::U32 => (x as i64 as u32) as f64,
+        _ => x,
+    }
+}
+
+pub fn eval_cast(ty: Scalar, a: f64) -> f64 {
+    match ty {
+        Scalar::Bool => f64::from(a != 0.0),
+        Scalar::I32 => (a.trunc() as i64 as i32) as f64,
+        Scalar::U32 => (a.trunc() as i64 as u32) as f64,
+        _ => a,
+    }
+}
+
+/// A counter-based random number: a pure function of its coordinates, so initial conditions do
+/// not depend on evaluation order (or, later, on which device runs `init`).
+pub fn random(seed: u64, kernel: u64, index: u64, stream: u64, dist: Dist) -> f64 {
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    let base = mix(mix(mix(mix(seed) ^ kernel) ^ index) ^ stream);
+    let unit = |h: u64| (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+    match dist {
+        Dist::Uniform => unit(base),
+        Dist::Normal => {
+            // Box–Muller from two independent uniforms; 1 - u keeps the logarithm finite.
+            let u1 = 1.0 - unit(mix(base ^ 1));
+            let u2 = unit(mix(base ^ 2));
+            (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        }
+    }
+}
+
+/// What the instructions of one kernel invocation read.
+struct Inputs<'a> {
+    agents: [Option<(&'a AgentData, usize)>; 2],
+    uniforms: &'a [f64],
+    inputs: &'a [f64],
+    index: usize,
+    count: usize,
+    seed: u64,
+    kernel: usize,
+}
+
+/// Evaluates every value-producing instruction of `k` into `regs`.
+fn eval(k: &Kernel, regs: &mut [f64], inp: &Inputs) {
+    for (i, inst) in k.insts.iter().enumerate() {
+        let r = |v: u32| regs[v as usize];
+        let x = match inst.op {
+            Op::Const(c) => c,
+            Op::Param(p) => inp.uniforms.get(p as usize).copied().unwrap_or(f64::NAN),
+            Op::Load { slot, col } => match inp.agents[slot as usize] {
+                Some((data, idx)) => data.columns[col as usize][idx],
+                None => f64::NAN,
+            },
+            Op::Index => inp.index as f64,
+            Op::Count => inp.count as f64,
+            Op::Rand { dist, stream } => random(inp.seed, inp.kernel as u64, inp.index as u64, stream as u64, dist),
+            Op::Input(n) => inp.inputs.get(n as usize).copied().unwrap_or(f64::NAN),
+            Op::Un(op, a) => eval_un(op, inst.ty, r(a)),
+            Op::Bin(op, a, b) => eval_bin(op, inst.ty, r(a), r(b)),
+            Op::Select(c, a, b) => {
+                if r(c) != 0.0 {
+                    r(a)
+                } else {
+                    r(b)
+                }
+            }
+            Op::Cast(a) => eval_cast(inst.ty, r(a)),
+            _ => continue,
+        };
+        regs[i] = x;
+    }
+}
+
+fn checks(k: &Kernel, regs: &[f64]) -> Result<(), RunError> {
+    for inst in &k.insts {
+        if let Op::Check { cond, msg } = inst.op {
+            if regs[cond as usize] == 0.0 {
+                return Err(RunError::Check(k.messages[msg as usize].clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Evaluates a kernel of pattern `Uniform` and returns its outputs.
+pub fn eval_uniform(k: &Kernel, uniforms: &[f64], inputs: &[f64]) -> Result<Vec<f64>, RunError> {
+    let mut regs = vec![0.0; k.insts.len()];
+    let inp = Inputs { agents: [None, None], uniforms, inputs, index: 0, count: 1, seed: 0, kernel: 0 };
+    eval(k, &mut regs, &inp);
+    checks(k, &regs)?;
+    let mut out = vec![NeumaierSum::new(); k.outputs as usize];
+    for inst in &k.insts {
+        if let Op::Reduce { out: o, value } = inst.op {
+            out[o as usize].add(regs[value as usize]);
+        }
+    }
+    Ok(out.iter().map(NeumaierSum::value).collect())
+}
+
+pub struct Interp<'m> {
+    pub module: &'m Module,
+    pub world: World,
+    pub uniforms: Vec<f64>,
+    pub seed: u64,
+}
+
+impl<'m> Interp<'m> {
+    pub fn new(module: &'m Module, seed: u64) -> Self {
+        Interp {
+            module,
+            world: World::new(module.agents.clone()),
+            uniforms: module.uniforms.iter().map(|u| u.value).collect(),
+            seed,
+        }
+    }
+
+    /// Creates the agents (`counts` overrides spawn counts by agent name) and runs the first
+    /// force passes.
+    pub fn init(&mut self, counts: &HashMap<String, u64>) -> Result<(), RunError> {
+        for op in &self.module.init {
+            match op {
+                InitOp::Spawn { agent, kernel, count } => {
+                    let n = counts.get(&self.module.agents[*agent].name).copied().unwrap_or(*count) as usize;
+                    let start = self.grow(*agent, n);
+                    self.spawn(*agent, *kernel, start, n)?;
+                }
+                InitOp::File { agent, path, kernel } => {
+                    let schema = &self.module.agents[*agent];
+                    let wanted: Vec<String> = schema.output_columns().iter().map(|(_, n)| n.to_string()).collect();
+                    let table = read_table(path, &wanted)?;
+                    let given = self.kernel_stores(*kernel);
+                    let missing: Vec<&str> = schema
+                        .output_columns()
+                        .into_iter()
+                        .filter(|(c, n)| table.column(n).is_none() && !given.contains(&(*c as u32)))
+                        .map(|(_, n)| n)
+                        .collect();
+                    if !missing.is_empty() {
+                        return Err(RunError::Invalid(format!(
+                            "{}: no column for {} (give it in the file, or in the spawn's `{{ … }}`)",
+                            path.display(),
+                            missing.join(", ")
+                        )));
+                    }
+                    let n = table.rows;
+                    let start = self.grow(*agent, n);
+                    for (c, name) in self.module.agents[*agent].output_columns() {
+                        if let Some(col) = table.column(name) {
+                            self.world.agents[*agent].columns[c][start..start + n].copy_from_slice(col);
+                        }
+                    }
+                    self.spawn(*agent, *kernel, start, n)?;
+                }
+            }
+        }
+        let prime = self.module.prime.clone();
+        self.run_schedule(&prime)
+    }
+
+    fn kernel_stores(&self, k: usize) -> Vec<u32> {
+        self.module.kernels[k]
+            .insts
+            .iter()
+            .filter_map(|i| if let Op::Store { col, .. } = i.op { Some(col) } else { None })
+            .collect()
+    }
+
+    fn grow(&mut self, agent: usize, n: usize) -> usize {
+        let data = &mut self.world.agents[agent];
+        let start = data.count;
+        for c in &mut data.columns {
+            c.resize(start + n, 0.0);
+        }
+        data.count += n;
+        start
+    }
+
+    fn spawn(&mut self, agent: usize, kernel: usize, start: usize, n: usize) -> Result<(), RunError> {
+        let k = &self.module.kernels[kernel];
+        let mut regs = vec![0.0; k.insts.len()];
+        for i in 0..n {
+            let data = &self.world.agents[agent];
+            let inp = Inputs {
+                agents: [Some((data, start + i)), None],
+                uniforms: &self.uniforms,
+                inputs: &[],
+                index: i,
+                count: n,
+                seed: self.seed,
+                kernel,
+            };
+            eval(k, &mut regs, &inp);
+            checks(k, &regs)?;
+            for inst in &k.insts {
+                if let Op::Store { col, value, .. } = inst.op {
+                    self.world.agents[agent].columns[col as usize][start + i] = regs[value as usize];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn step(&mut self) -> Result<(), RunError> {
+        let step = &self.module.step;
+        self.run_schedule(step)?;
+        self.world.step += 1;
+        Ok(())
+    }
+
+    fn run_schedule(&mut self, list: &[Sched]) -> Result<(), RunError> {
+        for s in list {
+            match s {
+                Sched::Zero { agent, cols } => {
+                    for &c in cols {
+                        self.world.agents[*agent].columns[c as usize].fill(0.0);
+                    }
+                }
+                Sched::Run(k) => {
+                    self.run_kernel(*k, &[])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one kernel over the current state; returns its reduction outputs.
+    pub fn run_kernel(&mut self, kernel: usize, inputs: &[f64]) -> Result<Vec<f64>, RunError> {
+        let k = &self.module.kernels[kernel];
+        let mut regs = vec![0.0; k.insts.len()];
+        let mut out = vec![NeumaierSum::new(); k.outputs as usize];
+        match &k.pattern {
+            Pattern::Uniform => return eval_uniform(k, &self.uniforms, inputs),
+            Pattern::Map { agent } | Pattern::Integrate { agent, .. } | Pattern::Spawn { agent } => {
+                let n = self.world.agents[*agent].count;
+                let mut stores: Vec<(u32, f64)> = Vec::new();
+                for i in 0..n {
+                    let data = &self.world.agents[*agent];
+                    let inp = Inputs {
+                        agents: [Some((data, i)), None],
+                        uniforms: &self.uniforms,
+                        inputs,
+                        index: i,
+                        count: n,
+                        seed: self.seed,
+                        kernel,
+                    };
+                    eval(k, &mut regs, &inp);
+                    checks(k, &regs)?;
+                    stores.clear();
+                    for inst in &k.insts {
+                        match inst.op {
+                            Op::Store { col, value, .. } => stores.push((col, regs[value as usize])),
+                            Op::Reduce { out: o, value } => out[o as usize].add(regs[value as usize]),
+                            _ => {}
+                        }
+                    }
+                    // Each agent reads only its own columns, so writing in place keeps Jacobi order.
+                    for &(col, v) in &stores {
+                        self.world.agents[*agent].columns[col as usize][i] = v;
+                    }
+                }
+            }
+            Pattern::AllPairs { a, b } | Pattern::Neighbors { a, b, .. } => {
+                let (a, b) = (*a, *b);
+                let mut deltas: HashMap<(usize, u32), Vec<f64>> = HashMap::new();
+                let effects: Vec<&Op> = k.insts.iter().map(|i| &i.op).filter(|op| op.is_effect()).collect();
+                let world = &self.world;
+                let (uniforms, seed) = (&self.uniforms, self.seed);
+                let mut visit = |i: usize, j: usize| -> Result<(), RunError> {
+                    let inp = Inputs {
+                        agents: [Some((&world.agents[a], i)), Some((&world.agents[b], j))],
+                        uniforms,
+                        inputs,
+                        index: 0,
+                        count: 0,
+                        seed,
+                        kernel,
+                    };
+                    eval(k, &mut regs, &inp);
+                    checks(k, &regs)?;
+                    if k.guard.is_some_and(|g| regs[g as usize] == 0.0) {
+                        return Ok(());
+                    }
+                    for op in &effects {
+                        match **op {
+                            Op::Accum { slot, col, value } => {
+                                let (agent, idx) = if slot == 0 { (a, i) } else { (b, j) };
+                                let n = world.agents[agent].count;
+                                deltas.entry((agent, col)).or_insert_with(|| vec![0.0; n])[idx] += regs[value as usize];
+                            }
+                            Op::Reduce { out: o, value } => out[o as usize].add(regs[value as usize]),
+                            _ => {}
+                        }
+                    }
+                    Ok(())
+                };
+                for_each_pair(&self.module.agents, world, &k.pattern, &mut visit)?;
+                let mut keys: Vec<(usize, u32)> = deltas.keys().copied().collect();
+                keys.sort_unstable();
+                for key in keys {
+                    let d = &deltas[&key];
+                    for (x, dx) in self.world.agents[key.0].columns[key.1 as usize].iter_mut().zip(d) {
+                        *x += dx;
+                    }
+                }
+            }
+        }
+        Ok(out.iter().map(NeumaierSum::value).collect())
+    }
+
+    /// Measures every conservation law of the module on the current state.
+    pub fn laws(&mut self) -> Result<Vec<LawSample>, RunError> {
+        let mut samples = Vec::new();
+        for law in &self.module.laws {
+            let mut inputs = Vec::new();
+            let mut scale = vec![0.0; law.lanes as usize];
+            for &t in &law.terms {
+                let out = self.run_kernel(t, &[])?;
+                for (l, pair) in out.chunks(2).enumerate() {
+                    inputs.push(pair[0]);
+                    if let Some(s) = scale.get_mut(l) {
+                        *s += pair[1];
+                    }
+                }
+            }
+            let value = self.run_kernel(law.combine, &inputs)?;
+            let scale = scale.iter().map(|s| s * s).sum::<f64>().sqrt();
+            samples.push(LawSample { value, scale });
+        }
+        Ok(samples)
+    }
+}
+
+/// Visits the (i, j) pairs a pair kernel covers, in a deterministic order, stopping at the first error.
+fn for_each_pair(
+    schemas: &[aiic_runtime::AgentSchema],
+    world: &World,
+    p: &Pattern,
+    f: &mut dyn FnMut(usize, usize) -> Result<(), RunError>,
+) -> Result<(), RunError> {
+    match *p {
+        Pattern::AllPairs { a, b } => {
+            let (na, nb) = (world.agents[a].count, world.agents[b].count);
+            for i in 0..na {
+                let from = if a == b { i + 1 } else { 0 };
+                for j in from..nb {
+                    f(i, j)?;
+                }
+            }
+            Ok(())
+        }
+        Pattern::Neighbors { a, b, bound } => {
+            let pos = |t: usize| -> Result<Vec<&[f64]>, RunError> {
+                let schema = &schemas[t];
+                let (fi, field) = schema
+                    .field("position")
+                    .ok_or_else(|| RunError::Invalid(format!("agent `{}` has no position", schema.name)))?;
+                let start = schema.column_offsets()[fi];
+                Ok((start..start + field.lanes.len()).map(|c| world.agents[t].columns[c].as_slice()).collect())
+            };
+            let grid = CellGrid::build(&pos(b)?, bound)?;
+            let mut result = Ok(());
+            let mut guarded = |i: usize, j: usize| {
+                if result.is_ok() {
+                    result = f(i, j);
+                }
+            };
+            if a == b {
+                grid.for_each_pair_within_cells(&mut guarded);
+            } else {
+                grid.for_each_candidate(&pos(a)?, &mut guarded)?;
+            }
+            result
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,4 @@
+//! Passes over the kernel IR.
+
+pub mod force;
+pub mod simplify;

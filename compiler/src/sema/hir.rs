@@ -1,0 +1,294 @@
+//! The checked program: names resolved, types known, functions and potentials inlined at their
+//! call sites (so generic stdlib bodies are checked once per use), constants folded.
+
+use super::types::{AgentId, Ty};
+use crate::source::Span;
+use crate::syntax::ast::{BinOp, UnOp};
+use std::path::PathBuf;
+
+pub use crate::syntax::ast::AssignOp;
+
+pub type FieldId = usize;
+pub type LocalId = usize;
+pub type ParamId = usize;
+pub type InteractionId = usize;
+/// Which agent of the kernel a field access reads: 0 is the first binder (`a`), 1 the second.
+pub type Slot = u8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    Property,
+    State,
+    Accum,
+    Derive,
+}
+
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub name: String,
+    pub kind: FieldKind,
+    pub ty: Ty,
+    /// The expression of a `derive` field, over slot 0.
+    pub derive: Option<HExpr>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub name: String,
+    pub fields: Vec<Field>,
+    pub span: Span,
+}
+
+impl Agent {
+    pub fn field(&self, name: &str) -> Option<FieldId> {
+        self.fields.iter().position(|f| f.name == name)
+    }
+}
+
+/// A compile-time value: the lanes of a constant, in f64.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConstValue {
+    pub ty: Ty,
+    pub lanes: Vec<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Const {
+    pub name: String,
+    pub value: ConstValue,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub name: String,
+    pub ty: Ty,
+    /// None for tensor parameters loaded from files, which no executor runs yet.
+    pub default: Option<ConstValue>,
+    pub source: Option<PathBuf>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub name: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Builtin {
+    Sqrt,
+    Rsqrt,
+    Abs,
+    Exp,
+    Log,
+    Sin,
+    Cos,
+    Tanh,
+    Floor,
+    Pow,
+    Min,
+    Max,
+    Clamp,
+    Select,
+    Dot,
+    Cross,
+    Length,
+    Length2,
+    Normalize,
+    Distance,
+    Distance2,
+    Reflect,
+    Transpose,
+    /// `vecN(...)`, `matN(...)`: builds the node's type from scalars, vectors or one splatted scalar.
+    Construct,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RandFn {
+    Uniform,
+    Normal,
+    InSphere,
+    InBox,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quant {
+    Sum,
+    Pairs,
+}
+
+#[derive(Debug, Clone)]
+pub struct HExpr {
+    pub kind: HKind,
+    pub ty: Ty,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum HKind {
+    Lit(f64),
+    Param(ParamId),
+    Local(LocalId),
+    Field {
+        slot: Slot,
+        field: FieldId,
+    },
+    Unary(UnOp, Box<HExpr>),
+    Binary(BinOp, Box<HExpr>, Box<HExpr>),
+    Call(Builtin, Vec<HExpr>),
+    Cast(Box<HExpr>),
+    /// Lane `i` of a vector, or element `i` of a tuple.
+    Get(Box<HExpr>, usize),
+    Tuple(Vec<HExpr>),
+    If {
+        cond: Box<HExpr>,
+        then: Box<HExpr>,
+        els: Box<HExpr>,
+    },
+    Block(Box<HBlock>),
+    /// `force(U, a, b)`: −∇ of `energy` (U inlined over these slots) with respect to the
+    /// position of the agent in `wrt`.
+    Force {
+        energy: Box<HExpr>,
+        wrt: Slot,
+        position: FieldId,
+    },
+    Rand(RandFn, Vec<HExpr>),
+    /// The spawn index of the agent being initialised.
+    SpawnIndex,
+    /// The number of agents the current spawn creates.
+    SpawnCount,
+    /// A reduction over agents (`sum`) or unordered pairs (`pairs`); the body reads slots 0 (and 1).
+    Quant {
+        q: Quant,
+        agents: Vec<AgentId>,
+        body: Box<HExpr>,
+    },
+    /// Calls into tensor parameters or models: checked, not yet executed.
+    Opaque(&'static str, Vec<HExpr>),
+    /// An agent bound in the enclosing kernel, passed to a potential or function.
+    AgentRef(Slot),
+}
+
+#[derive(Debug, Clone)]
+pub struct HBlock {
+    pub stmts: Vec<HStmt>,
+    pub tail: Option<HExpr>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Place {
+    Local(LocalId),
+    Field { slot: Slot, field: FieldId },
+}
+
+#[derive(Debug, Clone)]
+pub enum HStmt {
+    Let {
+        locals: Vec<LocalId>,
+        value: HExpr,
+    },
+    Assign {
+        place: Place,
+        lane: Option<usize>,
+        op: AssignOp,
+        value: HExpr,
+        span: Span,
+    },
+    If {
+        cond: HExpr,
+        then: HBlock,
+        els: HBlock,
+        span: Span,
+    },
+    /// The force pass inside an integrator body.
+    Forces(Span),
+}
+
+#[derive(Debug, Clone)]
+pub struct Local {
+    pub name: String,
+    pub ty: Ty,
+}
+
+#[derive(Debug, Clone)]
+pub enum InteractionKind {
+    Each,
+    Pairs,
+    Within { radius: HExpr, bound: f64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct Interaction {
+    pub name: String,
+    pub agents: Vec<AgentId>,
+    pub kind: InteractionKind,
+    pub external: bool,
+    pub body: HBlock,
+    pub locals: Vec<Local>,
+    /// Hints from `@accel(...)` and `@precision(...)`, kept for backends.
+    pub hints: Vec<(String, String)>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct Law {
+    pub name: String,
+    pub ty: Ty,
+    pub value: HExpr,
+    pub locals: Vec<Local>,
+    pub tolerance: Option<f64>,
+    pub assume: bool,
+    pub span: Span,
+}
+
+/// An integrator specialised to one agent type and one call site.
+#[derive(Debug, Clone)]
+pub struct IntegratorUse {
+    pub integrator: String,
+    pub symplectic: bool,
+    pub agent: AgentId,
+    /// Statements over slot 0; `Forces` marks where the force pass runs.
+    pub body: HBlock,
+    pub locals: Vec<Local>,
+}
+
+#[derive(Debug, Clone)]
+pub enum StepItem {
+    Run(InteractionId, Span),
+    Integrate { uses: Vec<IntegratorUse>, forces: Vec<InteractionId>, span: Span },
+}
+
+#[derive(Debug, Clone)]
+pub struct SpawnField {
+    pub field: FieldId,
+    pub value: HExpr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Spawn {
+    pub agent: AgentId,
+    pub count: u64,
+    /// Resolved path of the CSV or npy file to read agents from.
+    pub from: Option<PathBuf>,
+    pub fields: Vec<SpawnField>,
+    /// The `init` block's `let`s, evaluated per spawned agent before its fields.
+    pub prelude: Vec<HStmt>,
+    pub locals: Vec<Local>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub name: String,
+    pub consts: Vec<Const>,
+    pub params: Vec<Param>,
+    pub agents: Vec<Agent>,
+    pub models: Vec<Model>,
+    pub interactions: Vec<Interaction>,
+    pub laws: Vec<Law>,
+    pub step: Vec<StepItem>,
+    pub spawns: Vec<Spawn>,
+}

@@ -1,0 +1,10 @@
+//! Names, types and the checked program (HIR).
+
+mod body;
+pub mod check;
+pub mod hir;
+pub mod loader;
+mod scope;
+pub mod types;
+
+pub use check::{check_program, CheckOptions};

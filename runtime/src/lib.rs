@@ -1,0 +1,10 @@
+//! aiic-runtime: what a compiled simulation needs at run time, independent of the compiler.
+
+pub mod grid;
+pub mod input;
+pub mod monitor;
+pub mod output;
+pub mod sum;
+pub mod world;
+
+pub use world::{AgentData, AgentSchema, FieldKind, FieldSchema, World};

@@ -1,0 +1,4 @@
+pub mod check;
+pub mod devices;
+pub mod emit;
+pub mod run;

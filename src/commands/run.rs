@@ -1,0 +1,219 @@
+//! `aiic run`: init, then steps, with outputs, the conservation monitor and a progress bar.
+
+use crate::progress::Progress;
+use crate::{exit, load, ProgramArgs};
+use aiic_compiler::ir::interp::Interp;
+use aiic_runtime::monitor::{LawInfo, Monitor};
+use aiic_runtime::output::{open_writer, FrameWriter};
+use clap::Args;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub program: ProgramArgs,
+    /// Where to run: auto, interp (the f64 reference interpreter).
+    #[arg(long, default_value = "auto")]
+    pub target: String,
+    /// Number of steps.
+    #[arg(long, default_value_t = 100)]
+    pub steps: u64,
+    /// Override a spawn count: `--count Body=65536` (repeatable).
+    #[arg(long = "count", value_name = "AGENT=N")]
+    pub count: Vec<String>,
+    /// Seed of the random functions in `init`.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write a trajectory: .csv, .npy (one file per agent type), .xyz (extended XYZ) or .vtk (one file per frame).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write a frame every K steps (default: only the first and the last step).
+    #[arg(long, value_name = "K")]
+    pub every: Option<u64>,
+    /// Measure the conservation laws every K steps (always at the start and the end).
+    #[arg(long, value_name = "K")]
+    pub check_every: Option<u64>,
+    /// Exit with code 2 if a law drifts beyond its tolerance.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+const TARGETS: &[&str] = &["cpu", "vulkan", "cuda", "opencl", "rt", "onnx"];
+
+fn parse_counts(list: &[String]) -> Result<HashMap<String, u64>, String> {
+    let mut out = HashMap::new();
+    for s in list {
+        let (name, n) =
+            s.split_once('=').ok_or_else(|| format!("`--count {s}`: expected AGENT=N, e.g. `--count Body=65536`"))?;
+        let n: u64 =
+            n.trim().parse().map_err(|_| format!("`--count {s}`: `{}` is not a non-negative integer", n.trim()))?;
+        out.insert(name.trim().to_string(), n);
+    }
+    Ok(out)
+}
+
+pub fn run(args: &RunArgs, color: bool) -> u8 {
+    match args.target.as_str() {
+        "auto" | "interp" => {}
+        t if TARGETS.contains(&t) => {
+            eprintln!("error: the `{t}` backend is not part of this build of aiic; use --target interp or auto");
+            return exit::BACKEND_UNAVAILABLE;
+        }
+        t => {
+            eprintln!("error: unknown target `{t}`; targets: auto, interp, {}", TARGETS.join(", "));
+            return exit::USER_ERROR;
+        }
+    }
+    if args.every == Some(0) || args.check_every == Some(0) {
+        eprintln!("error: --every and --check-every take a positive number of steps");
+        return exit::USER_ERROR;
+    }
+    let compiled = match load::compile(&args.program, color) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(module) = compiled.module.as_ref() else { return exit::USER_ERROR };
+    let counts = match parse_counts(&args.count) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USER_ERROR;
+        }
+    };
+    for name in counts.keys() {
+        if !module.agents.iter().any(|a| &a.name == name) {
+            let names: Vec<&str> = module.agents.iter().map(|a| a.name.as_str()).collect();
+            eprintln!("error: `--count {name}=…`: no agent type `{name}`; the agent types are {}", names.join(", "));
+            return exit::USER_ERROR;
+        }
+    }
+    if args.target == "auto" {
+        eprintln!("note: running on the reference interpreter (the only backend in this build)");
+    }
+    let mut sim = Interp::new(module, args.seed);
+    if let Err(e) = sim.init(&counts) {
+        eprintln!("error: init failed: {e}");
+        return exit::USER_ERROR;
+    }
+    if let Some((t, i, col)) = sim.world.find_non_finite() {
+        eprintln!("error: after init, agent {} #{i} has a non-finite `{col}`", module.agents[t].name);
+        return exit::USER_ERROR;
+    }
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        // A second Ctrl-C while the handler is set does nothing more; the loop stops at the next step.
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
+
+    let mut writer: Option<Box<dyn FrameWriter>> = match &args.out {
+        Some(path) => match open_writer(path, &module.agents) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USER_ERROR;
+            }
+        },
+        None => None,
+    };
+    let write = |w: &mut Option<Box<dyn FrameWriter>>, sim: &Interp| -> Result<(), String> {
+        match w {
+            Some(w) => w.write_frame(&sim.world).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    };
+    if let Err(e) = write(&mut writer, &sim) {
+        eprintln!("error: {e}");
+        return exit::USER_ERROR;
+    }
+
+    let laws: Vec<LawInfo> =
+        module.laws.iter().map(|l| LawInfo { name: l.name.clone(), tolerance: l.tolerance }).collect();
+    let mut monitor = match sim.laws() {
+        Ok(s) => Monitor::new(laws, s),
+        Err(e) => {
+            eprintln!("error: measuring the conservation laws: {e}");
+            return exit::USER_ERROR;
+        }
+    };
+
+    let started = Instant::now();
+    let mut progress = Progress::new(args.steps);
+    let mut last_written = 0;
+    let mut code = exit::OK;
+    for s in 1..=args.steps {
+        if interrupted.load(Ordering::SeqCst) {
+            eprintln!("interrupted after {} steps; frames written so far are complete", s - 1);
+            code = exit::INTERRUPTED;
+            break;
+        }
+        if let Err(e) = sim.step() {
+            eprintln!("error: step {s}: {e}");
+            code = exit::USER_ERROR;
+            break;
+        }
+        if let Some((t, i, col)) = sim.world.find_non_finite() {
+            eprintln!(
+                "error: step {s}: agent {} #{i} has a non-finite `{col}`; the run stops here",
+                module.agents[t].name
+            );
+            eprintln!("hint: a smaller time step (--set dt=…) or a softening length usually helps");
+            code = exit::USER_ERROR;
+            break;
+        }
+        if args.every.is_some_and(|k| s % k == 0) || s == args.steps {
+            if let Err(e) = write(&mut writer, &sim) {
+                eprintln!("error: {e}");
+                code = exit::USER_ERROR;
+                break;
+            }
+            last_written = s;
+        }
+        if args.check_every.is_some_and(|k| s % k == 0) || s == args.steps {
+            match sim.laws() {
+                Ok(samples) => monitor.record(s, samples),
+                Err(e) => {
+                    eprintln!("error: step {s}: measuring the conservation laws: {e}");
+                    code = exit::USER_ERROR;
+                    break;
+                }
+            }
+        }
+        progress.set(s);
+    }
+    progress.finish();
+    let elapsed = started.elapsed().as_secs_f64();
+    if let Some(w) = writer {
+        match w.finish() {
+            Ok(files) => {
+                let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+                eprintln!("wrote {} (last frame: step {last_written})", names.join(", "));
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                code = exit::USER_ERROR;
+            }
+        }
+    }
+    let steps = sim.world.step;
+    let agents: usize = sim.world.agents.iter().map(|a| a.count).sum();
+    eprintln!(
+        "ran {steps} steps of {} ({agents} agents) on interp in {elapsed:.3} s ({:.1} steps/s)",
+        module.name,
+        steps as f64 / elapsed.max(1e-9)
+    );
+    if !module.laws.is_empty() {
+        eprint!("{}", monitor.table());
+    }
+    if code == exit::OK && args.strict && !monitor.violations().is_empty() {
+        let names: Vec<&str> = monitor.violations().iter().map(|&i| module.laws[i].name.as_str()).collect();
+        eprintln!("error: --strict: {} drifted beyond tolerance", names.join(", "));
+        code = exit::CONSERVATION;
+    }
+    code
+}

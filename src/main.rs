@@ -1,0 +1,83 @@
+//! `aiic`: compile and run particle simulations written in AII.
+
+mod commands;
+mod load;
+mod progress;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit codes of the command line contract.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const USER_ERROR: u8 = 1;
+    pub const CONSERVATION: u8 = 2;
+    pub const BACKEND_UNAVAILABLE: u8 = 3;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "aiic",
+    version,
+    about = "Compile particle simulations written in AII (.aii) and run them on the hardware you have",
+    long_about = "aiic compiles simulations written in AII: agents with properties and state, interactions \
+between them, and conservation laws that are checked before anything runs and measured while it runs.\n\n\
+Exit codes: 0 success, 1 user error (a diagnostic is printed), 2 conservation law over its tolerance under \
+--strict, 3 a backend named explicitly is unavailable, 130 interrupted."
+)]
+struct Cli {
+    /// Never colour diagnostics (also when NO_COLOR is set or output is not a terminal).
+    #[arg(long, global = true)]
+    no_color: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// What every command that reads a program accepts.
+#[derive(Args, Clone)]
+pub struct ProgramArgs {
+    /// The simulation source.
+    pub file: PathBuf,
+    /// Which system to use when the file defines several.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Override a const or param: `--set dt=1e-4` (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse, type-check and prove the conservation laws; exit 0 if the program is sound.
+    Check {
+        #[command(flatten)]
+        program: ProgramArgs,
+    },
+    /// Print generated code for one target.
+    Emit {
+        #[command(flatten)]
+        program: ProgramArgs,
+        /// Target: ir (more targets arrive with their backends).
+        #[arg(long, default_value = "ir")]
+        target: String,
+    },
+    /// Run a simulation.
+    Run(commands::run::RunArgs),
+    /// List the hardware and backends this machine offers, and why others are missing.
+    Devices,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color =
+        !cli.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let code = match cli.command {
+        Command::Check { program } => commands::check::run(&program, color),
+        Command::Emit { program, target } => commands::emit::run(&program, &target, color),
+        Command::Run(args) => commands::run::run(&args, color),
+        Command::Devices => commands::devices::run(),
+    };
+    ExitCode::from(code)
+}
