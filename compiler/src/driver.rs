@@ -8,7 +8,11 @@ use std::path::Path;
 
 pub struct Compiled {
     pub sources: SourceMap,
+    /// Errors and warnings of parsing and checking.
     pub diags: Diagnostics,
+    /// Why the checked program cannot be lowered to kernels (features without an executor yet):
+    /// `check` reports these as notes, commands that run or emit code as errors.
+    pub lower_diags: Vec<Diagnostic>,
     pub program: Option<Program>,
     pub module: Option<Module>,
 }
@@ -23,7 +27,7 @@ pub fn compile_source(name: &str, path: Option<&Path>, text: String, options: &C
     let mut std_diags = Vec::new();
     let modules = loader::load_stdlib(&mut sources, &mut std_diags);
     diags.list.extend(std_diags);
-    let mut out = Compiled { sources, diags, program: None, module: None };
+    let mut out = Compiled { sources, diags, lower_diags: Vec::new(), program: None, module: None };
     let Some(ast) = ast else { return out };
     if out.diags.has_errors() {
         return out;
@@ -33,7 +37,7 @@ pub fn compile_source(name: &str, path: Option<&Path>, text: String, options: &C
     let Some(program) = program else { return out };
     match crate::lower::lower_program(&program) {
         Ok(m) => out.module = Some(m),
-        Err(ds) => out.diags.list.extend(ds),
+        Err(ds) => out.lower_diags = ds,
     }
     out.program = Some(program);
     out
@@ -49,7 +53,7 @@ pub fn compile_file(path: &Path, options: &CheckOptions) -> Result<Compiled, Str
     Ok(compile_source(&path.display().to_string(), Some(path), text, &options))
 }
 
-/// Renders every diagnostic, errors and warnings, as the command line shows them.
-pub fn render_all(c: &Compiled, color: bool) -> String {
-    c.diags.list.iter().map(|d: &Diagnostic| d.render(&c.sources, color)).collect::<Vec<_>>().join("")
+/// Renders diagnostics as the command line shows them.
+pub fn render(c: &Compiled, diags: &[Diagnostic], color: bool) -> String {
+    diags.iter().map(|d| d.render(&c.sources, color)).collect::<Vec<_>>().join("")
 }

@@ -65,7 +65,7 @@ impl Monitor {
     pub fn violations(&self) -> Vec<usize> {
         (0..self.laws.len())
             .filter(|&i| match self.laws[i].tolerance {
-                Some(t) => !(self.max_drift[i].0 <= t),
+                Some(t) => self.max_drift[i].0 > t || self.max_drift[i].0.is_nan(),
                 None => false,
             })
             .collect()

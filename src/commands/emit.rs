@@ -12,7 +12,7 @@ pub fn run(args: &ProgramArgs, target: &str, color: bool) -> u8 {
         eprintln!("error: unknown target `{target}`; targets: ir, {}", PLANNED.join(", "));
         return exit::USER_ERROR;
     }
-    match load::compile(args, color) {
+    match load::compile(args, load::Need::Kernels, color) {
         Ok(c) => {
             if let Some(m) = &c.module {
                 print!("{}", print_module(m));

@@ -72,7 +72,7 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
         eprintln!("error: --every and --check-every take a positive number of steps");
         return exit::USER_ERROR;
     }
-    let compiled = match load::compile(&args.program, color) {
+    let compiled = match load::compile(&args.program, load::Need::Kernels, color) {
         Ok(c) => c,
         Err(code) => return code,
     };

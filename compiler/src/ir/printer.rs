@@ -76,6 +76,9 @@ pub fn print_kernel(m: &Module, k: &Kernel) -> String {
     for (i, inst) in k.insts.iter().enumerate() {
         let ty = inst.ty.name();
         let line = match &inst.op {
+            Op::Const(x) if inst.ty.is_int() || inst.ty == super::Scalar::Bool => {
+                format!("%{i}: {ty} = const {}", *x as i64)
+            }
             Op::Const(x) => format!("%{i}: {ty} = const {x:?}"),
             Op::Param(p) => {
                 format!("%{i}: {ty} = param {}", m.uniforms.get(*p as usize).map_or("?", |u| u.name.as_str()))

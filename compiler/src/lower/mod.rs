@@ -543,7 +543,21 @@ pub fn lower_program(p: &Program) -> Result<Module, Vec<Diagnostic>> {
     let mut ml =
         ModuleLower { p, agents, column_types, field_cols, param_lanes, kernels: Vec::new(), diags: Vec::new() };
 
-    let interaction_kernels: Vec<Option<KernelId>> = p.interactions.iter().map(|it| ml.interaction(it)).collect();
+    // Only interactions the step runs become kernels; the checker warns about the others.
+    let used: BTreeSet<InteractionId> = p
+        .step
+        .iter()
+        .flat_map(|s| match s {
+            StepItem::Run(i, _) => vec![*i],
+            StepItem::Integrate { forces, .. } => forces.clone(),
+        })
+        .collect();
+    let interaction_kernels: Vec<Option<KernelId>> = p
+        .interactions
+        .iter()
+        .enumerate()
+        .map(|(i, it)| if used.contains(&i) { ml.interaction(it) } else { None })
+        .collect();
     let mut prime = Vec::new();
     let mut step = Vec::new();
     for item in &p.step {

@@ -40,11 +40,11 @@ fn simplify_op(out: &[Inst], ty: crate::ir::Scalar, op: Op) -> Simplified {
             }
             let float = ty.is_float();
             match (b, k(x), k(y)) {
-                (BinOp::Add, Some(z), _) if z == 0.0 => Alias(y),
-                (BinOp::Add | BinOp::Sub, _, Some(z)) if z == 0.0 => Alias(x),
+                (BinOp::Add, Some(0.0), _) => Alias(y),
+                (BinOp::Add | BinOp::Sub, _, Some(0.0)) => Alias(x),
                 (BinOp::Sub, Some(z), _) if z == 0.0 && float => Emit(Op::Un(UnOp::Neg, y)),
-                (BinOp::Mul, Some(o), _) if o == 1.0 => Alias(y),
-                (BinOp::Mul | BinOp::Div, _, Some(o)) if o == 1.0 => Alias(x),
+                (BinOp::Mul, Some(1.0), _) => Alias(y),
+                (BinOp::Mul | BinOp::Div, _, Some(1.0)) => Alias(x),
                 (BinOp::Mul, Some(m), _) if m == -1.0 && float => Emit(Op::Un(UnOp::Neg, y)),
                 (BinOp::Mul, _, Some(m)) if m == -1.0 && float => Emit(Op::Un(UnOp::Neg, x)),
                 // x - (-y) = x + y
@@ -80,6 +80,8 @@ fn simplify_op(out: &[Inst], ty: crate::ir::Scalar, op: Op) -> Simplified {
             }
             Emit(op)
         }
+        // A check that holds at compile time needs no run-time test.
+        Op::Check { cond, .. } if k(cond).is_some_and(|x| x != 0.0) => Alias(cond),
         op => Emit(op),
     }
 }

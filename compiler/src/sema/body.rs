@@ -220,8 +220,10 @@ impl<'a> Checker<'a> {
 
     /// Resolves the target of an assignment to a place and an optional vector lane.
     fn place(&mut self, cx: &mut BodyCx, target: &ast::Expr) -> Option<(Place, Option<usize>, Ty, Span)> {
+        let agent_field = matches!(&target.kind, ast::ExprKind::Field(inner, _)
+            if matches!(&inner.kind, ast::ExprKind::Name(n) if matches!(cx.lookup(n), Some(Binding::Agent(..)))));
         let (base, lane) = match &target.kind {
-            ast::ExprKind::Field(inner, f) if lane_index(&f.name).is_some() => {
+            ast::ExprKind::Field(inner, f) if lane_index(&f.name).is_some() && !agent_field => {
                 let inner_place = self.place_base(cx, inner);
                 match inner_place {
                     Some((p, Ty::Vec(s, n), span)) => {
@@ -594,7 +596,7 @@ impl<'a> Checker<'a> {
         }
         let ty = h.ty.settled();
         settle(&mut h, &ty);
-        if !(ty.is_float_scalar() || is_vec(&ty)) && !ty.is_error() {
+        if !(ty.is_float_scalar() || is_vec(&ty) || ty.is_error()) {
             self.error(Diagnostic::error(
                 "E0203",
                 body.span,

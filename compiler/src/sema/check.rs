@@ -668,7 +668,7 @@ impl<'a> Checker<'a> {
             }
             let mut hints = Vec::new();
             for a in &item.annotations {
-                let v: Vec<String> = a.args.iter().map(|x| describe_arg(x)).collect();
+                let v: Vec<String> = a.args.iter().map(describe_arg).collect();
                 hints.push((a.name.name.clone(), v.join(", ")));
                 if !["accel", "precision"].contains(&a.name.name.as_str()) {
                     self.diags.push(
@@ -1197,6 +1197,18 @@ pub fn check_program(
     let laws = ck.check_laws(&system.items);
     let step = ck.check_step(&system.items, &interactions);
     let spawns = ck.check_init(&system.items);
+    for (i, it) in interactions.iter().enumerate() {
+        let used = step.iter().any(|s| match s {
+            StepItem::Run(j, _) => *j == i,
+            StepItem::Integrate { forces, .. } => forces.contains(&i),
+        });
+        if !used {
+            ck.diags.push(
+                Diagnostic::warning("W0002", it.span, format!("interaction `{}` is never run", it.name))
+                    .with_hint("list it in `step { … }`, directly or inside an `integrate` block"),
+            );
+        }
+    }
     if ck.diags.has_errors() {
         return (None, ck.diags);
     }

@@ -184,6 +184,8 @@ pub enum Place {
     Field { slot: Slot, field: FieldId },
 }
 
+// Statements are built once per program and never stored in bulk; boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum HStmt {
     Let {

@@ -1,6 +1,9 @@
 //! The chumsky grammar of `.aii`. Errors recover at item and statement boundaries so that one
 //! run reports several mistakes.
 
+// chumsky's error type is large by design and parsers return it by value.
+#![allow(clippy::result_large_err)]
+
 use super::ast::*;
 use super::lexer::{lex, Token};
 use crate::diag::Diagnostic;
@@ -17,6 +20,12 @@ fn ident() -> impl Parser<Token, Ident, Error = Err> + Clone {
         _ => Err(Simple::expected_input_found(span, Vec::new(), Some(tok))),
     })
     .labelled("identifier")
+}
+
+/// The name of a named argument: an identifier, or a keyword that reads naturally there
+/// (`@precision(auto, tolerance: 1e-3)`).
+fn arg_name() -> impl Parser<Token, Ident, Error = Err> + Clone {
+    ident().or(just(Token::Tolerance).map_with_span(|_, span| Ident { name: "tolerance".into(), span }))
 }
 
 /// An identifier with a fixed spelling that is not a keyword (`sum`, `on`, `assume`, `max`).
@@ -404,7 +413,7 @@ fn item(g: &Grammar) -> impl Parser<Token, Item, Error = Err> + Clone {
     let annotation = just(Token::At)
         .ignore_then(ident())
         .then(
-            ident()
+            arg_name()
                 .then_ignore(just(Token::Colon))
                 .or_not()
                 .then(expr.clone())
@@ -598,6 +607,7 @@ fn item(g: &Grammar) -> impl Parser<Token, Item, Error = Err> + Clone {
         .labelled("item")
 }
 
+#[allow(clippy::large_enum_variant)]
 enum Top {
     Use(Use),
     System(System),

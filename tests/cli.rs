@@ -1,0 +1,197 @@
+//! The command line contract, exercised through the built `aiic` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn aiic(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aiic")).args(args).current_dir(root()).output().expect("aiic runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const EXAMPLES: &[&str] = &["nbody", "kepler", "lj_gas", "billiards", "springs"];
+
+#[test]
+fn every_example_checks() {
+    for name in EXAMPLES {
+        let o = aiic(&["check", &format!("examples/{name}.aii")]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn every_example_runs_on_the_interpreter_and_reports_its_laws() {
+    for name in EXAMPLES {
+        // Small counts keep debug-build runs short; the laws are measured all the same.
+        let mut args = vec!["run", &*format!("examples/{name}.aii"), "--target", "interp", "--steps", "5"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        match *name {
+            "nbody" => args.extend(["--count".into(), "Body=64".into()]),
+            "lj_gas" => args.extend(["--count".into(), "Atom=64".into()]),
+            _ => {}
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = aiic(&refs);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{name}: {err}");
+        assert!(err.contains("ran 5 steps"), "{name}: {err}");
+        assert!(err.contains("max drift"), "{name} prints the drift table: {err}");
+    }
+}
+
+fn read_csv(path: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path).expect("csv").lines().map(|l| l.split(',').map(String::from).collect()).collect()
+}
+
+#[test]
+fn kepler_closes_its_orbit_and_prints_each_laws_drift() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("orbit.csv");
+    let o = aiic(&["run", "examples/kepler.aii", "--steps", "1000", "--out", out.to_str().expect("utf8")]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    for law in ["momentum", "angular", "energy"] {
+        assert!(err.lines().any(|l| l.starts_with(law)), "drift of `{law}` printed: {err}");
+    }
+    let rows = read_csv(&out);
+    let header = &rows[0];
+    let col = |name: &str| header.iter().position(|h| h == name).expect("column");
+    let (step, x, y) = (col("step"), col("position.x"), col("position.y"));
+    let first: Vec<&Vec<String>> = rows[1..].iter().filter(|r| r[step] == "0").collect();
+    let last: Vec<&Vec<String>> = rows[1..].iter().filter(|r| r[step] == "1000").collect();
+    assert_eq!((first.len(), last.len()), (2, 2), "frames at the first and the last step");
+    for (a, b) in first.iter().zip(&last) {
+        let f = |r: &Vec<String>, c: usize| r[c].parse::<f64>().expect("number");
+        let d = ((f(a, x) - f(b, x)).powi(2) + (f(a, y) - f(b, y)).powi(2)).sqrt();
+        let r = (f(a, x).powi(2) + f(a, y).powi(2)).sqrt();
+        assert!(d / r < 1e-3, "relative distance from start {}", d / r);
+    }
+}
+
+#[test]
+fn outputs_in_every_format() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for ext in ["csv", "npy", "xyz", "vtk"] {
+        let out = dir.path().join(format!("t.{ext}"));
+        let o = aiic(&[
+            "run",
+            "examples/springs.aii",
+            "--steps",
+            "4",
+            "--every",
+            "2",
+            "--out",
+            out.to_str().expect("utf8"),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{ext}: {}", stderr(&o));
+    }
+    let csv = read_csv(&dir.path().join("t.csv"));
+    assert_eq!(csv.len(), 1 + 3 * 32, "header and three frames (steps 0, 2, 4) of 32 beads");
+    assert!(dir.path().join("t.Bead.npy").is_file());
+    let xyz = std::fs::read_to_string(dir.path().join("t.xyz")).expect("xyz");
+    assert_eq!(xyz.lines().filter(|l| l.trim() == "32").count(), 3);
+    assert!(dir.path().join("t.000004.vtk").is_file());
+}
+
+#[test]
+fn count_seed_and_set_change_the_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |extra: &[&str], name: &str| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "run",
+            "examples/nbody.aii",
+            "--steps",
+            "1",
+            "--count",
+            "Body=8",
+            "--out",
+            out.to_str().expect("utf8"),
+        ];
+        args.extend_from_slice(extra);
+        let o = aiic(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        std::fs::read_to_string(out).expect("csv")
+    };
+    let base = run(&[], "a.csv");
+    assert_eq!(base.lines().count(), 1 + 2 * 8);
+    assert_eq!(base, run(&[], "b.csv"), "same seed, same run");
+    assert_ne!(base, run(&["--seed", "5"], "c.csv"));
+    assert_ne!(base, run(&["--set", "dt=0.01"], "d.csv"));
+}
+
+#[test]
+fn malformed_input_exits_1_with_a_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.aii");
+    std::fs::write(
+        &bad,
+        "system S {\n  agent A { state x: f32; }\n  interaction f(p: A) each { p.y += 1.0; }\n  step { f; }\n}\n",
+    )
+    .expect("write");
+    let o = aiic(&["check", bad.to_str().expect("utf8"), "--no-color"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("E0201") && err.contains("line 3, column 32"), "{err}");
+    assert!(!err.contains("panicked"));
+}
+
+#[test]
+fn a_missing_file_is_a_clear_error() {
+    let o = aiic(&["run", "no/such/file.aii"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot read no/such/file.aii"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_unavailable_backend_named_explicitly_exits_3() {
+    let o = aiic(&["run", "examples/kepler.aii", "--target", "cuda"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+}
+
+#[test]
+fn emit_prints_the_ir() {
+    let o = aiic(&["emit", "examples/kepler.aii", "--target", "ir"]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("kernel attract : all_pairs(Body, Body)"), "{text}");
+}
+
+#[test]
+fn strict_fails_with_code_2_when_a_law_drifts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("drift.aii");
+    std::fs::write(
+        &src,
+        "system D {\n  agent P { state v: vec3; property mass: f32; }\n  interaction push(p: P) each external { p.v += vec3(1.0); }\n  conserve momentum: vec3 = sum(p: P) p.mass * p.v tolerance 1e-6;\n  step { push; }\n  init { spawn P * 2 { mass: 1.0, v: vec3(1.0) } }\n}\n",
+    )
+    .expect("write");
+    let path = src.to_str().expect("utf8");
+    assert_eq!(aiic(&["run", path, "--steps", "3"]).status.code(), Some(0));
+    let o = aiic(&["run", path, "--steps", "3", "--strict"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("EXCEEDED"));
+}
+
+#[test]
+fn non_finite_state_stops_the_run_with_step_and_agent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("nan.aii");
+    std::fs::write(
+        &src,
+        "system N {\n  agent P { state x: f32; }\n  interaction grow(p: P) each { p.x = p.x * 1e30; }\n  step { grow; }\n  init { spawn P * 3 { x: index as f32 } }\n}\n",
+    )
+    .expect("write");
+    let o = aiic(&["run", src.to_str().expect("utf8"), "--steps", "50"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("step 11") && err.contains("P #1") && err.contains("`x`"), "{err}");
+}
