@@ -195,3 +195,37 @@ fn non_finite_state_stops_the_run_with_step_and_agent() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("step 11") && err.contains("P #1") && err.contains("`x`"), "{err}");
 }
+
+#[test]
+fn an_interrupted_run_keeps_complete_frames() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("long.csv");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aiic"))
+        .args([
+            "run",
+            "examples/springs.aii",
+            "--steps",
+            "100000000",
+            "--every",
+            "50",
+            "--out",
+            out.to_str().expect("utf8"),
+        ])
+        .current_dir(root())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::metadata(&out).map_or(0, |m| m.len()) < 20_000 {
+        assert!(std::time::Instant::now() < deadline, "no frames written");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let rows = read_csv(&out);
+    let frames = (rows.len() - 1) / 32;
+    assert!(frames >= 2 && (rows.len() - 1) % 32 == 0, "whole frames only: {} rows", rows.len() - 1);
+    assert!(rows[1..].iter().all(|r| r.len() == rows[0].len()), "every row complete");
+}

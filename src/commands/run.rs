@@ -145,6 +145,7 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
     let started = Instant::now();
     let mut progress = Progress::new(args.steps);
     let mut last_written = 0;
+    let mut last_checked = 0;
     let mut code = exit::OK;
     for s in 1..=args.steps {
         if interrupted.load(Ordering::SeqCst) {
@@ -175,6 +176,7 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
             last_written = s;
         }
         if args.check_every.is_some_and(|k| s % k == 0) || s == args.steps {
+            last_checked = s;
             match sim.laws() {
                 Ok(samples) => monitor.record(s, samples),
                 Err(e) => {
@@ -187,6 +189,15 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
         progress.set(s);
     }
     progress.finish();
+    // An interrupted run keeps the state it reached as a last frame, and reports its laws there.
+    if code == exit::INTERRUPTED && sim.world.step != last_written && write(&mut writer, &sim).is_ok() {
+        last_written = sim.world.step;
+    }
+    if code == exit::INTERRUPTED && sim.world.step != last_checked {
+        if let Ok(samples) = sim.laws() {
+            monitor.record(sim.world.step, samples);
+        }
+    }
     let elapsed = started.elapsed().as_secs_f64();
     if let Some(w) = writer {
         match w.finish() {
