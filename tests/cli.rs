@@ -200,7 +200,7 @@ fn non_finite_state_stops_the_run_with_step_and_agent() {
 fn an_interrupted_run_keeps_complete_frames() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("long.csv");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aiic"))
+    let child = Command::new(env!("CARGO_BIN_EXE_aiic"))
         .args([
             "run",
             "examples/springs.aii",
@@ -226,6 +226,6 @@ fn an_interrupted_run_keeps_complete_frames() {
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     let rows = read_csv(&out);
     let frames = (rows.len() - 1) / 32;
-    assert!(frames >= 2 && (rows.len() - 1) % 32 == 0, "whole frames only: {} rows", rows.len() - 1);
+    assert!(frames >= 2 && (rows.len() - 1).is_multiple_of(32), "whole frames only: {} rows", rows.len() - 1);
     assert!(rows[1..].iter().all(|r| r.len() == rows[0].len()), "every row complete");
 }
