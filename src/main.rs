@@ -54,6 +54,9 @@ enum Command {
     Check {
         #[command(flatten)]
         program: ProgramArgs,
+        /// Print, for each law, the proof obligations and how each was discharged.
+        #[arg(long)]
+        explain: bool,
     },
     /// Print generated code for one target.
     Emit {
@@ -74,7 +77,7 @@ fn main() -> ExitCode {
     let color =
         !cli.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let code = match cli.command {
-        Command::Check { program } => commands::check::run(&program, color),
+        Command::Check { program, explain } => commands::check::run(&program, explain, color),
         Command::Emit { program, target } => commands::emit::run(&program, &target, color),
         Command::Run(args) => commands::run::run(&args, color),
         Command::Devices => commands::devices::run(),

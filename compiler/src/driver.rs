@@ -15,6 +15,8 @@ pub struct Compiled {
     pub lower_diags: Vec<Diagnostic>,
     pub program: Option<Program>,
     pub module: Option<Module>,
+    /// The conservation proofs: what each law needed and how it was discharged.
+    pub proofs: Option<crate::passes::conserve::Report>,
 }
 
 /// Parses, checks and lowers `text` (named `name`). Stops at the first stage with errors.
@@ -27,7 +29,7 @@ pub fn compile_source(name: &str, path: Option<&Path>, text: String, options: &C
     let mut std_diags = Vec::new();
     let modules = loader::load_stdlib(&mut sources, &mut std_diags);
     diags.list.extend(std_diags);
-    let mut out = Compiled { sources, diags, lower_diags: Vec::new(), program: None, module: None };
+    let mut out = Compiled { sources, diags, lower_diags: Vec::new(), program: None, module: None, proofs: None };
     let Some(ast) = ast else { return out };
     if out.diags.has_errors() {
         return out;
@@ -36,7 +38,12 @@ pub fn compile_source(name: &str, path: Option<&Path>, text: String, options: &C
     out.diags.list.extend(check_diags.list);
     let Some(program) = program else { return out };
     match crate::lower::lower_program(&program) {
-        Ok(m) => out.module = Some(m),
+        Ok(m) => {
+            let mut report = crate::passes::conserve::prove(&m, &out.sources);
+            out.diags.list.append(&mut report.diags);
+            out.proofs = Some(report);
+            out.module = Some(m);
+        }
         Err(ds) => out.lower_diags = ds,
     }
     out.program = Some(program);

@@ -145,7 +145,7 @@ system Osc {{
     param dt: f32 = 0.05;
     agent P {{ property mass: f32; state position: vec3; state velocity: vec3; accum force: vec3; }}
     interaction spring(p: P) each {{ p.force -= p.position; }}
-    conserve energy: f32 = sum(p: P) (0.5 * dot(p.velocity, p.velocity) + 0.5 * dot(p.position, p.position));
+    conserve energy: f32 = sum(p: P) (0.5 * dot(p.velocity, p.velocity) + 0.5 * dot(p.position, p.position)) assume;
     step {{ integrate {integrator}(dt) {{ spring; }} }}
     init {{ spawn P * 1 {{ mass: 1.0, position: vec3(1.0, 0.0, 0.0), velocity: vec3(0.0) }} }}
 }}"#

@@ -1,7 +1,19 @@
 use crate::{exit, load, ProgramArgs};
+use aiic_compiler::passes::conserve::explain as explain_proofs;
 
-pub fn run(args: &ProgramArgs, color: bool) -> u8 {
-    match load::compile(args, load::Need::Checked, color) {
+pub fn run(args: &ProgramArgs, explain: bool, color: bool) -> u8 {
+    let compiled = load::compile(args, load::Need::Checked, color);
+    if explain {
+        // Explain what was proved even when a proof failed: that is when it is most useful.
+        let proofs = match &compiled {
+            Ok(c) => c.proofs.as_ref(),
+            Err(_) => None,
+        };
+        if let Some(p) = proofs {
+            print!("{}", explain_proofs(p));
+        }
+    }
+    match compiled {
         Ok(c) => {
             let m = c.program.as_ref().map_or(0, |p| p.laws.len());
             eprintln!("{}: ok ({} law{} declared)", args.file.display(), m, if m == 1 { "" } else { "s" });

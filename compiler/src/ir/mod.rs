@@ -10,6 +10,7 @@ pub mod printer;
 pub mod verify;
 
 pub use crate::sema::types::Scalar;
+use crate::source::Span;
 use aiic_runtime::AgentSchema;
 use std::path::PathBuf;
 
@@ -181,6 +182,12 @@ pub enum Pattern {
     Uniform,
 }
 
+impl Integration {
+    pub fn role(&self, alias: &str) -> Option<&[u32]> {
+        self.roles.iter().find(|(a, _)| a == alias).map(|(_, c)| c.as_slice())
+    }
+}
+
 impl Pattern {
     /// The agent types bound to slots 0 and 1.
     pub fn slots(&self) -> Vec<usize> {
@@ -206,6 +213,9 @@ pub struct Kernel {
     /// Number of `Reduce` outputs.
     pub outputs: u32,
     pub messages: Vec<String>,
+    /// Where in the source each written column (slot, column) was last assigned: diagnostics of
+    /// the conservation proofs point there.
+    pub write_spans: Vec<(u8, u32, Span)>,
 }
 
 /// A step of the schedule.
@@ -240,6 +250,7 @@ pub struct Uniform {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Law {
     pub name: String,
+    pub span: Span,
     /// Lanes of the conserved quantity (3 for a `vec3` momentum).
     pub lanes: u32,
     /// Reduction kernels; output `2l` of each is lane `l` of its sum and `2l + 1` the sum of its
@@ -249,6 +260,30 @@ pub struct Law {
     pub combine: KernelId,
     pub tolerance: Option<f64>,
     pub assume: bool,
+}
+
+/// An interaction the step runs, as the proofs and `--explain` need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InteractionInfo {
+    pub name: String,
+    pub kernel: KernelId,
+    pub external: bool,
+    pub span: Span,
+}
+
+/// One `integrate` statement applied to one agent type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Integration {
+    pub integrator: String,
+    pub symplectic: bool,
+    pub agent: usize,
+    /// Columns of each role alias of the integrator (`x`, `v`, `f`, `m` in the stdlib).
+    pub roles: Vec<(String, Vec<u32>)>,
+    /// The integrator's kernels for this agent type, in order; force passes run between them.
+    pub phases: Vec<KernelId>,
+    /// The interaction kernels of its force pass.
+    pub forces: Vec<KernelId>,
+    pub span: Span,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -264,4 +299,6 @@ pub struct Module {
     pub prime: Vec<Sched>,
     pub step: Vec<Sched>,
     pub laws: Vec<Law>,
+    pub interactions: Vec<InteractionInfo>,
+    pub integrations: Vec<Integration>,
 }

@@ -137,6 +137,8 @@ pub struct Env {
     pub cols: HashMap<(u8, u32), ColState>,
     /// Columns in first-write order, so stores come out in a stable order.
     pub written: Vec<(u8, u32)>,
+    /// The statement that last wrote each column.
+    pub spans: HashMap<(u8, u32), crate::source::Span>,
 }
 
 fn scalar_of(t: &Ty) -> Scalar {
@@ -260,7 +262,17 @@ impl<'c, 'p> Lower<'c, 'p> {
                 }
                 Ok(())
             }
-            HStmt::Assign { place, lane, op, value, .. } => self.assign(place, *lane, *op, value),
+            HStmt::Assign { place, lane, op, value, span } => {
+                self.assign(place, *lane, *op, value)?;
+                if let Place::Field { slot, field } = place {
+                    let (n, _) = self.field_lanes(*slot, *field);
+                    for i in 0..n {
+                        let col = self.column(*slot, *field, i);
+                        self.env.spans.insert((*slot, col), *span);
+                    }
+                }
+                Ok(())
+            }
             HStmt::If { cond, then, els, .. } => {
                 let c = self.expr(cond)?[0];
                 self.branches(c, then, els)?;
@@ -318,6 +330,8 @@ impl<'c, 'p> Lower<'c, 'p> {
         // Loads made in either branch are valid everywhere: there is no control flow.
         self.env.base = after_then.base.clone();
         self.env.base.extend(after_else.base.iter().map(|(k, v)| (*k, *v)));
+        self.env.spans = after_then.spans.clone();
+        self.env.spans.extend(after_else.spans.iter().map(|(k, v)| (*k, *v)));
         let mut locals: Vec<LocalId> = after_then.locals.keys().chain(after_else.locals.keys()).copied().collect();
         locals.sort_unstable();
         locals.dedup();

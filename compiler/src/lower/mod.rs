@@ -45,6 +45,7 @@ fn finish_uniform(mut b: Builder, lanes: &[V], name: &str) -> Kernel {
         guard: None,
         outputs: lanes.len() as u32,
         messages: b.messages,
+        write_spans: Vec::new(),
     }
 }
 
@@ -154,6 +155,7 @@ impl<'p> ModuleLower<'p> {
             return None;
         }
         Self::final_effects(&mut lw, pairwise);
+        let write_spans = spans_of(&lw.env);
         let b = lw.b;
         Some(self.push(Kernel {
             name: it.name.clone(),
@@ -162,6 +164,7 @@ impl<'p> ModuleLower<'p> {
             guard,
             outputs: 0,
             messages: b.messages,
+            write_spans,
         }))
     }
 
@@ -238,6 +241,7 @@ impl<'p> ModuleLower<'p> {
                 }
                 scratch.insert(l, cols);
             }
+            let write_spans = spans_of(&lw.env);
             let b = lw.b;
             let name = format!("{}.{}.{}", u.integrator, self.p.agents[u.agent].name, k);
             let pattern = Pattern::Integrate { agent: u.agent, integrator: u.integrator.clone(), phase: k };
@@ -248,6 +252,7 @@ impl<'p> ModuleLower<'p> {
                 guard: None,
                 outputs: 0,
                 messages: b.messages,
+                write_spans,
             }));
         }
         ids
@@ -328,6 +333,7 @@ impl<'p> ModuleLower<'p> {
             guard: None,
             outputs: 0,
             messages: b.messages,
+            write_spans: Vec::new(),
         }))
     }
 
@@ -346,6 +352,7 @@ impl<'p> ModuleLower<'p> {
         let combine = finish_uniform(comb.b, &lanes, &format!("law.{}", law.name));
         let combine = self.push(combine);
         Some(ir::Law {
+            span: law.span,
             name: law.name.clone(),
             lanes: lanes.len() as u32,
             terms,
@@ -390,6 +397,7 @@ impl<'p> ModuleLower<'p> {
                     guard: None,
                     outputs: 2 * vals.len() as u32,
                     messages: b.messages,
+                    write_spans: Vec::new(),
                 });
                 terms.push(k);
                 let out = (0..vals.len()).map(|_| {
@@ -432,6 +440,12 @@ fn is_uniform(insts: &[ir::Inst], v: V) -> bool {
         Op::Load { .. } | Op::Index | Op::Count | Op::Rand { .. } | Op::Input(_) => false,
         ref op => op.args().iter().all(|&a| is_uniform(insts, a)),
     }
+}
+
+fn spans_of(env: &body::Env) -> Vec<(u8, u32, crate::source::Span)> {
+    let mut v: Vec<(u8, u32, crate::source::Span)> = env.spans.iter().map(|(&(s, c), &sp)| (s, c, sp)).collect();
+    v.sort_by_key(|x| (x.0, x.1));
+    v
 }
 
 fn stmt_span(s: &HStmt) -> crate::source::Span {
@@ -560,6 +574,15 @@ pub fn lower_program(p: &Program) -> Result<Module, Vec<Diagnostic>> {
         .collect();
     let mut prime = Vec::new();
     let mut step = Vec::new();
+    let interactions: Vec<ir::InteractionInfo> = p
+        .interactions
+        .iter()
+        .zip(&interaction_kernels)
+        .filter_map(|(it, k)| {
+            k.map(|kernel| ir::InteractionInfo { name: it.name.clone(), kernel, external: it.external, span: it.span })
+        })
+        .collect();
+    let mut integrations = Vec::new();
     for item in &p.step {
         match item {
             StepItem::Run(i, _) => {
@@ -568,11 +591,30 @@ pub fn lower_program(p: &Program) -> Result<Module, Vec<Diagnostic>> {
                     step.push(Sched::Run(k));
                 }
             }
-            StepItem::Integrate { uses, forces, .. } => {
+            StepItem::Integrate { uses, forces, span } => {
                 let force_kernels: Vec<KernelId> = forces.iter().filter_map(|i| interaction_kernels[*i]).collect();
                 let mut pass = ml.zeros(&force_kernels);
                 pass.extend(force_kernels.iter().map(|&k| Sched::Run(k)));
                 let phases: Vec<Vec<KernelId>> = uses.iter().map(|u| ml.integrator(u)).collect();
+                for (u, ph) in uses.iter().zip(&phases) {
+                    integrations.push(ir::Integration {
+                        integrator: u.integrator.clone(),
+                        symplectic: u.symplectic,
+                        agent: u.agent,
+                        roles: u
+                            .roles
+                            .iter()
+                            .map(|(alias, f)| {
+                                let first = ml.field_cols[u.agent][*f];
+                                let n = p.agents[u.agent].fields[*f].ty.lanes() as u32;
+                                (alias.clone(), (first..first + n).collect())
+                            })
+                            .collect(),
+                        phases: ph.clone(),
+                        forces: force_kernels.clone(),
+                        span: *span,
+                    });
+                }
                 let n = phases.iter().map(Vec::len).max().unwrap_or(0);
                 prime.extend(pass.iter().cloned());
                 for k in 0..n {
@@ -606,5 +648,7 @@ pub fn lower_program(p: &Program) -> Result<Module, Vec<Diagnostic>> {
         prime,
         step,
         laws,
+        interactions,
+        integrations,
     })
 }

@@ -1,4 +1,6 @@
 //! Passes over the kernel IR.
 
+pub mod canon;
+pub mod conserve;
 pub mod force;
 pub mod simplify;

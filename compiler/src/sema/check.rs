@@ -892,6 +892,7 @@ impl<'a> Checker<'a> {
                 integrator: d.name.name.clone(),
                 symplectic: r.symplectic,
                 agent,
+                roles: fields.iter().zip(&ids).map(|((alias, _, _), id)| (alias.clone(), *id)).collect(),
                 body: HBlock { stmts, tail: None },
                 locals: cx.locals,
             });

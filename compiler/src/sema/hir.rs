@@ -252,6 +252,8 @@ pub struct IntegratorUse {
     pub integrator: String,
     pub symplectic: bool,
     pub agent: AgentId,
+    /// Each role alias of the integrator (`x`, `v`, `f`, `m`) and the field it advances here.
+    pub roles: Vec<(String, FieldId)>,
     /// Statements over slot 0; `Forces` marks where the force pass runs.
     pub body: HBlock,
     pub locals: Vec<Local>,
