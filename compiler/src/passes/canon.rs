@@ -138,6 +138,8 @@ pub struct Canon {
     ids: HashMap<AtomKey, AtomId>,
     /// For root atoms: the polynomial under the root.
     bases: HashMap<AtomId, Poly>,
+    /// For function atoms: the function and its arguments, to evaluate them numerically.
+    calls: HashMap<AtomId, (String, Vec<Poly>)>,
 }
 
 /// Rounds coefficients so that keys of equal polynomials agree despite rounding.
@@ -172,7 +174,115 @@ impl Canon {
 
     fn func(&mut self, name: &str, args: &[&Poly]) -> Poly {
         let a = self.intern(AtomKey::Func(name.to_string(), args.iter().map(|p| key_of(p)).collect()));
+        self.calls.entry(a).or_insert_with(|| (name.to_string(), args.iter().map(|p| (*p).clone()).collect()));
         Poly::atom(a, 1)
+    }
+
+    /// The value of `p` with every leaf set by `leaf`; None where it is not a finite real.
+    fn eval(&self, p: &Poly, leaf: &dyn Fn(AtomId) -> f64, memo: &mut HashMap<AtomId, f64>) -> Option<f64> {
+        self.eval_with_size(p, leaf, memo).map(|(v, _)| v)
+    }
+
+    /// The value, and the sum of the magnitudes of its terms (the scale rounding is relative to).
+    fn eval_with_size(
+        &self,
+        p: &Poly,
+        leaf: &dyn Fn(AtomId) -> f64,
+        memo: &mut HashMap<AtomId, f64>,
+    ) -> Option<(f64, f64)> {
+        let (mut total, mut size) = (0.0, 0.0);
+        for (m, c) in &p.terms {
+            let mut t = *c;
+            for (a, e) in m {
+                let x = self.eval_atom(*a, leaf, memo)?;
+                // A root's value is √P and its exponent counts halves of P: (√P)^e.
+                t *= x.powi(*e);
+            }
+            total += t;
+            size += t.abs();
+        }
+        (total.is_finite() && size.is_finite()).then_some((total, size))
+    }
+
+    fn eval_atom(&self, a: AtomId, leaf: &dyn Fn(AtomId) -> f64, memo: &mut HashMap<AtomId, f64>) -> Option<f64> {
+        if let Some(&x) = memo.get(&a) {
+            return Some(x);
+        }
+        let x = match &self.atoms[a as usize] {
+            AtomKey::Leaf(_) => leaf(a),
+            AtomKey::Root(_) => {
+                let b = self.eval(self.bases.get(&a)?, leaf, memo)?;
+                if b < 0.0 {
+                    return None;
+                }
+                b.sqrt()
+            }
+            AtomKey::Func(..) => {
+                let (name, args) = self.calls.get(&a)?;
+                let v: Option<Vec<f64>> = args.iter().map(|p| self.eval(p, leaf, memo)).collect();
+                let v = v?;
+                let b = |x: bool| if x { 1.0 } else { 0.0 };
+                match (name.as_str(), v.as_slice()) {
+                    ("not", [x]) => b(*x == 0.0),
+                    ("abs", [x]) => x.abs(),
+                    ("exp", [x]) => x.exp(),
+                    ("log", [x]) => x.ln(),
+                    ("sin", [x]) => x.sin(),
+                    ("cos", [x]) => x.cos(),
+                    ("tanh", [x]) => x.tanh(),
+                    ("floor", [x]) => x.floor(),
+                    ("select", [c, x, y]) => {
+                        if *c != 0.0 {
+                            *x
+                        } else {
+                            *y
+                        }
+                    }
+                    ("pow", [x, y]) => x.powf(*y),
+                    ("Lt", [x, y]) => b(x < y),
+                    ("Le", [x, y]) => b(x <= y),
+                    ("Gt", [x, y]) => b(x > y),
+                    ("Ge", [x, y]) => b(x >= y),
+                    ("Eq", [x, y]) => b(x == y),
+                    ("Ne", [x, y]) => b(x != y),
+                    ("And", [x, y]) => b(*x != 0.0 && *y != 0.0),
+                    ("Or", [x, y]) => b(*x != 0.0 || *y != 0.0),
+                    ("Min", [x, y]) => x.min(*y),
+                    ("Max", [x, y]) => x.max(*y),
+                    ("Rem", [x, y]) => x % y,
+                    _ => return None,
+                }
+            }
+        };
+        if !x.is_finite() {
+            return None;
+        }
+        memo.insert(a, x);
+        Some(x)
+    }
+
+    /// Whether `a` and `b` visibly differ at a few pseudo-random points: a cheap, sound way to
+    /// refuse an equality before the exact test expands anything.
+    fn differ_numerically(&self, a: &Poly, b: &Poly) -> bool {
+        for seed in [0x9E37_79B9_u64, 0x85EB_CA6B] {
+            let leaf = |id: AtomId| {
+                let mut z = (id as u64 + 1).wrapping_mul(seed).wrapping_add(0x2545_F491_4F6C_DD1D);
+                z ^= z >> 29;
+                z = z.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z ^= z >> 32;
+                0.5 + (z % 10_000) as f64 / 10_000.0
+            };
+            let mut memo = HashMap::new();
+            let (Some((x, sx)), Some((y, sy))) =
+                (self.eval_with_size(a, &leaf, &mut memo), self.eval_with_size(b, &leaf, &mut memo))
+            else {
+                continue;
+            };
+            if (x - y).abs() > 1e-7 * (sx + sy) {
+                return true;
+            }
+        }
+        false
     }
 
     /// Splits `p` into `scale × base` with the base's first coefficient ±1.
@@ -390,6 +500,9 @@ impl Canon {
         let d = a.sub(b)?;
         if d.is_zero() {
             return Ok(true);
+        }
+        if self.differ_numerically(a, b) {
+            return Ok(false);
         }
         let cleared = self.clear_denominators(&[a.clone(), b.clone()])?;
         let d = cleared[0].sub(&cleared[1])?;

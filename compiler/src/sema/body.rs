@@ -199,8 +199,15 @@ impl<'a> Checker<'a> {
             );
             return;
         };
-        self.assign(cx, from, ast::AssignOp::Sub, amount, span, out);
-        self.assign(cx, to, ast::AssignOp::Add, amount, span, out);
+        // The amount is computed once, before either side changes.
+        let mut v = self.expr(cx, amount);
+        let ty = v.ty.settled();
+        settle(&mut v, &ty);
+        let l = cx.new_local("transfer", ty.clone());
+        out.push(HStmt::Let { locals: vec![l], value: v });
+        let local = HExpr { kind: HKind::Local(l), ty, span: amount.span };
+        self.assign_value(cx, from, ast::AssignOp::Sub, local.clone(), amount.span, span, out);
+        self.assign_value(cx, to, ast::AssignOp::Add, local, amount.span, span, out);
     }
 
     fn condition(&mut self, cx: &mut BodyCx, e: &ast::Expr) -> HExpr {
@@ -335,7 +342,21 @@ impl<'a> Checker<'a> {
         span: Span,
         out: &mut Vec<HStmt>,
     ) {
-        let mut v = self.expr(cx, value);
+        let v = self.expr(cx, value);
+        self.assign_value(cx, target, op, v, value.span, span, out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assign_value(
+        &mut self,
+        cx: &mut BodyCx,
+        target: &ast::Expr,
+        op: ast::AssignOp,
+        mut v: HExpr,
+        value_span: Span,
+        span: Span,
+        out: &mut Vec<HStmt>,
+    ) {
         let Some((place, lane, ty, _)) = self.place(cx, target) else { return };
         if let Place::Field { slot, field } = &place {
             let agent = cx.slots[*slot as usize];
@@ -363,7 +384,7 @@ impl<'a> Checker<'a> {
             self.error(
                 Diagnostic::error(
                     "E0203",
-                    value.span,
+                    value_span,
                     format!("mismatched types: `{}` cannot take a `{}`", self.ty_name(&ty), self.ty_name(&v.ty)),
                 )
                 .with_hint("convert with `as`, or build a vector with `vec3(…)`"),

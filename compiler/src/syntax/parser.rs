@@ -23,9 +23,11 @@ fn ident() -> impl Parser<Token, Ident, Error = Err> + Clone {
 }
 
 /// The name of a named argument: an identifier, or a keyword that reads naturally there
-/// (`@precision(auto, tolerance: 1e-3)`).
+/// (`@precision(auto, tolerance: 1e-3)`, `transfer(x, from: a.q, to: b.q)`).
 fn arg_name() -> impl Parser<Token, Ident, Error = Err> + Clone {
-    ident().or(just(Token::Tolerance).map_with_span(|_, span| Ident { name: "tolerance".into(), span }))
+    ident()
+        .or(just(Token::Tolerance).map_with_span(|_, span| Ident { name: "tolerance".into(), span }))
+        .or(just(Token::From).map_with_span(|_, span| Ident { name: "from".into(), span }))
 }
 
 /// An identifier with a fixed spelling that is not a keyword (`sum`, `on`, `assume`, `max`).
@@ -158,7 +160,7 @@ fn grammar() -> Grammar {
     let mut block = Recursive::<Token, Block, Err>::declare();
 
     let arg =
-        ident().then_ignore(just(Token::Colon)).or_not().then(expr.clone()).map(|(name, value)| Arg { name, value });
+        arg_name().then_ignore(just(Token::Colon)).or_not().then(expr.clone()).map(|(name, value)| Arg { name, value });
     let args = arg
         .separated_by(just(Token::Comma))
         .allow_trailing()
