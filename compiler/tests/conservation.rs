@@ -351,3 +351,29 @@ fn every_example_is_proved() {
         assert!(!text.contains("FAILED"), "{name}:\n{text}");
     }
 }
+
+// ---- Force derivation --------------------------------------------------------------------
+
+/// Arithmetic instructions of the pair kernel named `pull`.
+fn pull_cost(items: &str) -> usize {
+    let c = compile(&system(items, VV));
+    assert!(errors(&c).is_empty(), "{:?}", errors(&c));
+    let m = c.module.expect("module");
+    let k = m.kernels.iter().find(|k| k.name == "pull").expect("pull kernel");
+    k.insts.iter().filter(|i| matches!(i.op, aiic_compiler::ir::Op::Un(..) | aiic_compiler::ir::Op::Bin(..))).count()
+}
+
+#[test]
+fn a_derived_force_costs_no_more_than_a_hand_written_one() {
+    let derived = pull_cost(&format!("{PULL}{ENERGY}"));
+    let hand = pull_cost(&format!(
+        "    interaction pull(a: Body, b: Body) pairs {{
+        let d = b.position - a.position;
+        let inv = rsqrt(dot(d, d) + EPS * EPS);
+        let f = a.mass * b.mass * inv * inv * inv * d;
+        a.force += f;
+        b.force -= f;
+    }}\n{ENERGY}"
+    ));
+    assert!(derived <= hand, "derived force: {derived} instructions, hand-written: {hand}");
+}

@@ -80,14 +80,36 @@ impl Builder {
         v
     }
 
+    fn const_of(&self, v: V) -> Option<f64> {
+        match self.insts[v as usize].op {
+            Op::Const(x) => Some(x),
+            _ => None,
+        }
+    }
+
     pub fn un(&mut self, op: ir::UnOp, a: V) -> V {
         let ty = if op == ir::UnOp::Not { Scalar::Bool } else { self.ty(a) };
+        // Constants fold as they are built, so that force derivation sees `1/r²`, not `(1·1)/r²`.
+        if let Some(x) = self.const_of(a) {
+            return self.konst(crate::ir::interp::eval_un(op, ty, x), ty);
+        }
         self.emit(ty, Op::Un(op, a))
     }
 
     pub fn bin(&mut self, op: ir::BinOp, a: V, b: V) -> V {
         let ty =
             if op.is_comparison() || matches!(op, ir::BinOp::And | ir::BinOp::Or) { Scalar::Bool } else { self.ty(a) };
+        if let (Some(x), Some(y)) = (self.const_of(a), self.const_of(b)) {
+            return self.konst(crate::ir::interp::eval_bin(op, ty, x, y), ty);
+        }
+        // x / √y is built as x · rsqrt(y) from the start, so that derived forces differentiate
+        // rsqrt (−½·r³) instead of a quotient of roots.
+        if op == ir::BinOp::Div && ty.is_float() {
+            if let Op::Un(ir::UnOp::Sqrt, inner) = self.insts[b as usize].op {
+                let r = self.un(ir::UnOp::Rsqrt, inner);
+                return self.emit(ty, Op::Bin(ir::BinOp::Mul, a, r));
+            }
+        }
         self.emit(ty, Op::Bin(op, a, b))
     }
 

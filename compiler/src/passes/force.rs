@@ -38,10 +38,26 @@ pub fn gradient(b: &mut Builder, start: usize, u: V, wrt: &[V]) -> Vec<V> {
                         let n = b.un(UnOp::Neg, g);
                         acc(b, &mut adj, y, n);
                     }
+                    // d(x·x) = 2x dx: one product for both factors.
+                    BinOp::Mul if x == y => {
+                        let two = b.add(g, g);
+                        let gx = b.mul(two, x);
+                        acc(b, &mut adj, x, gx);
+                    }
                     BinOp::Mul => {
                         let gx = b.mul(g, y);
                         acc(b, &mut adj, x, gx);
                         let gy = b.mul(g, x);
+                        acc(b, &mut adj, y, gy);
+                    }
+                    // d(c/y) = −(c/y)²/c dy: no second division for reciprocals such as 1/r².
+                    BinOp::Div if matches!(b.insts[x as usize].op, Op::Const(c) if c != 0.0) => {
+                        let Op::Const(c) = b.insts[x as usize].op else { unreachable!() };
+                        let inv = b.konst(1.0 / c, t);
+                        let v2 = b.mul(vv, vv);
+                        let k = b.mul(v2, inv);
+                        let n = b.un(UnOp::Neg, g);
+                        let gy = b.mul(n, k);
                         acc(b, &mut adj, y, gy);
                     }
                     BinOp::Div => {
