@@ -89,7 +89,7 @@ impl Simp {
             (None, None) => return Rewrite::Emit(Op::Const(c)),
             (Some(a), None) | (None, Some(a)) => a,
             (Some(a), Some(b)) => {
-                if c == 1.0 && (a, b) == (x.min(y), x.max(y)) || c == 1.0 && (a, b) == (x.max(y), x.min(y)) {
+                if c == 1.0 && (a.min(b), a.max(b)) == (x.min(y), x.max(y)) {
                     return Rewrite::Emit(Op::Bin(BinOp::Mul, a.min(b), a.max(b)));
                 }
                 self.push(ty, Op::Bin(BinOp::Mul, a.min(b), a.max(b)))
