@@ -229,3 +229,66 @@ fn an_interrupted_run_keeps_complete_frames() {
     assert!(frames >= 2 && (rows.len() - 1).is_multiple_of(32), "whole frames only: {} rows", rows.len() - 1);
     assert!(rows[1..].iter().all(|r| r.len() == rows[0].len()), "every row complete");
 }
+
+#[test]
+fn nbody_keeps_its_energy_over_ten_thousand_steps() {
+    let o = aiic(&[
+        "run",
+        "examples/nbody.aii",
+        "--steps",
+        "10000",
+        "--count",
+        "Body=64",
+        "--check-every",
+        "500",
+        "--strict",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let line = err.lines().find(|l| l.starts_with("energy")).expect("energy row");
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    let max_drift: f64 = cols[4].parse().expect("max drift");
+    assert!(max_drift < 1e-4, "energy drift {max_drift} over its tolerance 1e-4");
+}
+
+#[test]
+fn nbody_with_euler_is_refused_at_check_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = std::fs::read_to_string(root().join("examples/nbody.aii")).expect("nbody");
+    let euler = dir.path().join("nbody_euler.aii");
+    std::fs::write(&euler, src.replace("integrate velocity_verlet(dt)", "integrate euler(dt)")).expect("write");
+    let o = aiic(&["check", euler.to_str().expect("utf8"), "--no-color"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("E0612") && err.contains("euler is not symplectic; use velocity_verlet"), "{err}");
+}
+
+#[test]
+fn check_explain_lists_each_obligation() {
+    let o = aiic(&["check", "--explain", "examples/nbody.aii"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("law `momentum`: linear") && out.contains("law `energy`: energy"), "{out}");
+    assert!(out.contains("[proved] interaction `attract` (forces): applies −∇ of a potential in the law"), "{out}");
+    assert!(out.contains("[proved] integrator `velocity_verlet` on `Body`: is symplectic"), "{out}");
+    assert!(!out.contains("FAILED"), "{out}");
+}
+
+#[test]
+fn plot_writes_a_png_of_the_drift() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let png = dir.path().join("drift.png");
+    let o = aiic(&[
+        "run",
+        "examples/kepler.aii",
+        "--steps",
+        "200",
+        "--check-every",
+        "10",
+        "--plot",
+        png.to_str().expect("utf8"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let bytes = std::fs::read(&png).expect("png written");
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+}

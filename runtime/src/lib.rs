@@ -4,6 +4,7 @@ pub mod grid;
 pub mod input;
 pub mod monitor;
 pub mod output;
+pub mod plot;
 pub mod sum;
 pub mod world;
 

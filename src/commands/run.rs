@@ -40,6 +40,9 @@ pub struct RunArgs {
     /// Exit with code 2 if a law drifts beyond its tolerance.
     #[arg(long)]
     pub strict: bool,
+    /// Draw the relative drift of each conservation law over the run into a PNG.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
 }
 
 const TARGETS: &[&str] = &["cpu", "vulkan", "cuda", "opencl", "rt", "onnx"];
@@ -220,6 +223,16 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
     );
     if !module.laws.is_empty() {
         eprint!("{}", monitor.table());
+    }
+    if let Some(path) = &args.plot {
+        let title = format!("{}: relative drift of each law", module.name);
+        match aiic_runtime::plot::drift_plot(path, &monitor, &title) {
+            Ok(()) => eprintln!("wrote {}", path.display()),
+            Err(e) => {
+                eprintln!("error: {e}");
+                code = exit::USER_ERROR;
+            }
+        }
     }
     if code == exit::OK && args.strict && !monitor.violations().is_empty() {
         let names: Vec<&str> = monitor.violations().iter().map(|&i| module.laws[i].name.as_str()).collect();
