@@ -22,8 +22,9 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(code: &'static str, span: Span, message: impl Into<String>) -> Self {
+    pub fn error(code: &'static str, span: impl Into<Span>, message: impl Into<String>) -> Self {
         let message = message.into();
+        let span = span.into();
         Diagnostic {
             severity: Severity::Error,
             code,
@@ -35,7 +36,7 @@ impl Diagnostic {
         }
     }
 
-    pub fn warning(code: &'static str, span: Span, message: impl Into<String>) -> Self {
+    pub fn warning(code: &'static str, span: impl Into<Span>, message: impl Into<String>) -> Self {
         Diagnostic { severity: Severity::Warning, ..Self::error(code, span, message) }
     }
 
@@ -44,8 +45,8 @@ impl Diagnostic {
         self
     }
 
-    pub fn with_note(mut self, span: Span, note: impl Into<String>) -> Self {
-        self.notes.push((span, note.into()));
+    pub fn with_note(mut self, span: impl Into<Span>, note: impl Into<String>) -> Self {
+        self.notes.push((span.into(), note.into()));
         self
     }
 

@@ -92,3 +92,15 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     }
     i
 }
+
+impl From<Span> for aiic_runtime::ir::SrcSpan {
+    fn from(s: Span) -> Self {
+        aiic_runtime::ir::SrcSpan { file: s.file.0, start: s.start, end: s.end }
+    }
+}
+
+impl From<aiic_runtime::ir::SrcSpan> for Span {
+    fn from(s: aiic_runtime::ir::SrcSpan) -> Self {
+        Span { file: FileId(s.file), start: s.start, end: s.end }
+    }
+}

@@ -2,6 +2,7 @@
 
 pub mod grid;
 pub mod input;
+pub mod ir;
 pub mod monitor;
 pub mod output;
 pub mod plot;

@@ -4,7 +4,7 @@
 //! initial conditions, the conservation monitor and the output writers.
 
 /// What a field is for; decides whether it is written to outputs and whether it may change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FieldKind {
     /// Set at spawn, never written.
     Property,
@@ -24,7 +24,7 @@ impl FieldKind {
 }
 
 /// One declared field; it occupies `lanes.len()` consecutive columns.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FieldSchema {
     pub name: String,
     pub kind: FieldKind,
@@ -34,7 +34,7 @@ pub struct FieldSchema {
     pub integral: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AgentSchema {
     pub name: String,
     pub fields: Vec<FieldSchema>,
@@ -78,7 +78,7 @@ impl AgentSchema {
 }
 
 /// The agents of one type: `columns[c][i]` is column `c` of agent `i`.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct AgentData {
     pub count: usize,
     pub columns: Vec<Vec<f64>>,
@@ -91,7 +91,7 @@ impl AgentData {
 }
 
 /// The whole simulation state at one step.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct World {
     pub schemas: Vec<AgentSchema>,
     pub agents: Vec<AgentData>,

@@ -352,7 +352,7 @@ impl<'p> ModuleLower<'p> {
         let combine = finish_uniform(comb.b, &lanes, &format!("law.{}", law.name));
         let combine = self.push(combine);
         Some(ir::Law {
-            span: law.span,
+            span: law.span.into(),
             name: law.name.clone(),
             lanes: lanes.len() as u32,
             terms,
@@ -442,8 +442,8 @@ fn is_uniform(insts: &[ir::Inst], v: V) -> bool {
     }
 }
 
-fn spans_of(env: &body::Env) -> Vec<(u8, u32, crate::source::Span)> {
-    let mut v: Vec<(u8, u32, crate::source::Span)> = env.spans.iter().map(|(&(s, c), &sp)| (s, c, sp)).collect();
+fn spans_of(env: &body::Env) -> Vec<(u8, u32, ir::SrcSpan)> {
+    let mut v: Vec<(u8, u32, ir::SrcSpan)> = env.spans.iter().map(|(&(s, c), &sp)| (s, c, sp.into())).collect();
     v.sort_by_key(|x| (x.0, x.1));
     v
 }
@@ -579,7 +579,12 @@ pub fn lower_program(p: &Program) -> Result<Module, Vec<Diagnostic>> {
         .iter()
         .zip(&interaction_kernels)
         .filter_map(|(it, k)| {
-            k.map(|kernel| ir::InteractionInfo { name: it.name.clone(), kernel, external: it.external, span: it.span })
+            k.map(|kernel| ir::InteractionInfo {
+                name: it.name.clone(),
+                kernel,
+                external: it.external,
+                span: it.span.into(),
+            })
         })
         .collect();
     let mut integrations = Vec::new();
@@ -612,7 +617,7 @@ pub fn lower_program(p: &Program) -> Result<Module, Vec<Diagnostic>> {
                             .collect(),
                         phases: ph.clone(),
                         forces: force_kernels.clone(),
-                        span: *span,
+                        span: (*span).into(),
                     });
                 }
                 let n = phases.iter().map(Vec::len).max().unwrap_or(0);

@@ -284,7 +284,7 @@ impl<'a> Prover<'a> {
     }
 
     fn write_span(&self, k: &Kernel, slot: u8) -> Option<Span> {
-        k.write_spans.iter().rfind(|(s, _, _)| *s == slot).map(|(_, _, sp)| *sp)
+        k.write_spans.iter().rfind(|(s, _, _)| *s == slot).map(|(_, _, sp)| Span::from(*sp))
     }
 
     fn source_of(&self, span: Span) -> String {
@@ -603,14 +603,14 @@ impl<'a> Prover<'a> {
         &self,
         code: &'static str,
         law: &Law,
-        interaction: Span,
+        interaction: crate::ir::SrcSpan,
         k: &Kernel,
         message: String,
         hint: Option<String>,
     ) -> Diagnostic {
-        let mut spans: Vec<Span> = k.write_spans.iter().map(|(_, _, s)| *s).collect();
+        let mut spans: Vec<Span> = k.write_spans.iter().map(|(_, _, s)| Span::from(*s)).collect();
         spans.dedup();
-        let primary = spans.last().copied().unwrap_or(interaction);
+        let primary = spans.last().copied().unwrap_or(interaction.into());
         let mut d = Diagnostic::error(code, primary, message)
             .with_label("this update")
             .with_note(law.span, format!("law `{}` declared here", law.name));

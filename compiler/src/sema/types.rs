@@ -2,51 +2,7 @@
 
 use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scalar {
-    F32,
-    F64,
-    F16,
-    BF16,
-    I32,
-    U32,
-    Bool,
-}
-
-impl Scalar {
-    pub fn name(self) -> &'static str {
-        match self {
-            Scalar::F32 => "f32",
-            Scalar::F64 => "f64",
-            Scalar::F16 => "f16",
-            Scalar::BF16 => "bf16",
-            Scalar::I32 => "i32",
-            Scalar::U32 => "u32",
-            Scalar::Bool => "bool",
-        }
-    }
-
-    pub fn from_name(s: &str) -> Option<Scalar> {
-        Some(match s {
-            "f32" => Scalar::F32,
-            "f64" => Scalar::F64,
-            "f16" => Scalar::F16,
-            "bf16" => Scalar::BF16,
-            "i32" => Scalar::I32,
-            "u32" => Scalar::U32,
-            "bool" => Scalar::Bool,
-            _ => return None,
-        })
-    }
-
-    pub fn is_float(self) -> bool {
-        matches!(self, Scalar::F32 | Scalar::F64 | Scalar::F16 | Scalar::BF16)
-    }
-
-    pub fn is_int(self) -> bool {
-        matches!(self, Scalar::I32 | Scalar::U32)
-    }
-}
+pub use aiic_runtime::ir::Scalar;
 
 pub type AgentId = usize;
 

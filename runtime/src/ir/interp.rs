@@ -2,11 +2,11 @@
 //! reproduce (up to its precision), so it favours clarity over speed.
 
 use super::{BinOp, Dist, InitOp, Kernel, Module, Op, Pattern, Scalar, Sched, UnOp};
-use aiic_runtime::grid::{CellGrid, GridError};
-use aiic_runtime::input::{read_table, InputError};
-pub use aiic_runtime::monitor::LawSample;
-use aiic_runtime::sum::NeumaierSum;
-use aiic_runtime::{AgentData, World};
+use crate::grid::{CellGrid, GridError};
+use crate::input::{read_table, InputError};
+pub use crate::monitor::LawSample;
+use crate::sum::NeumaierSum;
+use crate::{AgentData, World};
 use std::collections::HashMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -415,7 +415,7 @@ impl<'m> Interp<'m> {
 
 /// Visits the (i, j) pairs a pair kernel covers, in a deterministic order, stopping at the first error.
 fn for_each_pair(
-    schemas: &[aiic_runtime::AgentSchema],
+    schemas: &[crate::AgentSchema],
     world: &World,
     p: &Pattern,
     f: &mut dyn FnMut(usize, usize) -> Result<(), RunError>,

@@ -1,0 +1,359 @@
+//! The kernel IR: per kernel, a typed SSA list of scalar instructions.
+//!
+//! Vectors and matrices are split into scalar lanes when lowered, and agent fields into one column
+//! per lane (structure of arrays), so every backend sees plain scalar code over columns. `if` is
+//! converted to `select`: bodies have no side effects until their final stores, so evaluating
+//! both branches is exact. Effects (`Store`, `Accum`, `Reduce`) come last in a kernel.
+
+pub mod interp;
+pub mod verify;
+
+use crate::AgentSchema;
+use serde::{Deserialize, Serialize};
+
+/// A place in the source a kernel came from (file index, byte range), kept so that diagnostics
+/// about compiled kernels can point at the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct SrcSpan {
+    pub file: u32,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// The scalar type of a value or a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scalar {
+    F32,
+    F64,
+    F16,
+    BF16,
+    I32,
+    U32,
+    Bool,
+}
+
+impl Scalar {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scalar::F32 => "f32",
+            Scalar::F64 => "f64",
+            Scalar::F16 => "f16",
+            Scalar::BF16 => "bf16",
+            Scalar::I32 => "i32",
+            Scalar::U32 => "u32",
+            Scalar::Bool => "bool",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Scalar> {
+        Some(match s {
+            "f32" => Scalar::F32,
+            "f64" => Scalar::F64,
+            "f16" => Scalar::F16,
+            "bf16" => Scalar::BF16,
+            "i32" => Scalar::I32,
+            "u32" => Scalar::U32,
+            "bool" => Scalar::Bool,
+            _ => return None,
+        })
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, Scalar::F32 | Scalar::F64 | Scalar::F16 | Scalar::BF16)
+    }
+
+    pub fn is_int(self) -> bool {
+        matches!(self, Scalar::I32 | Scalar::U32)
+    }
+}
+
+use std::path::PathBuf;
+
+/// An SSA value: the index of the instruction that defines it.
+pub type V = u32;
+pub type KernelId = usize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UnOp {
+    Neg,
+    Not,
+    Sqrt,
+    Rsqrt,
+    Abs,
+    Exp,
+    Log,
+    Sin,
+    Cos,
+    Tanh,
+    Floor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    Pow,
+    Min,
+    Max,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+}
+
+impl BinOp {
+    pub fn is_comparison(self) -> bool {
+        matches!(self, BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge)
+    }
+    pub fn is_commutative(self) -> bool {
+        matches!(
+            self,
+            BinOp::Add | BinOp::Mul | BinOp::Min | BinOp::Max | BinOp::Eq | BinOp::Ne | BinOp::And | BinOp::Or
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Dist {
+    /// Uniform in [0, 1).
+    Uniform,
+    /// Standard normal.
+    Normal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    Const(f64),
+    /// A lane of the run-time parameters (`Module::uniforms`).
+    Param(u32),
+    /// Column `col` of the agent in `slot` (0: the kernel's first agent, 1: its second).
+    Load {
+        slot: u8,
+        col: u32,
+    },
+    /// The index of the agent being spawned, within its spawn statement.
+    Index,
+    /// The number of agents the current spawn statement creates.
+    Count,
+    /// A random number, a pure function of (seed, kernel, agent index, stream).
+    Rand {
+        dist: Dist,
+        stream: u32,
+    },
+    /// Law combiners: the `n`-th summed value of the law's terms.
+    Input(u32),
+    Un(UnOp, V),
+    Bin(BinOp, V, V),
+    Select(V, V, V),
+    /// Converts to the instruction's type (truncating toward zero into integers).
+    Cast(V),
+    /// The agent's new value of a column (Map-like kernels).
+    Store {
+        slot: u8,
+        col: u32,
+        value: V,
+    },
+    /// Added to the column after the whole kernel has run (pair kernels; Jacobi semantics).
+    Accum {
+        slot: u8,
+        col: u32,
+        value: V,
+    },
+    /// Added into output `out` of the kernel (conservation laws).
+    Reduce {
+        out: u32,
+        value: V,
+    },
+    /// A run-time assertion; `msg` indexes `Kernel::messages`.
+    Check {
+        cond: V,
+        msg: u32,
+    },
+}
+
+impl Op {
+    pub fn is_effect(&self) -> bool {
+        matches!(self, Op::Store { .. } | Op::Accum { .. } | Op::Reduce { .. } | Op::Check { .. })
+    }
+
+    /// The values this instruction reads.
+    pub fn args(&self) -> Vec<V> {
+        match *self {
+            Op::Un(_, a) | Op::Cast(a) => vec![a],
+            Op::Bin(_, a, b) => vec![a, b],
+            Op::Select(c, a, b) => vec![c, a, b],
+            Op::Store { value, .. } | Op::Accum { value, .. } | Op::Reduce { value, .. } => vec![value],
+            Op::Check { cond, .. } => vec![cond],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Rewrites the values this instruction reads.
+    pub fn map_args(&mut self, mut f: impl FnMut(V) -> V) {
+        match self {
+            Op::Un(_, a) | Op::Cast(a) => *a = f(*a),
+            Op::Bin(_, a, b) => {
+                *a = f(*a);
+                *b = f(*b);
+            }
+            Op::Select(c, a, b) => {
+                *c = f(*c);
+                *a = f(*a);
+                *b = f(*b);
+            }
+            Op::Store { value, .. } | Op::Accum { value, .. } | Op::Reduce { value, .. } => *value = f(*value),
+            Op::Check { cond, .. } => *cond = f(*cond),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Inst {
+    pub ty: Scalar,
+    pub op: Op,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Pattern {
+    /// Once per agent of one type (`each` interactions).
+    Map { agent: usize },
+    /// One phase of an integrator: once per agent, between force passes.
+    Integrate { agent: usize, integrator: String, phase: usize },
+    /// Every unordered pair of distinct agents (`a == b`), or every (a, b) of two types.
+    AllPairs { a: usize, b: usize },
+    /// Pairs closer than `bound`, found with a spatial structure; `Kernel::guard` is the exact test.
+    Neighbors { a: usize, b: usize, bound: f64 },
+    /// Initial values of the agents a spawn statement creates.
+    Spawn { agent: usize },
+    /// Runs once, over no agent (law combiners, constants).
+    Uniform,
+}
+
+impl Integration {
+    pub fn role(&self, alias: &str) -> Option<&[u32]> {
+        self.roles.iter().find(|(a, _)| a == alias).map(|(_, c)| c.as_slice())
+    }
+}
+
+impl Pattern {
+    /// The agent types bound to slots 0 and 1.
+    pub fn slots(&self) -> Vec<usize> {
+        match self {
+            Pattern::Map { agent } | Pattern::Integrate { agent, .. } | Pattern::Spawn { agent } => vec![*agent],
+            Pattern::AllPairs { a, b } | Pattern::Neighbors { a, b, .. } => vec![*a, *b],
+            Pattern::Uniform => Vec::new(),
+        }
+    }
+
+    pub fn is_pairwise(&self) -> bool {
+        matches!(self, Pattern::AllPairs { .. } | Pattern::Neighbors { .. })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Kernel {
+    pub name: String,
+    pub pattern: Pattern,
+    pub insts: Vec<Inst>,
+    /// Pair kernels: the pair's effects apply only where this value is true.
+    pub guard: Option<V>,
+    /// Number of `Reduce` outputs.
+    pub outputs: u32,
+    pub messages: Vec<String>,
+    /// Where in the source each written column (slot, column) was last assigned: diagnostics of
+    /// the conservation proofs point there.
+    pub write_spans: Vec<(u8, u32, SrcSpan)>,
+}
+
+/// A step of the schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Sched {
+    /// Zero accumulator columns before a force pass.
+    Zero {
+        agent: usize,
+        cols: Vec<u32>,
+    },
+    Run(KernelId),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum InitOp {
+    /// `spawn A * count { … }`; `count` may be replaced by `--count A=N`.
+    Spawn { agent: usize, kernel: KernelId, count: u64 },
+    /// `spawn A from "file"`: columns named like the agent's fields; `kernel` sets the fields the
+    /// spawn statement gives explicitly, after the file's values.
+    File { agent: usize, path: PathBuf, kernel: KernelId },
+}
+
+/// One lane of the run-time parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Uniform {
+    pub name: String,
+    pub param: String,
+    pub ty: Scalar,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Law {
+    pub name: String,
+    pub span: SrcSpan,
+    /// Lanes of the conserved quantity (3 for a `vec3` momentum).
+    pub lanes: u32,
+    /// Reduction kernels; output `2l` of each is lane `l` of its sum and `2l + 1` the sum of its
+    /// magnitudes, the scale drift is measured against.
+    pub terms: Vec<KernelId>,
+    /// Combines the terms' sums (as `Input`s, in term order) into the law's lanes (as `Reduce`s).
+    pub combine: KernelId,
+    pub tolerance: Option<f64>,
+    pub assume: bool,
+}
+
+/// An interaction the step runs, as the proofs and `--explain` need it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InteractionInfo {
+    pub name: String,
+    pub kernel: KernelId,
+    pub external: bool,
+    pub span: SrcSpan,
+}
+
+/// One `integrate` statement applied to one agent type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Integration {
+    pub integrator: String,
+    pub symplectic: bool,
+    pub agent: usize,
+    /// Columns of each role alias of the integrator (`x`, `v`, `f`, `m` in the stdlib).
+    pub roles: Vec<(String, Vec<u32>)>,
+    /// The integrator's kernels for this agent type, in order; force passes run between them.
+    pub phases: Vec<KernelId>,
+    /// The interaction kernels of its force pass.
+    pub forces: Vec<KernelId>,
+    pub span: SrcSpan,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Module {
+    pub name: String,
+    pub agents: Vec<AgentSchema>,
+    /// Scalar type of each column of each agent type.
+    pub column_types: Vec<Vec<Scalar>>,
+    pub uniforms: Vec<Uniform>,
+    pub kernels: Vec<Kernel>,
+    pub init: Vec<InitOp>,
+    /// Runs once after `init`: the first force passes.
+    pub prime: Vec<Sched>,
+    pub step: Vec<Sched>,
+    pub laws: Vec<Law>,
+    pub interactions: Vec<InteractionInfo>,
+    pub integrations: Vec<Integration>,
+}
