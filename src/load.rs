@@ -55,3 +55,54 @@ pub fn compile(args: &ProgramArgs, need: Need, color: bool) -> Result<Compiled, 
     }
     Ok(compiled)
 }
+
+/// A module ready to run: compiled from source, or read from a `.aiib` artifact.
+pub struct Loaded {
+    pub module: aiic_compiler::ir::Module,
+    /// CPU kernels from an artifact; None means generate them from the module.
+    pub cpu_code: Option<Vec<Option<String>>>,
+}
+
+/// Loads the program a command names: `.aiib` artifacts are read, anything else compiled.
+pub fn load_module(args: &ProgramArgs, color: bool) -> Result<Loaded, u8> {
+    let is_artifact = args.file.extension().is_some_and(|e| e == "aiib") || args.file.join("manifest.json").is_file();
+    if !is_artifact {
+        let c = compile(args, Need::Kernels, color)?;
+        let module = c.module.ok_or(exit::USER_ERROR)?;
+        return Ok(Loaded { module, cpu_code: None });
+    }
+    if args.system.is_some() {
+        eprintln!("error: --system picks a system when compiling; {} is already built", args.file.display());
+        return Err(exit::USER_ERROR);
+    }
+    let (manifest, mut code) = aiic_runtime::artifact::read(&args.file).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::USER_ERROR
+    })?;
+    let mut module = manifest.module;
+    // Parameters may change at run time; constants were folded when the artifact was built.
+    for s in &args.set {
+        let Some((name, value)) = s.split_once('=') else {
+            eprintln!("error: `--set {s}`: expected NAME=VALUE");
+            return Err(exit::USER_ERROR);
+        };
+        let lanes: Vec<usize> = module.uniforms.iter().enumerate().filter(|(_, u)| u.param == name.trim()).map(|(i, _)| i).collect();
+        let values: Result<Vec<f64>, _> = value.split(',').map(|v| v.trim().parse::<f64>()).collect();
+        match values {
+            Ok(v) if !lanes.is_empty() && v.len() == lanes.len() => {
+                for (i, x) in lanes.into_iter().zip(v) {
+                    module.uniforms[i].value = x;
+                }
+            }
+            _ if lanes.is_empty() => {
+                eprintln!("error: `--set {s}`: the artifact has no param `{}` (constants are fixed when it is built; rebuild with --set)", name.trim());
+                return Err(exit::USER_ERROR);
+            }
+            _ => {
+                eprintln!("error: `--set {s}`: give {} number(s), separated by commas", lanes.len());
+                return Err(exit::USER_ERROR);
+            }
+        }
+    }
+    Ok(Loaded { module, cpu_code: code.remove("cpu") })
+}

@@ -38,7 +38,7 @@ struct Cli {
 /// What every command that reads a program accepts.
 #[derive(Args, Clone)]
 pub struct ProgramArgs {
-    /// The simulation source.
+    /// The simulation: a `.aii` source, or (for `run` and `bench`) a `.aiib` artifact from `aiic build`.
     pub file: PathBuf,
     /// Which system to use when the file defines several.
     #[arg(long)]
@@ -58,11 +58,22 @@ enum Command {
         #[arg(long)]
         explain: bool,
     },
+    /// Check and compile a program into an artifact (`sim.aiib`) that `aiic run` accepts.
+    Build {
+        #[command(flatten)]
+        program: ProgramArgs,
+        /// Where to write the artifact (default: next to the source, with `.aiib`).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        /// Targets to generate code for, comma-separated: cpu (more arrive with their backends), or all.
+        #[arg(long, default_value = "cpu")]
+        target: String,
+    },
     /// Print generated code for one target.
     Emit {
         #[command(flatten)]
         program: ProgramArgs,
-        /// Target: ir (more targets arrive with their backends).
+        /// Target: ir (the kernel IR) or clif (Cranelift IR of the CPU kernels).
         #[arg(long, default_value = "ir")]
         target: String,
     },
@@ -78,6 +89,7 @@ fn main() -> ExitCode {
         !cli.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let code = match cli.command {
         Command::Check { program, explain } => commands::check::run(&program, explain, color),
+        Command::Build { program, output, target } => commands::build::run(&program, output.as_ref(), &target, color),
         Command::Emit { program, target } => commands::emit::run(&program, &target, color),
         Command::Run(args) => commands::run::run(&args, color),
         Command::Devices => commands::devices::run(),

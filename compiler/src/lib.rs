@@ -1,5 +1,6 @@
 //! aiic-compiler: from `.aii` source to checked kernel IR, and the reference interpreter.
 
+pub mod backend;
 pub mod diag;
 pub mod driver;
 pub mod ir;

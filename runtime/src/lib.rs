@@ -1,5 +1,8 @@
 //! aiic-runtime: what a compiled simulation needs at run time, independent of the compiler.
 
+pub mod artifact;
+pub mod backend;
+pub mod cpu;
 pub mod grid;
 pub mod input;
 pub mod ir;

@@ -3,6 +3,9 @@
 use crate::progress::Progress;
 use crate::{exit, load, ProgramArgs};
 use aiic_compiler::ir::interp::Interp;
+use aiic_compiler::ir::Module;
+use aiic_runtime::backend::Backend;
+use aiic_runtime::cpu::exec::CpuBackend;
 use aiic_runtime::monitor::{LawInfo, Monitor};
 use aiic_runtime::output::{open_writer, FrameWriter};
 use clap::Args;
@@ -16,7 +19,7 @@ use std::time::Instant;
 pub struct RunArgs {
     #[command(flatten)]
     pub program: ProgramArgs,
-    /// Where to run: auto, interp (the f64 reference interpreter).
+    /// Where to run: auto (the CPU), cpu (Cranelift code on all cores), interp (the f64 reference interpreter).
     #[arg(long, default_value = "auto")]
     pub target: String,
     /// Number of steps.
@@ -43,43 +46,90 @@ pub struct RunArgs {
     /// Draw the relative drift of each conservation law over the run into a PNG.
     #[arg(long, value_name = "FILE.png")]
     pub plot: Option<PathBuf>,
+    /// Threads of the CPU backend (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
-const TARGETS: &[&str] = &["cpu", "vulkan", "cuda", "opencl", "rt", "onnx"];
+pub const TARGETS: &[&str] = &["vulkan", "cuda", "opencl", "rt", "onnx"];
 
-fn parse_counts(list: &[String]) -> Result<HashMap<String, u64>, String> {
+pub fn parse_counts(list: &[String]) -> Result<HashMap<String, u64>, String> {
     let mut out = HashMap::new();
     for s in list {
-        let (name, n) =
-            s.split_once('=').ok_or_else(|| format!("`--count {s}`: expected AGENT=N, e.g. `--count Body=65536`"))?;
-        let n: u64 =
-            n.trim().parse().map_err(|_| format!("`--count {s}`: `{}` is not a non-negative integer", n.trim()))?;
+        let (name, n) = s.split_once('=').ok_or_else(|| format!("`--count {s}`: expected AGENT=N, e.g. `--count Body=65536`"))?;
+        let n: u64 = n.trim().parse().map_err(|_| format!("`--count {s}`: `{}` is not a non-negative integer", n.trim()))?;
         out.insert(name.trim().to_string(), n);
     }
     Ok(out)
 }
 
-pub fn run(args: &RunArgs, color: bool) -> u8 {
-    match args.target.as_str() {
-        "auto" | "interp" => {}
+/// Checks a target name; `Err` carries the exit code.
+pub fn check_target(t: &str) -> Result<(), u8> {
+    match t {
+        "auto" | "interp" | "cpu" => Ok(()),
         t if TARGETS.contains(&t) => {
-            eprintln!("error: the `{t}` backend is not part of this build of aiic; use --target interp or auto");
-            return exit::BACKEND_UNAVAILABLE;
+            eprintln!("error: the `{t}` backend is not part of this build of aiic; use --target cpu, interp or auto");
+            Err(exit::BACKEND_UNAVAILABLE)
         }
         t => {
-            eprintln!("error: unknown target `{t}`; targets: auto, interp, {}", TARGETS.join(", "));
-            return exit::USER_ERROR;
+            eprintln!("error: unknown target `{t}`; targets: auto, cpu, interp, {}", TARGETS.join(", "));
+            Err(exit::USER_ERROR)
         }
     }
-    if args.every == Some(0) || args.check_every == Some(0) {
-        eprintln!("error: --every and --check-every take a positive number of steps");
+}
+
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Creates the agents on the host (the interpreter runs `init` for every backend, in f64).
+pub fn init<'m>(module: &'m Module, counts: &HashMap<String, u64>, seed: u64) -> Result<Interp<'m>, String> {
+    for name in counts.keys() {
+        if !module.agents.iter().any(|a| &a.name == name) {
+            let names: Vec<&str> = module.agents.iter().map(|a| a.name.as_str()).collect();
+            return Err(format!("`--count {name}=…`: no agent type `{name}`; the agent types are {}", names.join(", ")));
+        }
+    }
+    let mut sim = Interp::new(module, seed);
+    sim.init(counts).map_err(|e| format!("init failed: {e}"))?;
+    if let Some((t, i, col)) = sim.world.find_non_finite() {
+        return Err(format!("after init, agent {} #{i} has a non-finite `{col}`", module.agents[t].name));
+    }
+    Ok(sim)
+}
+
+/// The executor for a target, holding the initial state.
+pub fn backend<'m>(target: &str, module: &'m Module, cpu_code: Option<&[Option<String>]>, sim: Interp<'m>, threads: usize) -> Result<Box<dyn Backend + 'm>, String> {
+    match target {
+        "interp" => Ok(Box::new(sim)),
+        _ => {
+            let owned;
+            let code = match cpu_code {
+                Some(c) => c,
+                None => {
+                    owned = aiic_compiler::backend::cpu::emit_module(module).map_err(|e| format!("generating CPU code: {e}"))?;
+                    &owned
+                }
+            };
+            let cpu = CpuBackend::new(module, code, &sim.world, threads).map_err(|e| format!("CPU backend: {e}"))?;
+            Ok(Box::new(cpu))
+        }
+    }
+}
+
+pub fn run(args: &RunArgs, color: bool) -> u8 {
+    if let Err(code) = check_target(&args.target) {
+        return code;
+    }
+    if args.every == Some(0) || args.check_every == Some(0) || args.threads == Some(0) {
+        eprintln!("error: --every, --check-every and --threads take a positive number");
         return exit::USER_ERROR;
     }
-    let compiled = match load::compile(&args.program, load::Need::Kernels, color) {
-        Ok(c) => c,
+    let loaded = match load::load_module(&args.program, color) {
+        Ok(m) => m,
         Err(code) => return code,
     };
-    let Some(module) = compiled.module.as_ref() else { return exit::USER_ERROR };
+    let module = &loaded.module;
     let counts = match parse_counts(&args.count) {
         Ok(c) => c,
         Err(e) => {
@@ -87,24 +137,23 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
             return exit::USER_ERROR;
         }
     };
-    for name in counts.keys() {
-        if !module.agents.iter().any(|a| &a.name == name) {
-            let names: Vec<&str> = module.agents.iter().map(|a| a.name.as_str()).collect();
-            eprintln!("error: `--count {name}=…`: no agent type `{name}`; the agent types are {}", names.join(", "));
+    let sim = match init(module, &counts, args.seed) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
             return exit::USER_ERROR;
         }
-    }
+    };
+    let threads = args.threads.unwrap_or_else(default_threads);
+    let mut exec = match backend(&args.target, module, loaded.cpu_code.as_deref(), sim, threads) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::BACKEND_UNAVAILABLE;
+        }
+    };
     if args.target == "auto" {
-        eprintln!("note: running on the reference interpreter (the only backend in this build)");
-    }
-    let mut sim = Interp::new(module, args.seed);
-    if let Err(e) = sim.init(&counts) {
-        eprintln!("error: init failed: {e}");
-        return exit::USER_ERROR;
-    }
-    if let Some((t, i, col)) = sim.world.find_non_finite() {
-        eprintln!("error: after init, agent {} #{i} has a non-finite `{col}`", module.agents[t].name);
-        return exit::USER_ERROR;
+        eprintln!("note: running on {}", exec.name());
     }
 
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -124,20 +173,26 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
         },
         None => None,
     };
-    let write = |w: &mut Option<Box<dyn FrameWriter>>, sim: &Interp| -> Result<(), String> {
+    let write = |w: &mut Option<Box<dyn FrameWriter>>, exec: &mut Box<dyn Backend + '_>| -> Result<(), String> {
         match w {
-            Some(w) => w.write_frame(&sim.world).map_err(|e| e.to_string()),
+            Some(w) => {
+                let world = exec.world().map_err(|e| e.to_string())?;
+                w.write_frame(world).map_err(|e| e.to_string())
+            }
             None => Ok(()),
         }
     };
-    if let Err(e) = write(&mut writer, &sim) {
+    let measure = |exec: &mut Box<dyn Backend + '_>| -> Result<Vec<aiic_runtime::monitor::LawSample>, String> {
+        let world = exec.world().map_err(|e| e.to_string())?;
+        Interp::laws_of(module, world, args.seed).map_err(|e| e.to_string())
+    };
+    if let Err(e) = write(&mut writer, &mut exec) {
         eprintln!("error: {e}");
         return exit::USER_ERROR;
     }
 
-    let laws: Vec<LawInfo> =
-        module.laws.iter().map(|l| LawInfo { name: l.name.clone(), tolerance: l.tolerance }).collect();
-    let mut monitor = match sim.laws() {
+    let laws: Vec<LawInfo> = module.laws.iter().map(|l| LawInfo { name: l.name.clone(), tolerance: l.tolerance }).collect();
+    let mut monitor = match measure(&mut exec) {
         Ok(s) => Monitor::new(laws, s),
         Err(e) => {
             eprintln!("error: measuring the conservation laws: {e}");
@@ -149,6 +204,7 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
     let mut progress = Progress::new(args.steps);
     let mut last_written = 0;
     let mut last_checked = 0;
+    let mut steps_done = 0;
     let mut code = exit::OK;
     for s in 1..=args.steps {
         if interrupted.load(Ordering::SeqCst) {
@@ -156,22 +212,20 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
             code = exit::INTERRUPTED;
             break;
         }
-        if let Err(e) = sim.step() {
+        if let Err(e) = exec.step() {
             eprintln!("error: step {s}: {e}");
             code = exit::USER_ERROR;
             break;
         }
-        if let Some((t, i, col)) = sim.world.find_non_finite() {
-            eprintln!(
-                "error: step {s}: agent {} #{i} has a non-finite `{col}`; the run stops here",
-                module.agents[t].name
-            );
+        steps_done = s;
+        if let Some((t, i, col)) = exec.find_non_finite() {
+            eprintln!("error: step {s}: agent {} #{i} has a non-finite `{col}`; the run stops here", module.agents[t].name);
             eprintln!("hint: a smaller time step (--set dt=…) or a softening length usually helps");
             code = exit::USER_ERROR;
             break;
         }
         if args.every.is_some_and(|k| s % k == 0) || s == args.steps {
-            if let Err(e) = write(&mut writer, &sim) {
+            if let Err(e) = write(&mut writer, &mut exec) {
                 eprintln!("error: {e}");
                 code = exit::USER_ERROR;
                 break;
@@ -180,7 +234,7 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
         }
         if args.check_every.is_some_and(|k| s % k == 0) || s == args.steps {
             last_checked = s;
-            match sim.laws() {
+            match measure(&mut exec) {
                 Ok(samples) => monitor.record(s, samples),
                 Err(e) => {
                     eprintln!("error: step {s}: measuring the conservation laws: {e}");
@@ -192,16 +246,16 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
         progress.set(s);
     }
     progress.finish();
+    let elapsed = started.elapsed().as_secs_f64();
     // An interrupted run keeps the state it reached as a last frame, and reports its laws there.
-    if code == exit::INTERRUPTED && sim.world.step != last_written && write(&mut writer, &sim).is_ok() {
-        last_written = sim.world.step;
+    if code == exit::INTERRUPTED && steps_done != last_written && write(&mut writer, &mut exec).is_ok() {
+        last_written = steps_done;
     }
-    if code == exit::INTERRUPTED && sim.world.step != last_checked {
-        if let Ok(samples) = sim.laws() {
-            monitor.record(sim.world.step, samples);
+    if code == exit::INTERRUPTED && steps_done != last_checked {
+        if let Ok(samples) = measure(&mut exec) {
+            monitor.record(steps_done, samples);
         }
     }
-    let elapsed = started.elapsed().as_secs_f64();
     if let Some(w) = writer {
         match w.finish() {
             Ok(files) => {
@@ -214,12 +268,12 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
             }
         }
     }
-    let steps = sim.world.step;
-    let agents: usize = sim.world.agents.iter().map(|a| a.count).sum();
+    let agents: usize = exec.world().map_or(0, |w| w.agents.iter().map(|a| a.count).sum());
     eprintln!(
-        "ran {steps} steps of {} ({agents} agents) on interp in {elapsed:.3} s ({:.1} steps/s)",
+        "ran {steps_done} steps of {} ({agents} agents) on {} in {elapsed:.3} s ({:.1} steps/s)",
         module.name,
-        steps as f64 / elapsed.max(1e-9)
+        exec.name(),
+        steps_done as f64 / elapsed.max(1e-9)
     );
     if !module.laws.is_empty() {
         eprint!("{}", monitor.table());

@@ -390,6 +390,13 @@ impl<'m> Interp<'m> {
         Ok(out.iter().map(NeumaierSum::value).collect())
     }
 
+    /// Measures every conservation law of `module` on `world` (a state from any executor).
+    pub fn laws_of(module: &'m Module, world: &World, seed: u64) -> Result<Vec<LawSample>, RunError> {
+        let mut sim = Interp::new(module, seed);
+        sim.world = world.clone();
+        sim.laws()
+    }
+
     /// Measures every conservation law of the module on the current state.
     pub fn laws(&mut self) -> Result<Vec<LawSample>, RunError> {
         let mut samples = Vec::new();

@@ -1,0 +1,3 @@
+//! Code generators, one module per target, each turning checked kernel IR into that target's code.
+
+pub mod cpu;

@@ -1,0 +1,106 @@
+//! The `.aiib` artifact: a directory holding `manifest.json` (the checked kernel IR, its
+//! schedule and laws) and one file per kernel per target (`cpu/<kernel>.clif`). It is written
+//! to a temporary directory and renamed into place, so a failed build never leaves half of one.
+
+use crate::ir::Module;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Bumped when the manifest changes incompatibly.
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    /// The aiic version that built it.
+    pub aiic: String,
+    pub source: String,
+    pub module: Module,
+    /// Per target, the file of each kernel (by kernel index), relative to the artifact.
+    pub targets: BTreeMap<String, Vec<Option<String>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not an aiic artifact ({message})")]
+    Format { path: PathBuf, message: String },
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> ArtifactError + '_ {
+    move |source| ArtifactError::Io { path: path.to_path_buf(), source }
+}
+
+/// Writes an artifact; `code` maps a target to the text of each kernel (by kernel index).
+pub fn write(path: &Path, source: &str, module: &Module, code: &BTreeMap<String, Vec<Option<String>>>) -> Result<(), ArtifactError> {
+    let tmp = path.with_extension("aiib.partial");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let mut targets = BTreeMap::new();
+    for (target, kernels) in code {
+        let dir = tmp.join(target);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let mut names = Vec::new();
+        for (i, text) in kernels.iter().enumerate() {
+            names.push(match text {
+                Some(text) => {
+                    let name = format!("{target}/{:03}_{}.{}", i, module.kernels[i].name.replace(['.', '/'], "_"), target_ext(target));
+                    let file = tmp.join(&name);
+                    std::fs::write(&file, text).map_err(io(&file))?;
+                    Some(name)
+                }
+                None => None,
+            });
+        }
+        targets.insert(target.clone(), names);
+    }
+    let manifest = Manifest { format: FORMAT, aiic: env!("CARGO_PKG_VERSION").to_string(), source: source.to_string(), module: module.clone(), targets };
+    let json = serde_json::to_string_pretty(&manifest).map_err(|e| ArtifactError::Format { path: path.to_path_buf(), message: e.to_string() })?;
+    let mpath = tmp.join("manifest.json");
+    std::fs::write(&mpath, json).map_err(io(&mpath))?;
+    if path.exists() {
+        std::fs::remove_dir_all(path).map_err(io(path))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+fn target_ext(target: &str) -> &'static str {
+    match target {
+        "cpu" => "clif",
+        "cuda" => "ptx",
+        "opencl" => "cl",
+        _ => "spv",
+    }
+}
+
+/// Reads an artifact: the manifest and the code of each target it holds.
+pub fn read(path: &Path) -> Result<(Manifest, BTreeMap<String, Vec<Option<String>>>), ArtifactError> {
+    let mpath = path.join("manifest.json");
+    let text = std::fs::read_to_string(&mpath).map_err(io(&mpath))?;
+    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| ArtifactError::Format { path: mpath.clone(), message: e.to_string() })?;
+    if manifest.format != FORMAT {
+        return Err(ArtifactError::Format { path: mpath, message: format!("format {} (this aiic reads format {FORMAT}); rebuild it", manifest.format) });
+    }
+    let mut code = BTreeMap::new();
+    for (target, names) in &manifest.targets {
+        let mut texts = Vec::new();
+        for name in names {
+            texts.push(match name {
+                Some(n) => {
+                    let f = path.join(n);
+                    Some(std::fs::read_to_string(&f).map_err(io(&f))?)
+                }
+                None => None,
+            });
+        }
+        code.insert(target.clone(), texts);
+    }
+    for k in &manifest.module.kernels {
+        crate::ir::verify::verify(k).map_err(|e| ArtifactError::Format { path: mpath.clone(), message: format!("kernel `{}`: {e}", k.name) })?;
+    }
+    Ok((manifest, code))
+}

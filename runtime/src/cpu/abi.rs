@@ -1,0 +1,67 @@
+//! The calling convention between generated CPU kernels and the executor. The compiler emits
+//! code against it and the runtime calls that code, so both read these constants.
+//!
+//! Every kernel takes a pointer to a [`Ctx`] first. Map-like kernels then take `(begin, end)`:
+//! the agents they update. All-pairs kernels take `(i_begin, i_end, j_begin, j_end)`: a tile of
+//! rows and columns (for pairs of one agent type, only `j > i` is visited). Neighbour kernels take
+//! `(pairs, count)`: a list of `(i, j)` index pairs as two `u32`s each.
+
+/// Byte offsets of the fields of [`Ctx`].
+pub const COLS_A: i32 = 0;
+pub const COLS_B: i32 = 8;
+pub const DELTA_A: i32 = 16;
+pub const DELTA_B: i32 = 24;
+pub const UNIFORMS: i32 = 32;
+pub const FAIL: i32 = 40;
+
+/// Agents processed per SIMD step.
+pub const LANES: i64 = 4;
+
+/// What a kernel reads and writes.
+#[repr(C)]
+pub struct Ctx {
+    /// Base pointer of each column of the first agent type.
+    pub cols_a: *const *mut u8,
+    /// Base pointer of each column of the second agent type (pair kernels).
+    pub cols_b: *const *mut u8,
+    /// Pair kernels: base pointer, per column, of the changes accumulated for the first agent type.
+    pub delta_a: *const *mut u8,
+    pub delta_b: *const *mut u8,
+    /// The run-time parameters, as f64.
+    pub uniforms: *const f64,
+    /// Set to 1 + the message index of the first failed check.
+    pub fail: *mut i32,
+}
+
+/// Math functions kernels call, by index: the compiler refers to them as `u0:INDEX`, and the
+/// runtime declares them first, in this order, so that the indices name the same functions.
+pub const LIBM: &[(&str, bool, usize)] = &[
+    ("aiic_expf", false, 1),
+    ("aiic_logf", false, 1),
+    ("aiic_sinf", false, 1),
+    ("aiic_cosf", false, 1),
+    ("aiic_tanhf", false, 1),
+    ("aiic_powf", false, 2),
+    ("aiic_fmodf", false, 2),
+    ("aiic_exp", true, 1),
+    ("aiic_log", true, 1),
+    ("aiic_sin", true, 1),
+    ("aiic_cos", true, 1),
+    ("aiic_tanh", true, 1),
+    ("aiic_pow", true, 2),
+    ("aiic_fmod", true, 2),
+];
+
+/// Index in [`LIBM`] of a math function on f32 (`wide = false`) or f64.
+pub fn libm_index(base: &str, wide: bool) -> Option<u32> {
+    let name = if wide { format!("aiic_{base}") } else { format!("aiic_{base}f") };
+    LIBM.iter().position(|(n, w, _)| *n == name && *w == wide).map(|i| i as u32)
+}
+
+/// The size in bytes of a column element of each scalar type (f16 and bf16 are stored as f32).
+pub fn column_bytes(s: crate::ir::Scalar) -> i64 {
+    match s {
+        crate::ir::Scalar::F64 => 8,
+        _ => 4,
+    }
+}

@@ -1,0 +1,6 @@
+//! The CPU executor: kernels generated as Cranelift IR, compiled in memory at load, and run on
+//! all cores.
+
+pub mod abi;
+pub mod jit;
+pub mod exec;

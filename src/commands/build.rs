@@ -1,0 +1,55 @@
+//! `aiic build`: check and compile a program into a `.aiib` artifact.
+
+use crate::{exit, load, ProgramArgs};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub fn run(args: &ProgramArgs, out: Option<&PathBuf>, targets: &str, color: bool) -> u8 {
+    let mut wanted: Vec<&str> = targets.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
+    if wanted.contains(&"all") {
+        wanted = vec!["cpu"];
+    }
+    for t in &wanted {
+        match *t {
+            "cpu" => {}
+            "vulkan" | "cuda" | "opencl" | "rt" | "onnx" => {
+                eprintln!("error: the `{t}` code generator is not part of this build of aiic; available: cpu");
+                return exit::BACKEND_UNAVAILABLE;
+            }
+            t => {
+                eprintln!("error: unknown target `{t}`; targets: cpu, vulkan, cuda, opencl, rt, onnx, all");
+                return exit::USER_ERROR;
+            }
+        }
+    }
+    let c = match load::compile(args, load::Need::Kernels, color) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(module) = &c.module else { return exit::USER_ERROR };
+    let mut code = BTreeMap::new();
+    if wanted.contains(&"cpu") {
+        match aiic_compiler::backend::cpu::emit_module(module) {
+            Ok(k) => {
+                code.insert("cpu".to_string(), k);
+            }
+            Err(e) => {
+                eprintln!("error: generating CPU code: {e}");
+                return exit::USER_ERROR;
+            }
+        }
+    }
+    let path = out.cloned().unwrap_or_else(|| args.file.with_extension("aiib"));
+    let source = args.file.display().to_string();
+    match aiic_runtime::artifact::write(&path, &source, module, &code) {
+        Ok(()) => {
+            let n = code.values().map(|k| k.iter().flatten().count()).sum::<usize>();
+            eprintln!("wrote {} ({} kernel file{} for {})", path.display(), n, if n == 1 { "" } else { "s" }, wanted.join(", "));
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::USER_ERROR
+        }
+    }
+}
