@@ -28,10 +28,25 @@ pub fn compile(args: &ProgramArgs, need: Need, color: bool) -> Result<Compiled, 
         eprintln!("error: {e}");
         exit::USER_ERROR
     })?;
-    let compiled = compile_file(&args.file, &opts).map_err(|e| {
-        eprintln!("error: {e}");
-        exit::USER_ERROR
-    })?;
+    // Checking and lowering recurse over the syntax tree; a generous stack lets long expression
+    // chains through (nesting depth itself is limited by the parser).
+    let file = args.file.clone();
+    let compiled = std::thread::Builder::new()
+        .stack_size(512 << 20)
+        .spawn(move || compile_file(&file, &opts))
+        .map_err(|e| {
+            eprintln!("error: cannot start the compiler: {e}");
+            exit::USER_ERROR
+        })?
+        .join()
+        .map_err(|_| {
+            eprintln!("error: the compiler crashed; please report this with the input file");
+            exit::USER_ERROR
+        })?
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            exit::USER_ERROR
+        })?;
     eprint!("{}", render(&compiled, &compiled.diags.list, color));
     let lowering_failed = compiled.program.is_some() && compiled.module.is_none();
     if lowering_failed && need == Need::Checked {
@@ -86,7 +101,8 @@ pub fn load_module(args: &ProgramArgs, color: bool) -> Result<Loaded, u8> {
             eprintln!("error: `--set {s}`: expected NAME=VALUE");
             return Err(exit::USER_ERROR);
         };
-        let lanes: Vec<usize> = module.uniforms.iter().enumerate().filter(|(_, u)| u.param == name.trim()).map(|(i, _)| i).collect();
+        let lanes: Vec<usize> =
+            module.uniforms.iter().enumerate().filter(|(_, u)| u.param == name.trim()).map(|(i, _)| i).collect();
         let values: Result<Vec<f64>, _> = value.split(',').map(|v| v.trim().parse::<f64>()).collect();
         match values {
             Ok(v) if !lanes.is_empty() && v.len() == lanes.len() => {

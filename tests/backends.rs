@@ -59,7 +59,9 @@ fn field_errors(m: &Module, a: &World, b: &World) -> Vec<(String, f64)> {
             }
             let cols = offsets[f]..offsets[f] + field.lanes.len();
             let scale = cols.clone().flat_map(|c| a.agents[t].columns[c].iter()).fold(0.0f64, |s, x| s.max(x.abs()));
-            let diff = cols.flat_map(|c| a.agents[t].columns[c].iter().zip(&b.agents[t].columns[c])).fold(0.0f64, |s, (x, y)| s.max((x - y).abs()));
+            let diff = cols
+                .flat_map(|c| a.agents[t].columns[c].iter().zip(&b.agents[t].columns[c]))
+                .fold(0.0f64, |s, (x, y)| s.max((x - y).abs()));
             out.push((format!("{}.{}", schema.name, field.name), if scale > 0.0 { diff / scale } else { diff }));
         }
     }

@@ -190,10 +190,13 @@ fn non_finite_state_stops_the_run_with_step_and_agent() {
         "system N {\n  agent P { state x: f32; }\n  interaction grow(p: P) each { p.x = p.x * 1e30; }\n  step { grow; }\n  init { spawn P * 3 { x: index as f32 } }\n}\n",
     )
     .expect("write");
-    let o = aiic(&["run", src.to_str().expect("utf8"), "--steps", "50"]);
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("step 11") && err.contains("P #1") && err.contains("`x`"), "{err}");
+    // f64 overflows after eleven multiplications by 1e30, f32 after two.
+    for (target, step) in [("interp", "step 11"), ("cpu", "step 2")] {
+        let o = aiic(&["run", src.to_str().expect("utf8"), "--steps", "50", "--target", target]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains(step) && err.contains("P #1") && err.contains("`x`"), "{target}: {err}");
+    }
 }
 
 #[test]

@@ -317,9 +317,10 @@ fn angular_momentum_is_undecided_without_assume() {
 
 #[test]
 fn a_product_of_sums_is_undecided() {
-    let items = format!("{PULL}    conserve odd: f32 = sum(b: Body) b.mass * sum(c: Body) c.info;\n");
-    let c = codes(&system(&items, VV));
-    assert!(!c.is_empty(), "a nested or multiplied sum is refused");
+    let nested = format!("{PULL}    conserve odd: f32 = sum(b: Body) b.mass * sum(c: Body) c.info;\n");
+    refused(&nested, VV, "E0600");
+    let product = format!("{PULL}    conserve odd: f32 = (sum(b: Body) b.mass) * (sum(c: Body) c.info);\n");
+    refused(&product, VV, "E0617");
 }
 
 #[test]
@@ -376,4 +377,49 @@ fn a_derived_force_costs_no_more_than_a_hand_written_one() {
     }}\n{ENERGY}"
     ));
     assert!(derived <= hand, "derived force: {derived} instructions, hand-written: {hand}");
+}
+
+#[test]
+fn a_potential_applied_twice_is_refused() {
+    let items = format!(
+        "{PULL}    interaction pull_again(a: Body, b: Body) pairs {{ let f = force(gravity, a, b); a.force += f; b.force -= f; }}\n{ENERGY}"
+    );
+    let text = refused(&items, "integrate velocity_verlet(dt) { pull; pull_again; }", "E0611");
+    assert!(text.contains("applied by 2 interactions"), "{text}");
+}
+
+#[test]
+fn a_potential_nobody_applies_is_refused() {
+    let items = format!("    interaction idle(p: Body) each {{ p.force += vec3(0.0); }}\n{ENERGY}");
+    refused(&items, "integrate velocity_verlet(dt) { idle; }", "E0611");
+}
+
+#[test]
+fn a_force_cut_off_by_within_needs_a_potential_that_vanishes_there() {
+    let cut = format!("    interaction pull(a: Body, b: Body) within(0.5) {{ let f = force(gravity, a, b); a.force += f; b.force -= f; }}\n{ENERGY}");
+    let text = refused(&cut, VV, "E0615");
+    assert!(text.contains("does not vanish beyond it"), "{text}");
+}
+
+#[test]
+fn a_potential_cut_off_inside_the_radius_is_accepted() {
+    let items = "    potential near(a: Body, b: Body) -> f32 {
+        select(distance(a.position, b.position) < 0.4, gravity(a, b) + a.mass * b.mass / sqrt(0.16 + EPS * EPS), 0.0)
+    }
+    interaction pull(a: Body, b: Body) within(0.5) { let f = force(near, a, b); a.force += f; b.force -= f; }
+    conserve energy: f32 = sum(b: Body) 0.5 * b.mass * dot(b.velocity, b.velocity) + pairs(a: Body, b: Body) near(a, b);\n";
+    proved(items, VV);
+}
+
+#[test]
+fn summed_impulses_are_proved_per_pair_with_a_warning() {
+    let items = "    interaction hit(a: Body, b: Body) within(0.2) {
+        let (va, vb) = elastic_collision(a.mass, a.velocity, a.position, b.mass, b.velocity, b.position);
+        a.velocity = va;
+        b.velocity = vb;
+    }
+    conserve kinetic: f32 = sum(b: Body) 0.5 * b.mass * dot(b.velocity, b.velocity) tolerance 1e-3;\n";
+    let c = compile(&system(items, "hit;"));
+    assert!(errors(&c).is_empty(), "{:?}", errors(&c));
+    assert!(c.diags.list.iter().any(|d| d.code == "W0003"), "warns that simultaneous contacts are approximate");
 }

@@ -246,3 +246,34 @@ fn every_diagnostic_renders_with_position_and_hint() {
     assert!(text.contains("E0300") && text.contains("line 11, column 9"), "{text}");
     assert!(text.contains("declare it `state`"), "{text}");
 }
+
+#[test]
+fn several_systems_need_a_choice() {
+    let two = format!("{BASE}\nsystem T {{ const X: f32 = 1.0; }}\n");
+    expect(&two, "E0105", 2);
+    let pick = compile_with(&two, aiic_compiler::sema::CheckOptions { system: Some("S".into()), ..Default::default() });
+    assert!(errors(&pick).is_empty(), "{:?}", errors(&pick));
+    let wrong =
+        compile_with(&two, aiic_compiler::sema::CheckOptions { system: Some("Q".into()), ..Default::default() });
+    assert!(errors(&wrong).iter().any(|e| e.contains("E0104")));
+}
+
+#[test]
+fn constants_may_call_functions_and_use_blocks() {
+    let src = broken(
+        "    param dt: f32 = 1e-3;",
+        "    fn half(x: f32) -> f32 { x / 2.0 }\n    param dt: f32 = half({ let y = 2e-3; y });",
+    );
+    let c = compile(&src);
+    assert!(errors(&c).is_empty(), "{:?}", errors(&c));
+    assert_eq!(c.module.expect("module").uniforms[0].value, 1e-3);
+}
+
+#[test]
+fn absurd_sizes_and_depths_are_refused() {
+    expect(&broken("spawn Body * 4", "spawn Body * 99999999999999999999"), "E0504", 14);
+    expect(&broken("param dt: f32 = 1e-3;", "param dt: f32 = 1e99999;"), "E0004", 3);
+    let deep =
+        broken("param dt: f32 = 1e-3;", &format!("param dt: f32 = {}1.0{};", "(".repeat(5000), ")".repeat(5000)));
+    expect(&deep, "E0012", 3);
+}

@@ -34,7 +34,12 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> ArtifactError + '_ {
 }
 
 /// Writes an artifact; `code` maps a target to the text of each kernel (by kernel index).
-pub fn write(path: &Path, source: &str, module: &Module, code: &BTreeMap<String, Vec<Option<String>>>) -> Result<(), ArtifactError> {
+pub fn write(
+    path: &Path,
+    source: &str,
+    module: &Module,
+    code: &BTreeMap<String, Vec<Option<String>>>,
+) -> Result<(), ArtifactError> {
     let tmp = path.with_extension("aiib.partial");
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
@@ -48,7 +53,12 @@ pub fn write(path: &Path, source: &str, module: &Module, code: &BTreeMap<String,
         for (i, text) in kernels.iter().enumerate() {
             names.push(match text {
                 Some(text) => {
-                    let name = format!("{target}/{:03}_{}.{}", i, module.kernels[i].name.replace(['.', '/'], "_"), target_ext(target));
+                    let name = format!(
+                        "{target}/{:03}_{}.{}",
+                        i,
+                        module.kernels[i].name.replace(['.', '/'], "_"),
+                        target_ext(target)
+                    );
                     let file = tmp.join(&name);
                     std::fs::write(&file, text).map_err(io(&file))?;
                     Some(name)
@@ -58,8 +68,15 @@ pub fn write(path: &Path, source: &str, module: &Module, code: &BTreeMap<String,
         }
         targets.insert(target.clone(), names);
     }
-    let manifest = Manifest { format: FORMAT, aiic: env!("CARGO_PKG_VERSION").to_string(), source: source.to_string(), module: module.clone(), targets };
-    let json = serde_json::to_string_pretty(&manifest).map_err(|e| ArtifactError::Format { path: path.to_path_buf(), message: e.to_string() })?;
+    let manifest = Manifest {
+        format: FORMAT,
+        aiic: env!("CARGO_PKG_VERSION").to_string(),
+        source: source.to_string(),
+        module: module.clone(),
+        targets,
+    };
+    let json = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| ArtifactError::Format { path: path.to_path_buf(), message: e.to_string() })?;
     let mpath = tmp.join("manifest.json");
     std::fs::write(&mpath, json).map_err(io(&mpath))?;
     if path.exists() {
@@ -77,13 +94,20 @@ fn target_ext(target: &str) -> &'static str {
     }
 }
 
+/// Per target, the code of each kernel by kernel index (None where the kernel runs on the host).
+pub type TargetCode = BTreeMap<String, Vec<Option<String>>>;
+
 /// Reads an artifact: the manifest and the code of each target it holds.
-pub fn read(path: &Path) -> Result<(Manifest, BTreeMap<String, Vec<Option<String>>>), ArtifactError> {
+pub fn read(path: &Path) -> Result<(Manifest, TargetCode), ArtifactError> {
     let mpath = path.join("manifest.json");
     let text = std::fs::read_to_string(&mpath).map_err(io(&mpath))?;
-    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| ArtifactError::Format { path: mpath.clone(), message: e.to_string() })?;
+    let manifest: Manifest = serde_json::from_str(&text)
+        .map_err(|e| ArtifactError::Format { path: mpath.clone(), message: e.to_string() })?;
     if manifest.format != FORMAT {
-        return Err(ArtifactError::Format { path: mpath, message: format!("format {} (this aiic reads format {FORMAT}); rebuild it", manifest.format) });
+        return Err(ArtifactError::Format {
+            path: mpath,
+            message: format!("format {} (this aiic reads format {FORMAT}); rebuild it", manifest.format),
+        });
     }
     let mut code = BTreeMap::new();
     for (target, names) in &manifest.targets {
@@ -100,7 +124,8 @@ pub fn read(path: &Path) -> Result<(Manifest, BTreeMap<String, Vec<Option<String
         code.insert(target.clone(), texts);
     }
     for k in &manifest.module.kernels {
-        crate::ir::verify::verify(k).map_err(|e| ArtifactError::Format { path: mpath.clone(), message: format!("kernel `{}`: {e}", k.name) })?;
+        crate::ir::verify::verify(k)
+            .map_err(|e| ArtifactError::Format { path: mpath.clone(), message: format!("kernel `{}`: {e}", k.name) })?;
     }
     Ok((manifest, code))
 }

@@ -44,7 +44,13 @@ pub fn run(args: &ProgramArgs, out: Option<&PathBuf>, targets: &str, color: bool
     match aiic_runtime::artifact::write(&path, &source, module, &code) {
         Ok(()) => {
             let n = code.values().map(|k| k.iter().flatten().count()).sum::<usize>();
-            eprintln!("wrote {} ({} kernel file{} for {})", path.display(), n, if n == 1 { "" } else { "s" }, wanted.join(", "));
+            eprintln!(
+                "wrote {} ({} kernel file{} for {})",
+                path.display(),
+                n,
+                if n == 1 { "" } else { "s" },
+                wanted.join(", ")
+            );
             exit::OK
         }
         Err(e) => {

@@ -56,8 +56,14 @@ pub const TARGETS: &[&str] = &["vulkan", "cuda", "opencl", "rt", "onnx"];
 pub fn parse_counts(list: &[String]) -> Result<HashMap<String, u64>, String> {
     let mut out = HashMap::new();
     for s in list {
-        let (name, n) = s.split_once('=').ok_or_else(|| format!("`--count {s}`: expected AGENT=N, e.g. `--count Body=65536`"))?;
-        let n: u64 = n.trim().parse().map_err(|_| format!("`--count {s}`: `{}` is not a non-negative integer", n.trim()))?;
+        let (name, n) =
+            s.split_once('=').ok_or_else(|| format!("`--count {s}`: expected AGENT=N, e.g. `--count Body=65536`"))?;
+        let n: u64 =
+            n.trim().parse().map_err(|_| format!("`--count {s}`: `{}` is not a non-negative integer", n.trim()))?;
+        let max = aiic_compiler::sema::check::MAX_AGENTS;
+        if n > max {
+            return Err(format!("`--count {s}`: at most {max} agents per spawn"));
+        }
         out.insert(name.trim().to_string(), n);
     }
     Ok(out)
@@ -87,7 +93,10 @@ pub fn init<'m>(module: &'m Module, counts: &HashMap<String, u64>, seed: u64) ->
     for name in counts.keys() {
         if !module.agents.iter().any(|a| &a.name == name) {
             let names: Vec<&str> = module.agents.iter().map(|a| a.name.as_str()).collect();
-            return Err(format!("`--count {name}=…`: no agent type `{name}`; the agent types are {}", names.join(", ")));
+            return Err(format!(
+                "`--count {name}=…`: no agent type `{name}`; the agent types are {}",
+                names.join(", ")
+            ));
         }
     }
     let mut sim = Interp::new(module, seed);
@@ -99,7 +108,13 @@ pub fn init<'m>(module: &'m Module, counts: &HashMap<String, u64>, seed: u64) ->
 }
 
 /// The executor for a target, holding the initial state.
-pub fn backend<'m>(target: &str, module: &'m Module, cpu_code: Option<&[Option<String>]>, sim: Interp<'m>, threads: usize) -> Result<Box<dyn Backend + 'm>, String> {
+pub fn backend<'m>(
+    target: &str,
+    module: &'m Module,
+    cpu_code: Option<&[Option<String>]>,
+    sim: Interp<'m>,
+    threads: usize,
+) -> Result<Box<dyn Backend + 'm>, String> {
     match target {
         "interp" => Ok(Box::new(sim)),
         _ => {
@@ -107,7 +122,8 @@ pub fn backend<'m>(target: &str, module: &'m Module, cpu_code: Option<&[Option<S
             let code = match cpu_code {
                 Some(c) => c,
                 None => {
-                    owned = aiic_compiler::backend::cpu::emit_module(module).map_err(|e| format!("generating CPU code: {e}"))?;
+                    owned = aiic_compiler::backend::cpu::emit_module(module)
+                        .map_err(|e| format!("generating CPU code: {e}"))?;
                     &owned
                 }
             };
@@ -191,7 +207,8 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
         return exit::USER_ERROR;
     }
 
-    let laws: Vec<LawInfo> = module.laws.iter().map(|l| LawInfo { name: l.name.clone(), tolerance: l.tolerance }).collect();
+    let laws: Vec<LawInfo> =
+        module.laws.iter().map(|l| LawInfo { name: l.name.clone(), tolerance: l.tolerance }).collect();
     let mut monitor = match measure(&mut exec) {
         Ok(s) => Monitor::new(laws, s),
         Err(e) => {
@@ -219,7 +236,10 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
         }
         steps_done = s;
         if let Some((t, i, col)) = exec.find_non_finite() {
-            eprintln!("error: step {s}: agent {} #{i} has a non-finite `{col}`; the run stops here", module.agents[t].name);
+            eprintln!(
+                "error: step {s}: agent {} #{i} has a non-finite `{col}`; the run stops here",
+                module.agents[t].name
+            );
             eprintln!("hint: a smaller time step (--set dt=…) or a softening length usually helps");
             code = exit::USER_ERROR;
             break;

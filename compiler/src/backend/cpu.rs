@@ -12,8 +12,8 @@ use crate::ir::{BinOp, Kernel, Module, Op, Pattern, Scalar, UnOp, V};
 use aiic_runtime::cpu::abi;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, AbiParam, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData, Signature, Type, UserExternalName,
-    UserFuncName, Value,
+    types, AbiParam, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData, Signature, Type,
+    UserExternalName, UserFuncName, Value,
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -21,8 +21,10 @@ use std::collections::HashMap;
 
 /// Whether a kernel runs on the CPU executor (spawns and law terms run on the host interpreter).
 pub fn is_cpu_kernel(k: &Kernel) -> bool {
-    matches!(k.pattern, Pattern::Map { .. } | Pattern::Integrate { .. } | Pattern::AllPairs { .. } | Pattern::Neighbors { .. })
-        && k.outputs == 0
+    matches!(
+        k.pattern,
+        Pattern::Map { .. } | Pattern::Integrate { .. } | Pattern::AllPairs { .. } | Pattern::Neighbors { .. }
+    ) && k.outputs == 0
 }
 
 fn val_ty(s: Scalar) -> Type {
@@ -56,7 +58,7 @@ fn vectorizable(k: &Kernel) -> bool {
         i.ty != Scalar::F64
             && match i.op {
                 Op::Un(u, _) => !matches!(u, UnOp::Exp | UnOp::Log | UnOp::Sin | UnOp::Cos | UnOp::Tanh),
-                Op::Bin(b, _, _) => !matches!(b, BinOp::Pow | BinOp::Rem) && !(b == BinOp::Div && i.ty.is_int()),
+                Op::Bin(b, _, _) => !(matches!(b, BinOp::Pow | BinOp::Rem) || b == BinOp::Div && i.ty.is_int()),
                 Op::Cast(a) => k.insts[a as usize].ty != Scalar::F64,
                 Op::Param(_) | Op::Const(_) | Op::Load { .. } | Op::Select(..) => true,
                 Op::Store { .. } | Op::Accum { .. } | Op::Check { .. } => true,
@@ -121,7 +123,12 @@ impl<'a, 'b> Em<'a, 'b> {
                 sig.returns.push(AbiParam::new(t));
                 let sigref = self.b.func.import_signature(sig);
                 let name = self.b.func.declare_imported_user_function(UserExternalName { namespace: 0, index });
-                let f = self.b.func.import_function(ExtFuncData { name: ExternalName::user(name), signature: sigref, colocated: false, patchable: false });
+                let f = self.b.func.import_function(ExtFuncData {
+                    name: ExternalName::user(name),
+                    signature: sigref,
+                    colocated: false,
+                    patchable: false,
+                });
                 self.libm.insert(index, f);
                 f
             }
@@ -294,7 +301,12 @@ impl<'a, 'b> Em<'a, 'b> {
                 let cs = self.col_scalar(slot, col);
                 let base = self.cols[&(slot, col)];
                 let addr = self.addr(base, idx[slot as usize], 4);
-                let x = self.b.ins().load(if cs.is_float() { types::F32X4 } else { types::I32X4 }, MemFlagsData::new().with_notrap(), addr, 0);
+                let x = self.b.ins().load(
+                    if cs.is_float() { types::F32X4 } else { types::I32X4 },
+                    MemFlagsData::new().with_notrap(),
+                    addr,
+                    0,
+                );
                 if ty == Scalar::Bool {
                     let z = self.b.ins().iconst(types::I32, 0);
                     let zv = self.b.ins().splat(types::I32X4, z);
@@ -351,7 +363,15 @@ impl<'a, 'b> Em<'a, 'b> {
             Op::Select(c, a, d) => {
                 let (m, x, y) = (self.vget(c), self.vget(a), self.vget(d));
                 let xt = self.b.func.dfg.value_type(x);
-                let mask = if xt == types::F32X4 { self.b.ins().bitcast(types::F32X4, MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little), m) } else { m };
+                let mask = if xt == types::F32X4 {
+                    self.b.ins().bitcast(
+                        types::F32X4,
+                        MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little),
+                        m,
+                    )
+                } else {
+                    m
+                };
                 self.b.ins().bitselect(mask, x, y)
             }
             Op::Cast(a) => {
@@ -485,17 +505,9 @@ pub fn emit_kernel(m: &Module, k: &Kernel, index: u32) -> Result<Function, Strin
     em.fail = em.b.ins().load(types::I64, MemFlagsData::new().with_notrap(), ctx, abi::FAIL);
     for inst in &k.insts {
         match inst.op {
-            Op::Load { slot, col } => {
-                if !em.cols.contains_key(&(slot, col)) {
-                    let base = em.base(ctx, if slot == 0 { abi::COLS_A } else { abi::COLS_B }, col);
-                    em.cols.insert((slot, col), base);
-                }
-            }
-            Op::Store { slot, col, .. } => {
-                if !em.cols.contains_key(&(slot, col)) {
-                    let base = em.base(ctx, abi::COLS_A, col);
-                    em.cols.insert((slot, col), base);
-                }
+            Op::Load { slot, col } | Op::Store { slot, col, .. } if !em.cols.contains_key(&(slot, col)) => {
+                let base = em.base(ctx, if slot == 0 { abi::COLS_A } else { abi::COLS_B }, col);
+                em.cols.insert((slot, col), base);
             }
             Op::Accum { slot, col, .. } => {
                 let base = em.base(ctx, if slot == 0 { abi::DELTA_A } else { abi::DELTA_B }, col);
@@ -532,7 +544,8 @@ fn map_body(em: &mut Em, lv: &[u8], begin: Value, end: Value) -> Result<(), Stri
     let span = em.b.ins().isub(end, begin);
     let whole = if vec { em.b.ins().band_imm_s(span, !(abi::LANES - 1)) } else { em.b.ins().iconst(types::I64, 0) };
     let vend = em.b.ins().iadd(begin, whole);
-    let (vhead, vbody, shead, sbody, exit) = (em.b.create_block(), em.b.create_block(), em.b.create_block(), em.b.create_block(), em.b.create_block());
+    let (vhead, vbody, shead, sbody, exit) =
+        (em.b.create_block(), em.b.create_block(), em.b.create_block(), em.b.create_block(), em.b.create_block());
     em.b.ins().jump(vhead, &[]);
 
     em.b.switch_to_block(vhead);
@@ -633,7 +646,15 @@ fn guarded(em: &mut Em, x: Value, guard: Option<Value>, vector: bool) -> Value {
             let z = em.b.ins().iconst(types::I32, 0);
             em.b.ins().splat(types::I32X4, z)
         };
-        let mask = if t == types::F32X4 { em.b.ins().bitcast(types::F32X4, MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little), g) } else { g };
+        let mask = if t == types::F32X4 {
+            em.b.ins().bitcast(
+                types::F32X4,
+                MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little),
+                g,
+            )
+        } else {
+            g
+        };
         em.b.ins().bitselect(mask, x, zero)
     } else {
         let zero = match t {
@@ -649,10 +670,14 @@ fn guarded(em: &mut Em, x: Value, guard: Option<Value>, vector: bool) -> Value {
 fn pairs_body(em: &mut Em, lv: &[u8], same: bool, p: &[Value]) -> Result<(), String> {
     let (ib, ie, jb, je) = (p[0], p[1], p[2], p[3]);
     let vec = vectorizable(em.k);
-    let accums: Vec<(u32, V)> = em.k.insts.iter().filter_map(|i| match i.op {
-        Op::Accum { slot: 0, col, value } => Some((col, value)),
-        _ => None,
-    }).collect();
+    let accums: Vec<(u32, V)> =
+        em.k.insts
+            .iter()
+            .filter_map(|i| match i.op {
+                Op::Accum { slot: 0, col, value } => Some((col, value)),
+                _ => None,
+            })
+            .collect();
     let i = em.b.declare_var(types::I64);
     let j = em.b.declare_var(types::I64);
     // Per row: the changes to `a` summed in a vector and a scalar accumulator per column.
@@ -718,15 +743,14 @@ fn pairs_body(em: &mut Em, lv: &[u8], same: bool, p: &[Value]) -> Result<(), Str
     // Splats of the row's values, hoisted out of the column loop.
     em.v.clear();
     if vec {
-        let needed: Vec<V> = em
-            .k
-            .insts
-            .iter()
-            .enumerate()
-            .filter(|(v, _)| lv[*v] == 2)
-            .flat_map(|(_, i)| i.op.args())
-            .filter(|a| lv[*a as usize] < 2)
-            .collect();
+        let needed: Vec<V> =
+            em.k.insts
+                .iter()
+                .enumerate()
+                .filter(|(v, _)| lv[*v] == 2)
+                .flat_map(|(_, i)| i.op.args())
+                .filter(|a| lv[*a as usize] < 2)
+                .collect();
         for a in needed {
             em.vget(a);
         }
@@ -909,7 +933,8 @@ pub fn emit_module(m: &Module) -> Result<Vec<Option<String>>, String> {
             }
             let f = emit_kernel(m, k, i as u32).map_err(|e| format!("kernel `{}`: {e}", k.name))?;
             let flags = cranelift_codegen::settings::Flags::new(cranelift_codegen::settings::builder());
-            cranelift_codegen::verify_function(&f, &flags).map_err(|e| format!("kernel `{}`: Cranelift verifier: {e}", k.name))?;
+            cranelift_codegen::verify_function(&f, &flags)
+                .map_err(|e| format!("kernel `{}`: Cranelift verifier: {e}", k.name))?;
             Ok(Some(format!("; kernel {}\n{}", k.name, f.display())))
         })
         .collect()

@@ -26,8 +26,8 @@ fn to_diag(e: LowerError) -> Diagnostic {
 
 /// Evaluates a constant expression by lowering it and running the interpreter: one evaluator
 /// for constants and kernels alike.
-pub fn eval_const(e: &HExpr) -> Result<Vec<f64>, String> {
-    let cx = Ctx { program: None, field_cols: Vec::new(), param_lanes: Vec::new(), slots: Vec::new(), locals: &[] };
+pub fn eval_const(e: &HExpr, locals: &[Local]) -> Result<Vec<f64>, String> {
+    let cx = Ctx { program: None, field_cols: Vec::new(), param_lanes: Vec::new(), slots: Vec::new(), locals };
     let mut lw = Lower::new(&cx);
     let lanes = lw.expr(e).map_err(|e| e.message)?;
     let kernel = finish_uniform(lw.b, &lanes, "const");
@@ -423,6 +423,10 @@ impl<'p> ModuleLower<'p> {
                     .map(|i| comb.b.bin(irop, x[if x.len() == 1 { 0 } else { i }], y[if y.len() == 1 { 0 } else { i }]))
                     .collect())
             }
+            HKind::Block(b) if b.stmts.is_empty() && b.tail.is_some() => match &b.tail {
+                Some(t) => self.law_expr(comb, t, law, terms, inputs),
+                None => comb.expr(e),
+            },
             HKind::Unary(crate::syntax::ast::UnOp::Neg, a) => {
                 let x = self.law_expr(comb, a, law, terms, inputs)?;
                 Ok(x.iter().map(|&v| comb.b.un(ir::UnOp::Neg, v)).collect())

@@ -719,6 +719,67 @@ impl<'a> Prover<'a> {
         Ok(false)
     }
 
+    /// Whether a pair potential is zero wherever a neighbour kernel's guard excludes a pair: the
+    /// potential must be `select(d < c, U, 0)` (d the distance or its square) with its cutoff
+    /// inside the kernel's constant radius.
+    fn vanishes_beyond(
+        &mut self,
+        term: KernelId,
+        k: &Kernel,
+        map: &[u8],
+        x: &[Vec<u32>],
+    ) -> CResult<Result<(), String>> {
+        // The kernel's guard is `d² < r²`, with a constant `r²` when the radius is constant.
+        let radius2 = k.guard.and_then(|g| match k.insts[g as usize].op {
+            Op::Bin(crate::ir::BinOp::Lt, _, r) => match k.insts[r as usize].op {
+                Op::Const(c) => Some(c),
+                _ => None,
+            },
+            _ => None,
+        });
+        let Some(radius2) = radius2 else { return Ok(Err("the radius depends on the agents".into())) };
+        let t = self.kernel(term);
+        let Some(mut v) = reduce_value(t, 0) else { return Ok(Err("it has no value".into())) };
+        while let Op::Cast(inner) = t.insts[v as usize].op {
+            v = inner;
+        }
+        let Op::Select(cond, _, zero) = t.insts[v as usize].op else { return Ok(Err("it has no cutoff".into())) };
+        if !matches!(t.insts[zero as usize].op, Op::Const(z) if z == 0.0) {
+            return Ok(Err("it is not zero beyond its cutoff".into()));
+        }
+        let (lhs, cut) = match t.insts[cond as usize].op {
+            Op::Bin(crate::ir::BinOp::Lt | crate::ir::BinOp::Le, l, r) => match t.insts[r as usize].op {
+                Op::Const(c) => (l, c),
+                _ => return Ok(Err("its cutoff is not a constant".into())),
+            },
+            _ => return Ok(Err("its cutoff is not a comparison of the distance".into())),
+        };
+        let mut view = View::new(t);
+        for inst in &t.insts {
+            if let Op::Load { slot, col } = inst.op {
+                let leaf = self.c.leaf(Leaf::Load { slot: map[slot as usize], col });
+                view.loads.insert((slot, col), leaf);
+            }
+        }
+        let d = view.value(&mut self.c, lhs)?;
+        let mut d2 = Poly::default();
+        for (&ca, &cb) in x[0].iter().zip(x.get(1).map_or(&[][..], Vec::as_slice)) {
+            let a = self.c.leaf(Leaf::Load { slot: map[0], col: ca });
+            let b = self.c.leaf(Leaf::Load { slot: map[1], col: cb });
+            let diff = a.sub(&b)?;
+            let sq = self.c.mul(&diff, &diff)?;
+            d2 = self.c.add(&d2, &sq)?;
+        }
+        let dist = self.c.sqrt(&d2);
+        let squared = self.c.equal(&d, &d2)? && cut <= radius2 * (1.0 + 1e-12);
+        let plain = self.c.equal(&d, &dist)? && cut * cut <= radius2 * (1.0 + 1e-12);
+        if squared || plain {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(format!("its cutoff is not a distance within the radius {}", radius2.sqrt())))
+        }
+    }
+
     fn prove_energy(
         &mut self,
         law: &Law,
@@ -811,7 +872,8 @@ impl<'a> Prover<'a> {
                 );
             }
         }
-        // Forces must come from the law's potentials.
+        // Forces must come from the law's potentials, each potential's force applied exactly once.
+        let mut claims: HashMap<KernelId, Vec<(String, crate::ir::SrcSpan)>> = HashMap::new();
         for info in &self.m.interactions.clone() {
             let k = self.kernel(info.kernel);
             let users: Vec<&Integration> = integrations.iter().filter(|it| it.forces.contains(&info.kernel)).collect();
@@ -888,6 +950,25 @@ impl<'a> Prover<'a> {
                         }
                     }
                     if all {
+                        claims.entry(t).or_default().push((info.name.clone(), info.span));
+                        if let Pattern::Neighbors { .. } = k.pattern {
+                            if let Err(why) = self.vanishes_beyond(t, k, &map, &x_in_law)? {
+                                obligations.push(Obligation {
+                                    law: name.clone(),
+                                    subject: subject.clone(),
+                                    claim: "the potential is zero beyond the `within` radius".into(),
+                                    outcome: Outcome::Failed(why.clone()),
+                                });
+                                diags.push(self.failure(
+                                    "E0615",
+                                    law,
+                                    info.span,
+                                    k,
+                                    format!("`{}` applies its force only within a radius, but the law's potential does not vanish beyond it ({why})", info.name),
+                                    Some("cut the potential off at the radius: `select(distance(a.position, b.position) < R, U, 0.0)`, with R no larger than the `within` radius".into()),
+                                ));
+                            }
+                        }
                         let names: Vec<&str> = agents.iter().map(|&a| self.m.agents[a].name.as_str()).collect();
                         proved = Some(format!("equals −∇ of the law's `pairs({})` potential", names.join(", ")));
                         if !pairs {
@@ -934,6 +1015,78 @@ impl<'a> Prover<'a> {
                         format!("the force of interaction `{}` is not −∇ of a potential in `{}`", info.name, law.name),
                         Some("apply `force(U, a, b)` of a potential `U` that appears in the law as `pairs(a, b) U(a, b)`, add it to the law, or mark the interaction `external`".to_string()),
                     ));
+                }
+            }
+        }
+        for (t, who) in &claims {
+            if who.len() > 1 {
+                let names: Vec<&str> = who.iter().map(|(n, _)| n.as_str()).collect();
+                diags.push(
+                    Diagnostic::error(
+                        "E0611",
+                        who[1].1,
+                        format!(
+                            "the force of one potential of `{}` is applied by {} interactions: {}",
+                            law.name,
+                            who.len(),
+                            names.join(", ")
+                        ),
+                    )
+                    .with_note(who[0].1, "also applied here")
+                    .with_note(law.span, format!("law `{}` declared here", law.name))
+                    .with_hint("apply each potential's force once per force pass"),
+                );
+                obligations.push(Obligation {
+                    law: name.clone(),
+                    subject: format!("potential `{}`", self.kernel(*t).name),
+                    claim: "its force is applied once".into(),
+                    outcome: Outcome::Failed(format!("applied by {}", names.join(", "))),
+                });
+            }
+        }
+        if !integrations.is_empty() {
+            for &t in &law.terms {
+                if claims.contains_key(&t) {
+                    continue;
+                }
+                // A potential that depends on positions changes as the integrator moves agents;
+                // some interaction must apply its force.
+                let (pairs, agents) = term_kind(self.m, t);
+                let moved = agents.iter().all(|a| integrations.iter().any(|it| it.agent == *a));
+                if !moved {
+                    continue;
+                }
+                let x: Vec<Vec<u32>> = agents
+                    .iter()
+                    .map(|a| {
+                        integrations
+                            .iter()
+                            .find(|it| it.agent == *a)
+                            .and_then(|it| it.role("x"))
+                            .unwrap_or(&[])
+                            .to_vec()
+                    })
+                    .collect();
+                let map: Vec<u8> = (0..agents.len() as u8).collect();
+                let grad = self.potential_gradient(t, 0, &map, &x)?;
+                if grad.iter().flatten().any(|g| !g.is_zero()) {
+                    let what = if pairs { "pair potential" } else { "per-agent potential" };
+                    diags.push(
+                        Diagnostic::error(
+                            "E0611",
+                            law.span,
+                            format!("no interaction applies the force of the {what} in `{}`", law.name),
+                        )
+                        .with_hint(
+                            "apply `force(U, a, b)` of it in the integrator's force pass, or remove it from the law",
+                        ),
+                    );
+                    obligations.push(Obligation {
+                        law: name.clone(),
+                        subject: format!("term `{}`", self.kernel(t).name),
+                        claim: "its force is applied".into(),
+                        outcome: Outcome::Failed("no interaction applies it".into()),
+                    });
                 }
             }
         }
@@ -1001,7 +1154,21 @@ impl<'a> Prover<'a> {
                 continue;
             }
             let ok = self.holds_in_all_cases(k, |me, case| me.direct_change(terms, 0, k, case))?;
-            if ok {
+            if ok && k.pattern.is_pairwise() {
+                // Proved for one pair; an agent in several contacts in one step gets the sum of
+                // the impulses (the language's rule), which keeps linear laws but not energies.
+                obligations.push(Obligation {
+                    law: name.clone(),
+                    subject,
+                    claim,
+                    outcome: Outcome::Proved("for each pair alone; simultaneous contacts of one agent sum their impulses, so the law holds only approximately and its tolerance is checked at run time".into()),
+                });
+                diags.push(
+                    Diagnostic::warning("W0003", info.span, format!("`{}` keeps `{}` for each pair alone", info.name, law.name))
+                        .with_note(law.span, format!("law `{}` declared here", law.name))
+                        .with_hint("when one agent touches several others in a step their impulses are summed, which changes the energy slightly; give the law a tolerance (or `assume`), or use a smaller time step"),
+                );
+            } else if ok {
                 obligations.push(Obligation {
                     law: name.clone(),
                     subject,

@@ -424,6 +424,14 @@ impl<'a> Checker<'a> {
                     None if *integer => Ty::IntLit,
                     None => Ty::FloatLit,
                 };
+                if !value.is_finite() {
+                    self.error(Diagnostic::error(
+                        "E0004",
+                        span,
+                        format!("the number `{text}` is too large to represent"),
+                    ));
+                    return err(span);
+                }
                 if matches!(ty, Ty::Scalar(s) if s.is_int()) && value.fract() != 0.0 {
                     self.error(Diagnostic::error("E0004", span, "an integer literal cannot have a fraction"));
                 }

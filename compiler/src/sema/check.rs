@@ -11,6 +11,9 @@ use crate::syntax::ast;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+/// The most agents one spawn statement (or `--count`) may create.
+pub const MAX_AGENTS: u64 = i32::MAX as u64;
+
 /// Settings that change what a program means: which system, and `--set` overrides.
 #[derive(Debug, Clone, Default)]
 pub struct CheckOptions {
@@ -151,7 +154,7 @@ impl<'a> Checker<'a> {
         if h.ty.is_error() {
             return None;
         }
-        match crate::lower::eval_const(&h) {
+        match crate::lower::eval_const(&h, &cx.locals) {
             Ok(lanes) => Some(ConstValue { ty: h.ty.settled(), lanes }),
             Err(why) => {
                 self.error(
@@ -620,7 +623,7 @@ impl<'a> Checker<'a> {
                     }
                     let bound = match max {
                         Some(m) => self.const_f64(m),
-                        None => match crate::lower::eval_const(&r) {
+                        None => match crate::lower::eval_const(&r, &cx.locals) {
                             Ok(v) if v.len() == 1 => Some(v[0]),
                             _ => {
                                 self.error(
@@ -959,6 +962,14 @@ impl<'a> Checker<'a> {
         });
         let count = match (&sp.count, &from) {
             (Some(c), _) => match self.const_usize(c) {
+                Some(n) if n > MAX_AGENTS => {
+                    self.error(Diagnostic::error(
+                        "E0504",
+                        c.span,
+                        format!("{n} agents is more than one spawn can create ({MAX_AGENTS})"),
+                    ));
+                    0
+                }
                 Some(n) => n,
                 None => {
                     self.error(Diagnostic::error(
@@ -1096,6 +1107,7 @@ fn contains_quant(e: &HExpr) -> bool {
         HKind::Unary(_, x) | HKind::Cast(x) | HKind::Get(x, _) => contains_quant(x),
         HKind::Binary(_, a, b) => contains_quant(a) || contains_quant(b),
         HKind::Call(_, xs) | HKind::Tuple(xs) => xs.iter().any(contains_quant),
+        HKind::Block(b) => b.tail.as_ref().is_some_and(contains_quant),
         _ => false,
     }
 }

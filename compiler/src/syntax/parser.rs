@@ -176,6 +176,13 @@ fn grammar() -> Grammar {
             if items.len() == 1 {
                 let mut e: Expr = items.remove(0);
                 e.span = span;
+                // Parentheses end a sum's reach: `(sum(b: B) x) * y` multiplies the whole sum.
+                if matches!(e.kind, ExprKind::Quant { .. }) {
+                    return Expr {
+                        kind: ExprKind::Block(Block { stmts: Vec::new(), tail: Some(Box::new(e)), span }),
+                        span,
+                    };
+                }
                 e
             } else {
                 Expr { kind: ExprKind::Tuple(items), span }
@@ -583,7 +590,7 @@ fn item(g: &Grammar) -> impl Parser<Token, Item, Error = Err> + Clone {
         .ignore_then(choice((spawn, init_let)).repeated().delimited_by(just(Token::LBrace), just(Token::RBrace)))
         .map(ItemKind::Init);
 
-    annotation
+    let item = annotation
         .repeated()
         .then(choice((
             const_item,
@@ -606,7 +613,9 @@ fn item(g: &Grammar) -> impl Parser<Token, Item, Error = Err> + Clone {
             |span| Item { annotations: Vec::new(), kind: ItemKind::Error, span },
         ))
         .recover_with(skip_then_retry_until([Token::RBrace]))
-        .labelled("item")
+        .labelled("item");
+    // Never start an item (or its recovery) at a `}`: that brace closes the enclosing system.
+    none_of([Token::RBrace]).rewind().ignore_then(item)
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -698,8 +707,36 @@ fn to_diagnostic(e: Err) -> Diagnostic {
 }
 
 /// Parses one file. The tree comes back whenever recovery produced one, even with errors.
+/// Deeper nesting than this is refused before parsing: no program needs it, and the recursive
+/// parser would exhaust its stack.
+pub const MAX_NESTING: usize = 256;
+
+fn too_deep(tokens: &[(Token, Span)]) -> Option<Diagnostic> {
+    let mut depth = 0usize;
+    for (t, span) in tokens {
+        match t {
+            Token::LParen | Token::LBrace | Token::LBracket => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(
+                        Diagnostic::error("E0012", *span, format!("brackets nest more than {MAX_NESTING} deep"))
+                            .with_hint("split the expression with `let` bindings"),
+                    );
+                }
+            }
+            Token::RParen | Token::RBrace | Token::RBracket => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
 pub fn parse(file: FileId, text: &str) -> (Option<File>, Vec<Diagnostic>) {
     let (tokens, mut diags) = lex(file, text);
+    if let Some(d) = too_deep(&tokens) {
+        diags.push(d);
+        return (None, diags);
+    }
     let eoi = Span::new(file, text.len(), text.len());
     let stream = Stream::from_iter(eoi, tokens.into_iter());
     let (ast, errors) = file_parser().parse_recovery(stream);

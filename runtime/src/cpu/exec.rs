@@ -73,6 +73,9 @@ impl Column {
     }
 }
 
+/// Per agent type, per column: a thread's change buffer, where the kernel accumulates into it.
+type DeltaTables = Vec<Vec<Option<Column>>>;
+
 /// Raw pointers handed to worker threads; each thread writes only what the partition gives it.
 #[derive(Clone, Copy)]
 struct Shared(*const u8);
@@ -173,7 +176,9 @@ impl<'m> CpuBackend<'m> {
 
     fn fail_message(&self, kernel: usize, fails: &[i32]) -> Result<(), RunError> {
         match fails.iter().find(|f| **f != 0) {
-            Some(&f) => Err(RunError::Check(self.module.kernels[kernel].messages.get(f as usize - 1).cloned().unwrap_or_default())),
+            Some(&f) => Err(RunError::Check(
+                self.module.kernels[kernel].messages.get(f as usize - 1).cloned().unwrap_or_default(),
+            )),
             None => Ok(()),
         }
     }
@@ -208,7 +213,7 @@ impl<'m> CpuBackend<'m> {
     }
 
     /// Change buffers for one thread: one per column the kernel accumulates into, per agent type.
-    fn delta_tables(&self, kernel: usize, agents: &[usize]) -> (Vec<Vec<Option<Column>>>, Vec<(usize, u32)>) {
+    fn delta_tables(&self, kernel: usize, agents: &[usize]) -> (DeltaTables, Vec<(usize, u32)>) {
         let k = &self.module.kernels[kernel];
         let mut written: Vec<(usize, u32)> = Vec::new();
         for inst in &k.insts {
@@ -222,7 +227,11 @@ impl<'m> CpuBackend<'m> {
         let tables = (0..self.cols.len())
             .map(|t| {
                 (0..self.cols[t].len())
-                    .map(|c| written.contains(&(t, c as u32)).then(|| Column::new(self.module.column_types[t][c], self.counts[t])))
+                    .map(|c| {
+                        written
+                            .contains(&(t, c as u32))
+                            .then(|| Column::new(self.module.column_types[t][c], self.counts[t]))
+                    })
                     .collect()
             })
             .collect();
@@ -253,12 +262,14 @@ impl<'m> CpuBackend<'m> {
                 parts
             }
         };
-        let mut per_thread: Vec<(Vec<Vec<Option<Column>>>, Vec<*mut u8>, Vec<*mut u8>)> = Vec::new();
+        let mut per_thread: Vec<(DeltaTables, Vec<*mut u8>, Vec<*mut u8>)> = Vec::new();
         let mut written = Vec::new();
         for _ in &parts {
             let (mut tables, w) = self.delta_tables(kernel, &[a, b]);
             written = w;
-            let ptrs = |t: &mut Vec<Option<Column>>| -> Vec<*mut u8> { t.iter_mut().map(|c| c.as_mut().map_or(std::ptr::null_mut(), Column::ptr)).collect() };
+            let ptrs = |t: &mut Vec<Option<Column>>| -> Vec<*mut u8> {
+                t.iter_mut().map(|c| c.as_mut().map_or(std::ptr::null_mut(), Column::ptr)).collect()
+            };
             let da = ptrs(&mut tables[a]);
             let db = ptrs(&mut tables[b]);
             per_thread.push((tables, da, db));
@@ -314,9 +325,13 @@ impl<'m> CpuBackend<'m> {
     fn neighbor_list(&self, a: usize, b: usize, bound: f64) -> Result<Vec<(u32, u32)>, RunError> {
         let pos = |t: usize| -> Result<Vec<Vec<f64>>, RunError> {
             let schema = &self.module.agents[t];
-            let (fi, f) = schema.field("position").ok_or_else(|| RunError::Invalid(format!("agent `{}` has no position", schema.name)))?;
+            let (fi, f) = schema
+                .field("position")
+                .ok_or_else(|| RunError::Invalid(format!("agent `{}` has no position", schema.name)))?;
             let start = schema.column_offsets()[fi];
-            Ok((start..start + f.lanes.len()).map(|c| (0..self.counts[t]).map(|i| self.cols[t][c].get(i)).collect()).collect())
+            Ok((start..start + f.lanes.len())
+                .map(|c| (0..self.counts[t]).map(|i| self.cols[t][c].get(i)).collect())
+                .collect())
         };
         let pb = pos(b)?;
         let refs: Vec<&[f64]> = pb.iter().map(Vec::as_slice).collect();
@@ -340,7 +355,9 @@ impl<'m> CpuBackend<'m> {
                 let list = self.neighbor_list(a, b, bound)?;
                 self.run_pairs(kernel, a, b, Some(list))
             }
-            _ => Err(RunError::Invalid(format!("kernel `{}` does not run on the CPU", self.module.kernels[kernel].name))),
+            _ => {
+                Err(RunError::Invalid(format!("kernel `{}` does not run on the CPU", self.module.kernels[kernel].name)))
+            }
         }
     }
 
@@ -350,7 +367,9 @@ impl<'m> CpuBackend<'m> {
         for s in &self.module.step {
             if let Sched::Run(k) = s {
                 total += match self.module.kernels[*k].pattern {
-                    Pattern::AllPairs { a, b } if a == b => (self.counts[a] * self.counts[a].saturating_sub(1) / 2) as u64,
+                    Pattern::AllPairs { a, b } if a == b => {
+                        (self.counts[a] * self.counts[a].saturating_sub(1) / 2) as u64
+                    }
                     Pattern::AllPairs { a, b } => (self.counts[a] * self.counts[b]) as u64,
                     Pattern::Neighbors { a, b, bound } => self.neighbor_list(a, b, bound)?.len() as u64,
                     _ => 0,
@@ -397,7 +416,8 @@ impl Backend for CpuBackend<'_> {
     fn find_non_finite(&self) -> Option<(usize, usize, String)> {
         for (t, cols) in self.cols.iter().enumerate() {
             let schema = &self.module.agents[t];
-            let names: Vec<(&str, FieldKind)> = schema.fields.iter().flat_map(|f| f.lanes.iter().map(move |l| (l.as_str(), f.kind))).collect();
+            let names: Vec<(&str, FieldKind)> =
+                schema.fields.iter().flat_map(|f| f.lanes.iter().map(move |l| (l.as_str(), f.kind))).collect();
             for (c, col) in cols.iter().enumerate() {
                 if names.get(c).is_some_and(|(_, k)| *k == FieldKind::Scratch) {
                     continue;

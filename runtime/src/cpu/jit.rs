@@ -95,7 +95,8 @@ pub fn compile(texts: &[Option<String>]) -> Result<Compiled, JitError> {
     flags.set("opt_level", "speed").map_err(|e| host(&e))?;
     flags.set("is_pic", "false").map_err(|e| host(&e))?;
     flags.set("use_colocated_libcalls", "false").map_err(|e| host(&e))?;
-    let isa = cranelift_native::builder().map_err(|e| host(&e))?.finish(settings::Flags::new(flags)).map_err(|e| host(&e))?;
+    let isa =
+        cranelift_native::builder().map_err(|e| host(&e))?.finish(settings::Flags::new(flags)).map_err(|e| host(&e))?;
     let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
     for (name, _, _) in LIBM {
         jb.symbol(*name, libm_address(name));
@@ -123,7 +124,9 @@ pub fn compile(texts: &[Option<String>]) -> Result<Compiled, JitError> {
             return Err(err(format!("expected one function, found {}", funcs.len())));
         }
         let func = funcs.remove(0);
-        let id = module.declare_function(&format!("aiic_kernel_{kernel}"), Linkage::Local, &func.signature).map_err(|e| err(e.to_string()))?;
+        let id = module
+            .declare_function(&format!("aiic_kernel_{kernel}"), Linkage::Local, &func.signature)
+            .map_err(|e| err(e.to_string()))?;
         let mut ctx = module.make_context();
         ctx.func = func;
         module.define_function(id, &mut ctx).map_err(|e| err(format!("{e:?}")))?;

@@ -2,5 +2,5 @@
 //! all cores.
 
 pub mod abi;
-pub mod jit;
 pub mod exec;
+pub mod jit;

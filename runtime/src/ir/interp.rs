@@ -203,7 +203,7 @@ impl<'m> Interp<'m> {
             match op {
                 InitOp::Spawn { agent, kernel, count } => {
                     let n = counts.get(&self.module.agents[*agent].name).copied().unwrap_or(*count) as usize;
-                    let start = self.grow(*agent, n);
+                    let start = self.grow(*agent, n)?;
                     self.spawn(*agent, *kernel, start, n)?;
                 }
                 InitOp::File { agent, path, kernel } => {
@@ -225,7 +225,7 @@ impl<'m> Interp<'m> {
                         )));
                     }
                     let n = table.rows;
-                    let start = self.grow(*agent, n);
+                    let start = self.grow(*agent, n)?;
                     for (c, name) in self.module.agents[*agent].output_columns() {
                         if let Some(col) = table.column(name) {
                             self.world.agents[*agent].columns[c][start..start + n].copy_from_slice(col);
@@ -247,14 +247,20 @@ impl<'m> Interp<'m> {
             .collect()
     }
 
-    fn grow(&mut self, agent: usize, n: usize) -> usize {
+    fn grow(&mut self, agent: usize, n: usize) -> Result<usize, RunError> {
         let data = &mut self.world.agents[agent];
         let start = data.count;
         for c in &mut data.columns {
+            c.try_reserve(n).map_err(|_| {
+                RunError::Invalid(format!(
+                    "not enough memory for {n} more agents of `{}`",
+                    self.module.agents[agent].name
+                ))
+            })?;
             c.resize(start + n, 0.0);
         }
         data.count += n;
-        start
+        Ok(start)
     }
 
     fn spawn(&mut self, agent: usize, kernel: usize, start: usize, n: usize) -> Result<(), RunError> {
@@ -377,6 +383,26 @@ impl<'m> Interp<'m> {
                     Ok(())
                 };
                 for_each_pair(&self.module.agents, world, &k.pattern, &mut visit)?;
+                // A radius that depends on the agents may exceed its bound for a pair the grid
+                // never visits: the reference checks every pair, so no interaction is silently lost.
+                if let Pattern::Neighbors { a, b, .. } = k.pattern {
+                    if k.insts.iter().any(|i| matches!(i.op, Op::Check { .. })) {
+                        let mut check_only = |i: usize, j: usize| -> Result<(), RunError> {
+                            let inp = Inputs {
+                                agents: [Some((&world.agents[a], i)), Some((&world.agents[b], j))],
+                                uniforms,
+                                inputs,
+                                index: 0,
+                                count: 0,
+                                seed,
+                                kernel,
+                            };
+                            eval(k, &mut regs, &inp);
+                            checks(k, &regs)
+                        };
+                        for_each_pair(&self.module.agents, world, &Pattern::AllPairs { a, b }, &mut check_only)?;
+                    }
+                }
                 let mut keys: Vec<(usize, u32)> = deltas.keys().copied().collect();
                 keys.sort_unstable();
                 for key in keys {
