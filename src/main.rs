@@ -79,6 +79,8 @@ enum Command {
     },
     /// Run a simulation.
     Run(commands::run::RunArgs),
+    /// Measure steps per second and pair interactions per second on each target.
+    Bench(commands::bench::BenchArgs),
     /// List the hardware and backends this machine offers, and why others are missing.
     Devices,
 }
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
         Command::Build { program, output, target } => commands::build::run(&program, output.as_ref(), &target, color),
         Command::Emit { program, target } => commands::emit::run(&program, &target, color),
         Command::Run(args) => commands::run::run(&args, color),
+        Command::Bench(args) => commands::bench::run(&args, color),
         Command::Devices => commands::devices::run(),
     };
     ExitCode::from(code)

@@ -89,3 +89,18 @@ fn cpu_matches_the_interpreter_on_every_example() {
         }
     }
 }
+
+#[test]
+fn cpu_runs_are_deterministic_for_a_thread_count() {
+    let m = module("lj_gas");
+    let start = initial(&m).world.clone();
+    let code = aiic_compiler::backend::cpu::emit_module(&m).expect("cpu code");
+    let run = || {
+        let mut cpu = CpuBackend::new(&m, &code, &start, 3).expect("cpu backend");
+        for _ in 0..20 {
+            cpu.step().expect("step");
+        }
+        cpu.world().expect("download").clone()
+    };
+    assert_eq!(run(), run());
+}

@@ -295,3 +295,58 @@ fn plot_writes_a_png_of_the_drift() {
     let bytes = std::fs::read(&png).expect("png written");
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
 }
+
+#[test]
+fn a_built_artifact_runs_like_its_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let art = dir.path().join("kepler.aiib");
+    let o = aiic(&["build", "examples/kepler.aii", "-o", art.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(art.join("manifest.json").is_file());
+    assert!(std::fs::read_dir(art.join("cpu")).expect("cpu kernels").count() >= 2, "one file per CPU kernel");
+    let run = |file: &str, out: &str, extra: &[&str]| {
+        let out = dir.path().join(out);
+        let mut args = vec![
+            "run",
+            file,
+            "--target",
+            "cpu",
+            "--threads",
+            "1",
+            "--steps",
+            "50",
+            "--out",
+            out.to_str().expect("utf8"),
+        ];
+        args.extend_from_slice(extra);
+        let o = aiic(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        std::fs::read_to_string(out).expect("csv")
+    };
+    let from_source = run("examples/kepler.aii", "a.csv", &[]);
+    let from_artifact = run(art.to_str().expect("utf8"), "b.csv", &[]);
+    assert_eq!(from_source, from_artifact);
+    assert_ne!(
+        from_artifact,
+        run(art.to_str().expect("utf8"), "c.csv", &["--set", "dt=0.01"]),
+        "params can change at run time"
+    );
+    let o = aiic(&["run", art.to_str().expect("utf8"), "--set", "G=2"]);
+    assert_eq!(o.status.code(), Some(1), "constants are fixed in an artifact: {}", stderr(&o));
+}
+
+#[test]
+fn emit_clif_prints_verified_cranelift_ir() {
+    let o = aiic(&["emit", "examples/nbody.aii", "--target", "clif"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("; kernel attract") && text.contains("f32x4"), "{text}");
+}
+
+#[test]
+fn bench_reports_rates_per_target() {
+    let o = aiic(&["bench", "examples/nbody.aii", "--count", "Body=128", "--seconds", "0.2", "--target", "cpu,interp"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("interactions/s") && out.contains("cpu (") && out.contains("interp"), "{out}");
+}

@@ -1,6 +1,26 @@
 use crate::exit;
 
 pub fn run() -> u8 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let isa = match cranelift_native_probe() {
+        Ok(name) => format!("available   Cranelift code for {name}, {cores} core{}", if cores == 1 { "" } else { "s" }),
+        Err(e) => format!("unavailable {e}"),
+    };
+    println!("cpu      {isa}");
     println!("interp   available   reference interpreter (f64), every program");
+    for (t, why) in [
+        ("vulkan", "not part of this build of aiic"),
+        ("cuda", "not part of this build of aiic"),
+        ("opencl", "not part of this build of aiic"),
+        ("rt", "not part of this build of aiic"),
+        ("onnx", "not part of this build of aiic"),
+    ] {
+        println!("{t:<8} unavailable {why}");
+    }
     exit::OK
+}
+
+/// Whether Cranelift supports this processor, and its name.
+fn cranelift_native_probe() -> Result<String, String> {
+    aiic_runtime::cpu::jit::compile(&[]).map(|_| std::env::consts::ARCH.to_string()).map_err(|e| e.to_string())
 }

@@ -1,0 +1,119 @@
+//! `aiic bench`: steps per second and pair interactions per second on each target.
+
+use super::run::{backend, check_target, default_threads, init, parse_counts};
+use crate::{exit, load, ProgramArgs};
+use aiic_compiler::ir::{Module, Pattern, Sched};
+use aiic_runtime::grid::CellGrid;
+use aiic_runtime::World;
+use clap::Args;
+use std::time::{Duration, Instant};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub program: ProgramArgs,
+    /// Targets to measure, comma-separated.
+    #[arg(long, default_value = "cpu,interp")]
+    pub target: String,
+    /// Override a spawn count: `--count Body=4096` (repeatable).
+    #[arg(long = "count", value_name = "AGENT=N")]
+    pub count: Vec<String>,
+    /// Measure for about this many seconds per target (after one warm-up step).
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+    /// Threads of the CPU backend (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Pairs a step's pair kernels visit: all pairs, or the neighbour search's candidates.
+fn pairs_per_step(m: &Module, w: &World) -> u64 {
+    let mut total = 0u64;
+    for s in &m.step {
+        let Sched::Run(k) = s else { continue };
+        let n = |t: usize| w.agents[t].count as u64;
+        total += match m.kernels[*k].pattern {
+            Pattern::AllPairs { a, b } if a == b => n(a) * n(a).saturating_sub(1) / 2,
+            Pattern::AllPairs { a, b } => n(a) * n(b),
+            Pattern::Neighbors { a, b, bound } => {
+                let cols = |t: usize| -> Vec<&[f64]> {
+                    let schema = &m.agents[t];
+                    let Some((fi, f)) = schema.field("position") else { return Vec::new() };
+                    let start = schema.column_offsets()[fi];
+                    (start..start + f.lanes.len()).map(|c| w.agents[t].columns[c].as_slice()).collect()
+                };
+                let Ok(grid) = CellGrid::build(&cols(b), bound) else { continue };
+                let mut count = 0u64;
+                if a == b {
+                    grid.for_each_pair_within_cells(|_, _| count += 1);
+                } else {
+                    let _ = grid.for_each_candidate(&cols(a), |_, _| count += 1);
+                }
+                count
+            }
+            _ => 0,
+        };
+    }
+    total
+}
+
+pub fn run(args: &BenchArgs, color: bool) -> u8 {
+    let targets: Vec<&str> = args.target.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
+    for t in &targets {
+        if let Err(code) = check_target(t) {
+            return code;
+        }
+    }
+    let loaded = match load::load_module(&args.program, color) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let module = &loaded.module;
+    let counts = match parse_counts(&args.count) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USER_ERROR;
+        }
+    };
+    println!("{:<22} {:>8} {:>10} {:>12} {:>16}", "target", "agents", "steps", "steps/s", "interactions/s");
+    for target in targets {
+        let sim = match init(module, &counts, args.seed) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USER_ERROR;
+            }
+        };
+        let agents: usize = sim.world.agents.iter().map(|a| a.count).sum();
+        let pairs = pairs_per_step(module, &sim.world);
+        let threads = args.threads.unwrap_or_else(default_threads);
+        let mut exec = match backend(target, module, loaded.cpu_code.as_deref(), sim, threads) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::BACKEND_UNAVAILABLE;
+            }
+        };
+        if let Err(e) = exec.step() {
+            eprintln!("error: {target}: {e}");
+            return exit::USER_ERROR;
+        }
+        let budget = Duration::from_secs_f64(args.seconds.max(0.01));
+        let start = Instant::now();
+        let mut steps = 0u64;
+        while steps < 2 || start.elapsed() < budget {
+            if let Err(e) = exec.step() {
+                eprintln!("error: {target}: step {steps}: {e}");
+                return exit::USER_ERROR;
+            }
+            steps += 1;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let rate = steps as f64 / secs;
+        println!("{:<22} {:>8} {:>10} {:>12.2} {:>16.4e}", exec.name(), agents, steps, rate, rate * pairs as f64);
+    }
+    exit::OK
+}
