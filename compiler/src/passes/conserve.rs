@@ -504,30 +504,8 @@ impl<'a> Prover<'a> {
                 continue;
             }
             let subject = format!("interaction `{}` (forces)", info.name);
-            let mut relevant = false;
-            let mut ok = true;
-            for lane in 0..lanes {
-                let phases = users.iter().map(|it| it.phases.len()).max().unwrap_or(0);
-                for p in 0..phases {
-                    let mut total = Poly::default();
-                    for (s, &agent) in slots.iter().enumerate() {
-                        let Some(it) = users.iter().find(|it| it.agent == agent) else { continue };
-                        let w = self.integrator_weights(terms, lane, it, s as u8)?;
-                        let Some((weights, _)) = w.get(p) else { continue };
-                        let mut view = View::new(k);
-                        let after = after_values(&mut self.c, &mut view, s as u8)?;
-                        for (col, wp) in weights {
-                            relevant = true;
-                            let base = self.c.leaf(Leaf::Load { slot: s as u8, col: *col });
-                            let new = after.get(&(s as u8, *col)).cloned().unwrap_or_else(|| base.clone());
-                            let delta = new.sub(&base)?;
-                            let term = self.c.mul(wp, &delta)?;
-                            total = self.c.add(&total, &term)?;
-                        }
-                    }
-                    ok &= self.c.equal(&total, &Poly::default())?;
-                }
-            }
+            let users_owned: Vec<Integration> = users.iter().map(|i| (**i).clone()).collect();
+            let (relevant, ok) = self.forces_cancel(terms, k, &users_owned)?;
             if !relevant {
                 continue;
             }
@@ -554,8 +532,8 @@ impl<'a> Prover<'a> {
                     claim: "its forces sum to zero".into(),
                     outcome: Outcome::Failed("they do not cancel".into()),
                 });
-                let users2: Vec<Integration> = users.iter().map(|i| (**i).clone()).collect();
-                let hint = self.sign_hint(k, &mut |me, kk| me.forces_cancel(terms, kk, &users2));
+                let users2 = users_owned.clone();
+                let hint = self.sign_hint(k, &mut |me, kk| Ok(me.forces_cancel(terms, kk, &users2)?.1));
                 let hint = hint.or_else(|| {
                     Some("an interaction that is not closed (a field, a drag) must be marked `external`".into())
                 });
@@ -572,8 +550,11 @@ impl<'a> Prover<'a> {
         Ok(())
     }
 
-    fn forces_cancel(&mut self, terms: &Terms, k: &Kernel, users: &[Integration]) -> CResult<bool> {
+    /// Whether the forces a kernel accumulates, weighted by how each integrator phase turns them
+    /// into a change of the law, cancel; and whether any weight applies at all.
+    fn forces_cancel(&mut self, terms: &Terms, k: &Kernel, users: &[Integration]) -> CResult<(bool, bool)> {
         let slots = k.pattern.slots();
+        let mut relevant = false;
         for lane in 0..terms.per_lane.len() {
             let phases = users.iter().map(|it| it.phases.len()).max().unwrap_or(0);
             for p in 0..phases {
@@ -585,6 +566,7 @@ impl<'a> Prover<'a> {
                     let mut view = View::new(k);
                     let after = after_values(&mut self.c, &mut view, s as u8)?;
                     for (col, wp) in weights {
+                        relevant = true;
                         let base = self.c.leaf(Leaf::Load { slot: s as u8, col: *col });
                         let new = after.get(&(s as u8, *col)).cloned().unwrap_or_else(|| base.clone());
                         let term = self.c.mul(wp, &new.sub(&base)?)?;
@@ -592,11 +574,11 @@ impl<'a> Prover<'a> {
                     }
                 }
                 if !self.c.equal(&total, &Poly::default())? {
-                    return Ok(false);
+                    return Ok((relevant, false));
                 }
             }
         }
-        Ok(true)
+        Ok((relevant, true))
     }
 
     fn failure(
