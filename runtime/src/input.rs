@@ -56,7 +56,7 @@ pub fn read_table(path: &Path, expected: &[String]) -> Result<Table, InputError>
         Err(source) => return Err(InputError::Io { path: path.to_path_buf(), source }),
     };
     match ext.as_deref() {
-        Some("csv") => read_csv(path, file),
+        Some("csv") => read_csv(path, file, expected),
         Some("npy") => read_npy(path, file, expected),
         _ => Err(InputError::Extension { path: path.to_path_buf() }),
     }
@@ -66,7 +66,7 @@ fn format_err(path: &Path, message: impl Into<String>) -> InputError {
     InputError::Format { path: path.to_path_buf(), message: message.into() }
 }
 
-fn read_csv(path: &Path, file: File) -> Result<Table, InputError> {
+fn read_csv(path: &Path, file: File, expected: &[String]) -> Result<Table, InputError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
@@ -111,11 +111,18 @@ fn read_csv(path: &Path, file: File) -> Result<Table, InputError> {
         return Err(format_err(path, "empty file: expected a header line of column names"));
     }
 
+    // Columns nobody asked for (labels, notes, the `agent` column of aiic's own output) are not
+    // parsed, so they may hold text.
+    let wanted: Vec<bool> = names.iter().map(|n| expected.is_empty() || expected.contains(n)).collect();
     let mut columns: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let mut record = csv::StringRecord::new();
     while reader.read_record(&mut record).map_err(csv_err)? {
         let line = record.position().map_or(0, |p| p.line());
         for (c, cell) in record.iter().enumerate() {
+            if !wanted[c] {
+                columns[c].push(f64::NAN);
+                continue;
+            }
             let v = parse_cell(cell).ok_or_else(|| InputError::Cell {
                 path: path.to_path_buf(),
                 line,
