@@ -114,6 +114,10 @@ type ListFn = unsafe extern "C" fn(*const Ctx, i64, i64);
 /// Columns of `j` visited per call, so that the second agent's data stays in cache.
 const TILE: usize = 2048;
 
+/// Below this many agents (or pairs, for pair kernels) a kernel runs on the calling thread.
+const SMALL: usize = 4096;
+const SMALL_PAIRS: usize = 200_000;
+
 impl<'m> CpuBackend<'m> {
     /// Compiles the kernels (CLIF text per kernel index) and takes the state of `world`.
     pub fn new(module: &'m Module, texts: &[Option<String>], world: &World, threads: usize) -> Result<Self, CpuError> {
@@ -168,8 +172,12 @@ impl<'m> CpuBackend<'m> {
         self.cols[agent].iter_mut().map(Column::ptr).collect()
     }
 
-    /// Splits `0..n` into one contiguous, lane-aligned range per thread.
+    /// Splits `0..n` into one contiguous, lane-aligned range per thread; small jobs stay whole,
+    /// since starting threads would cost more than the work.
     fn chunks(&self, n: usize) -> Vec<(usize, usize)> {
+        if n < SMALL {
+            return vec![(0, n)];
+        }
         let per = n.div_ceil(self.threads).next_multiple_of(LANES as usize).max(LANES as usize);
         (0..n).step_by(per).map(|s| (s, (s + per).min(n))).collect()
     }
@@ -189,13 +197,14 @@ impl<'m> CpuBackend<'m> {
         let n = self.counts[agent];
         let chunks = self.chunks(n);
         let mut fails = vec![0i32; chunks.len()];
+        let single = chunks.len() == 1;
         let uniforms = Shared(self.uniforms.as_ptr() as *const u8);
         let cols_p = Shared(cols.as_ptr() as *const u8);
         std::thread::scope(|s| {
             for ((b, e), fail) in chunks.iter().zip(fails.iter_mut()) {
                 let (b, e) = (*b as i64, *e as i64);
                 let fail = Shared(fail as *mut i32 as *const u8);
-                s.spawn(move || {
+                let job = move || {
                     let ctx = Ctx {
                         cols_a: cols_p.get() as *const *mut u8,
                         cols_b: std::ptr::null(),
@@ -206,7 +215,12 @@ impl<'m> CpuBackend<'m> {
                     };
                     // SAFETY: the kernel touches agents [b, e) of the columns in the table only.
                     unsafe { f(&ctx, b, e) };
-                });
+                };
+                if single {
+                    job();
+                } else {
+                    s.spawn(job);
+                }
             }
         });
         self.fail_message(kernel, &fails)
@@ -248,7 +262,8 @@ impl<'m> CpuBackend<'m> {
             None => {
                 let weight = |i: usize| if a == b { nb.saturating_sub(i + 1) } else { nb };
                 let total: usize = (0..na).map(weight).sum();
-                let target = total.div_ceil(self.threads).max(1);
+                let threads = if total < SMALL_PAIRS { 1 } else { self.threads };
+                let target = total.div_ceil(threads).max(1);
                 let mut parts = Vec::new();
                 let (mut start, mut acc) = (0, 0);
                 for i in 0..na {
@@ -275,6 +290,7 @@ impl<'m> CpuBackend<'m> {
             per_thread.push((tables, da, db));
         }
         let mut fails = vec![0i32; parts.len()];
+        let single = parts.len() == 1;
         let uniforms = Shared(self.uniforms.as_ptr() as *const u8);
         let (ca, cb) = (Shared(cols_a.as_ptr() as *const u8), Shared(cols_b.as_ptr() as *const u8));
         let list_p = list.as_ref().map(|l| Shared(l.as_ptr() as *const u8));
@@ -284,7 +300,7 @@ impl<'m> CpuBackend<'m> {
                 let (da, db) = (Shared(da.as_ptr() as *const u8), Shared(db.as_ptr() as *const u8));
                 let fail = Shared(fail as *mut i32 as *const u8);
                 let entry = Shared(entry);
-                s.spawn(move || {
+                let job = move || {
                     let ctx = Ctx {
                         cols_a: ca.get() as *const *mut u8,
                         cols_b: cb.get() as *const *mut u8,
@@ -308,7 +324,12 @@ impl<'m> CpuBackend<'m> {
                             }
                         }
                     }
-                });
+                };
+                if single {
+                    job();
+                } else {
+                    s.spawn(job);
+                }
             }
         });
         self.fail_message(kernel, &fails)?;
