@@ -15,19 +15,6 @@ use std::path::PathBuf;
 
 const EXAMPLES: &[&str] = &["nbody", "kepler", "lj_gas", "billiards", "springs"];
 
-/// How far f32 arithmetic may take a field from the f64 reference in 100 steps: 1e-5, except
-/// where the physics amplifies rounding. The dense Lennard-Jones gas turns the f32 rounding of
-/// positions (about 5e-7 at |x| ≈ 5) into relative force errors near 1e-5 at every step through
-/// its r⁻¹³ forces; a collision's normal is computed from the difference of two nearby positions;
-/// the chain of springs reaches |x| ≈ 31, where f32 resolves positions to 2e-6 while the springs
-/// act on unit-length differences.
-fn tolerance(example: &str) -> f64 {
-    match example {
-        "lj_gas" | "billiards" | "springs" => 1e-4,
-        _ => 1e-5,
-    }
-}
-
 fn module(name: &str) -> Module {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples").join(format!("{name}.aii"));
     let c = compile_file(&path, &CheckOptions::default()).expect("readable");
@@ -84,7 +71,7 @@ fn cpu_matches_the_interpreter_on_every_example() {
             }
             let errs = field_errors(&m, &interp.world, cpu.world().expect("download"));
             for (field, e) in &errs {
-                assert!(*e < tolerance(name), "{name} ({threads} threads): {field} differs by {e:e} (relative)");
+                assert!(*e < 1e-5, "{name} ({threads} threads): {field} differs by {e:e} (relative)");
             }
         }
     }

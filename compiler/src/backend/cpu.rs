@@ -86,6 +86,8 @@ struct Em<'a, 'b> {
     slots: Vec<usize>,
     cols: HashMap<(u8, u32), Value>,
     deltas: HashMap<(u8, u32), Value>,
+    /// Compensation buffers of compensated integrator updates, by column.
+    comps: HashMap<u32, Value>,
     uniforms: Value,
     fail: Value,
     libm: HashMap<u32, FuncRef>,
@@ -489,6 +491,7 @@ pub fn emit_kernel(m: &Module, k: &Kernel, index: u32) -> Result<Function, Strin
         slots: k.pattern.slots(),
         cols: HashMap::new(),
         deltas: HashMap::new(),
+        comps: HashMap::new(),
         uniforms: Value::from_u32(0),
         fail: Value::from_u32(0),
         libm: HashMap::new(),
@@ -516,6 +519,16 @@ pub fn emit_kernel(m: &Module, k: &Kernel, index: u32) -> Result<Function, Strin
             _ => {}
         }
     }
+    if matches!(k.pattern, Pattern::Map { .. } | Pattern::Integrate { .. }) {
+        let agent = em.slots[0];
+        for (a, col) in aiic_runtime::cpu::abi::compensated_columns(m) {
+            let stored = k.insts.iter().any(|i| matches!(i.op, Op::Store { col: c, .. } if c == col));
+            if a == agent && stored {
+                let base = em.base(ctx, abi::COMP, col);
+                em.comps.insert(col, base);
+            }
+        }
+    }
     let lv = levels(k);
     // Uniform values, once per call.
     for (v, &l) in lv.iter().enumerate() {
@@ -537,8 +550,33 @@ pub fn emit_kernel(m: &Module, k: &Kernel, index: u32) -> Result<Function, Strin
 }
 
 /// `for i in [begin, end)`: four agents at a time, then one at a time.
+/// `old + inc` with Kahan's compensation: the part of `inc` lost to rounding is kept in the
+/// column's compensation buffer and fed into the next update.
+fn compensated_add(em: &mut Em, col: u32, idx: Value, old: Value, inc: Value, vector: bool) -> Value {
+    let base = em.comps[&col];
+    let addr = em.addr(base, idx, 4);
+    let t = if vector { types::F32X4 } else { types::F32 };
+    let c = em.b.ins().load(t, MemFlagsData::new().with_notrap(), addr, 0);
+    let y = em.b.ins().fsub(inc, c);
+    let sum = em.b.ins().fadd(old, y);
+    let grown = em.b.ins().fsub(sum, old);
+    let lost = em.b.ins().fsub(grown, y);
+    em.b.ins().store(MemFlagsData::new().with_notrap(), lost, addr, 0);
+    sum
+}
+
+/// A plain store makes the column's compensation meaningless: it starts again from zero.
+fn reset_comp(em: &mut Em, col: u32, idx: Value, vector: bool) {
+    let Some(&base) = em.comps.get(&col) else { return };
+    let addr = em.addr(base, idx, 4);
+    let zero = em.b.ins().f32const(0.0);
+    let zero = if vector { em.b.ins().splat(types::F32X4, zero) } else { zero };
+    em.b.ins().store(MemFlagsData::new().with_notrap(), zero, addr, 0);
+}
+
 fn map_body(em: &mut Em, lv: &[u8], begin: Value, end: Value) -> Result<(), String> {
     let vec = vectorizable(em.k);
+    let comp = aiic_runtime::cpu::abi::compensated_stores(em.m, em.k);
     let i = em.b.declare_var(types::I64);
     em.b.def_var(i, begin);
     let span = em.b.ins().isub(end, begin);
@@ -564,7 +602,16 @@ fn map_body(em: &mut Em, lv: &[u8], begin: Value, end: Value) -> Result<(), Stri
             match inst.op {
                 Op::Store { col, value, .. } => {
                     let cs = em.col_scalar(0, col);
-                    let x = em.vget(value);
+                    let x = match comp.iter().find(|c| c.0 == col) {
+                        Some(&(_, old, inc)) => {
+                            let (o, d) = (em.vget(old), em.vget(inc));
+                            compensated_add(em, col, iv, o, d, true)
+                        }
+                        None => {
+                            reset_comp(em, col, iv, true);
+                            em.vget(value)
+                        }
+                    };
                     let x = em.store_value(x, cs);
                     let base = em.cols[&(0, col)];
                     let addr = em.addr(base, iv, 4);
@@ -598,7 +645,16 @@ fn map_body(em: &mut Em, lv: &[u8], begin: Value, end: Value) -> Result<(), Stri
         match inst.op {
             Op::Store { col, value, .. } => {
                 let cs = em.col_scalar(0, col);
-                let x = em.s[&value];
+                let x = match comp.iter().find(|c| c.0 == col) {
+                    Some(&(_, old, inc)) => {
+                        let (o, d) = (em.s[&old], em.s[&inc]);
+                        compensated_add(em, col, iv, o, d, false)
+                    }
+                    None => {
+                        reset_comp(em, col, iv, false);
+                        em.s[&value]
+                    }
+                };
                 let x = em.store_value(x, cs);
                 let base = em.cols[&(0, col)];
                 let addr = em.addr(base, iv, abi::column_bytes(cs));

@@ -13,6 +13,7 @@ pub const DELTA_A: i32 = 16;
 pub const DELTA_B: i32 = 24;
 pub const UNIFORMS: i32 = 32;
 pub const FAIL: i32 = 40;
+pub const COMP: i32 = 48;
 
 /// Agents processed per SIMD step.
 pub const LANES: i64 = 4;
@@ -31,6 +32,51 @@ pub struct Ctx {
     pub uniforms: *const f64,
     /// Set to 1 + the message index of the first failed check.
     pub fail: *mut i32,
+    /// Agent kernels: per column, the compensation of its compensated updates (or null).
+    pub comp: *const *mut u8,
+}
+
+/// Every (agent type, column) some kernel updates with compensation; other stores to these
+/// columns reset the compensation.
+pub fn compensated_columns(m: &crate::ir::Module) -> Vec<(usize, u32)> {
+    let mut out = Vec::new();
+    for k in &m.kernels {
+        if let Some(&agent) = k.pattern.slots().first() {
+            for (col, _, _) in compensated_stores(m, k) {
+                if !out.contains(&(agent, col)) {
+                    out.push((agent, col));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Columns an agent kernel updates as `x + increment` in f32: the executor keeps the
+/// rounding error of each such update (Kahan's compensated summation), so positions and
+/// velocities do not random-walk by an ulp per step over a long run.
+pub fn compensated_stores(m: &crate::ir::Module, k: &crate::ir::Kernel) -> Vec<(u32, u32, u32)> {
+    use crate::ir::{BinOp, Op, Pattern, Scalar};
+    let agent = match k.pattern {
+        Pattern::Integrate { agent, .. } | Pattern::Map { agent } => agent,
+        _ => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    for inst in &k.insts {
+        let Op::Store { slot: 0, col, value } = inst.op else { continue };
+        if m.column_types[agent][col as usize] != Scalar::F32 {
+            continue;
+        }
+        if let Op::Bin(BinOp::Add, p, q) = k.insts[value as usize].op {
+            let is_self = |v: u32| k.insts[v as usize].op == Op::Load { slot: 0, col };
+            if is_self(p) {
+                out.push((col, p, q));
+            } else if is_self(q) {
+                out.push((col, q, p));
+            }
+        }
+    }
+    out
 }
 
 /// Math functions kernels call, by index: the compiler refers to them as `u0:INDEX`, and the

@@ -94,6 +94,8 @@ pub struct CpuBackend<'m> {
     code: Compiled,
     threads: usize,
     cols: Vec<Vec<Column>>,
+    /// Per agent type and column, the compensation of compensated integrator updates.
+    comps: Vec<Vec<Option<Vec<f32>>>>,
     counts: Vec<usize>,
     uniforms: Vec<f64>,
     world: World,
@@ -134,6 +136,7 @@ impl<'m> CpuBackend<'m> {
             code,
             threads: threads.max(1),
             cols: Vec::new(),
+            comps: Vec::new(),
             counts: Vec::new(),
             uniforms: module.uniforms.iter().map(|u| u.value).collect(),
             world: world.clone(),
@@ -166,6 +169,19 @@ impl<'m> CpuBackend<'m> {
                     .collect()
             })
             .collect();
+        let mut comps: Vec<Vec<Option<Vec<f32>>>> =
+            self.cols.iter().map(|c| c.iter().map(|_| None).collect()).collect();
+        for (agent, col) in super::abi::compensated_columns(self.module) {
+            comps[agent][col as usize] = Some(vec![0.0; self.counts[agent]]);
+        }
+        self.comps = comps;
+    }
+
+    fn comp_table(&mut self, agent: usize) -> Vec<*mut u8> {
+        self.comps[agent]
+            .iter_mut()
+            .map(|c| c.as_mut().map_or(std::ptr::null_mut(), |v| v.as_mut_ptr() as *mut u8))
+            .collect()
     }
 
     fn table(&mut self, agent: usize) -> Vec<*mut u8> {
@@ -194,6 +210,8 @@ impl<'m> CpuBackend<'m> {
     fn run_map(&mut self, kernel: usize, agent: usize) -> Result<(), RunError> {
         let f: MapFn = unsafe { std::mem::transmute(self.code.entries[kernel].unwrap_or(std::ptr::null())) };
         let cols = self.table(agent);
+        let comps = self.comp_table(agent);
+        let comp_p = Shared(comps.as_ptr() as *const u8);
         let n = self.counts[agent];
         let chunks = self.chunks(n);
         let mut fails = vec![0i32; chunks.len()];
@@ -212,6 +230,7 @@ impl<'m> CpuBackend<'m> {
                         delta_b: std::ptr::null(),
                         uniforms: uniforms.get() as *const f64,
                         fail: fail.get() as *mut i32,
+                        comp: comp_p.get() as *const *mut u8,
                     };
                     // SAFETY: the kernel touches agents [b, e) of the columns in the table only.
                     unsafe { f(&ctx, b, e) };
@@ -308,6 +327,7 @@ impl<'m> CpuBackend<'m> {
                         delta_b: db.get() as *const *mut u8,
                         uniforms: uniforms.get() as *const f64,
                         fail: fail.get() as *mut i32,
+                        comp: std::ptr::null(),
                     };
                     // SAFETY: each thread writes only its own change buffers; columns are read.
                     unsafe {
@@ -426,8 +446,10 @@ impl Backend for CpuBackend<'_> {
         for (t, cols) in self.cols.iter().enumerate() {
             let data = &mut self.world.agents[t];
             for (c, col) in cols.iter().enumerate() {
+                let comp = self.comps[t][c].as_ref();
                 for i in 0..data.count {
-                    data.columns[c][i] = col.get(i);
+                    // The compensation holds what the stored value lacks, with the sign flipped.
+                    data.columns[c][i] = col.get(i) - comp.map_or(0.0, |v| v[i] as f64);
                 }
             }
         }
