@@ -16,7 +16,12 @@ use std::path::PathBuf;
 const EXAMPLES: &[&str] = &["nbody", "kepler", "lj_gas", "billiards", "springs"];
 
 fn module(name: &str) -> Module {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples").join(format!("{name}.aii"));
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let path = if name == "mixed_types" {
+        root.join("tests/programs/mixed_types.aii")
+    } else {
+        root.join("examples").join(format!("{name}.aii"))
+    };
     let c = compile_file(&path, &CheckOptions::default()).expect("readable");
     c.module.unwrap_or_else(|| panic!("{name} compiles"))
 }
@@ -57,7 +62,7 @@ fn field_errors(m: &Module, a: &World, b: &World) -> Vec<(String, f64)> {
 
 #[test]
 fn cpu_matches_the_interpreter_on_every_example() {
-    for name in EXAMPLES {
+    for name in EXAMPLES.iter().chain(&["mixed_types"]) {
         let m = module(name);
         let start = initial(&m).world.clone();
         let code = aiic_compiler::backend::cpu::emit_module(&m).expect("cpu code");

@@ -963,7 +963,8 @@ impl<'a> Checker<'a> {
                 let ty = unify_scalar(&a, &b).or_else(|| (a == b).then(|| a.clone()));
                 match ty {
                     Some(t) => {
-                        let t = t.settled();
+                        // Two literals stay a literal, so the context can still give them a type.
+                        let t = if matches!(t, Ty::IntLit | Ty::FloatLit) { t } else { t.settled() };
                         settle(&mut hs[1], &t);
                         settle(&mut hs[2], &t);
                         HExpr { kind: HKind::Call(Builtin::Select, hs), ty: t, span }

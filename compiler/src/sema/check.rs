@@ -1134,7 +1134,7 @@ fn relocate(e: &mut ast::Expr, span: Span) {
 
 /// Fixes the type of unsuffixed literals once their context is known.
 pub fn settle(e: &mut HExpr, want: &Ty) {
-    if !matches!(e.ty, Ty::IntLit | Ty::FloatLit) {
+    if !matches!(e.ty, Ty::IntLit | Ty::FloatLit) || matches!(want, Ty::IntLit | Ty::FloatLit) {
         return;
     }
     let Ty::Scalar(_) = want else {
@@ -1147,6 +1147,10 @@ pub fn settle(e: &mut HExpr, want: &Ty) {
         HKind::Binary(op, a, b) if !is_comparison(*op) => {
             settle(a, want);
             settle(b, want);
+        }
+        HKind::Call(Builtin::Select, xs) if xs.len() == 3 => {
+            settle(&mut xs[1], want);
+            settle(&mut xs[2], want);
         }
         _ => {}
     }
