@@ -48,15 +48,17 @@ pub fn eval_bin(op: BinOp, ty: Scalar, a: f64, b: f64) -> f64 {
         BinOp::Add => wrap(ty, a + b),
         BinOp::Sub => wrap(ty, a - b),
         BinOp::Mul => wrap(ty, a * b),
+        // Integer division and remainder by zero give zero on every backend (the language's rule;
+        // the CPU code guards the divisor the same way).
         BinOp::Div if int => {
             if b == 0.0 {
-                f64::NAN
+                0.0
             } else {
                 (a / b).trunc()
             }
         }
         BinOp::Div => a / b,
-        BinOp::Rem if int && b == 0.0 => f64::NAN,
+        BinOp::Rem if int && b == 0.0 => 0.0,
         BinOp::Rem => a % b,
         BinOp::Pow => wrap(ty, a.powf(b)),
         BinOp::Min => a.min(b),
