@@ -356,17 +356,17 @@ impl<'m> Interp<'m> {
                 let effects: Vec<&Op> = k.insts.iter().map(|i| &i.op).filter(|op| op.is_effect()).collect();
                 let world = &self.world;
                 let (uniforms, seed) = (&self.uniforms, self.seed);
+                let pair = |i: usize, j: usize| Inputs {
+                    agents: [Some((&world.agents[a], i)), Some((&world.agents[b], j))],
+                    uniforms,
+                    inputs,
+                    index: 0,
+                    count: 0,
+                    seed,
+                    kernel,
+                };
                 let mut visit = |i: usize, j: usize| -> Result<(), RunError> {
-                    let inp = Inputs {
-                        agents: [Some((&world.agents[a], i)), Some((&world.agents[b], j))],
-                        uniforms,
-                        inputs,
-                        index: 0,
-                        count: 0,
-                        seed,
-                        kernel,
-                    };
-                    eval(k, &mut regs, &inp);
+                    eval(k, &mut regs, &pair(i, j));
                     checks(k, &regs)?;
                     if k.guard.is_some_and(|g| regs[g as usize] == 0.0) {
                         return Ok(());
@@ -387,19 +387,10 @@ impl<'m> Interp<'m> {
                 for_each_pair(&self.module.agents, world, &k.pattern, &mut visit)?;
                 // A radius that depends on the agents may exceed its bound for a pair the grid
                 // never visits: the reference checks every pair, so no interaction is silently lost.
-                if let Pattern::Neighbors { a, b, .. } = k.pattern {
+                if matches!(k.pattern, Pattern::Neighbors { .. }) {
                     if k.insts.iter().any(|i| matches!(i.op, Op::Check { .. })) {
                         let mut check_only = |i: usize, j: usize| -> Result<(), RunError> {
-                            let inp = Inputs {
-                                agents: [Some((&world.agents[a], i)), Some((&world.agents[b], j))],
-                                uniforms,
-                                inputs,
-                                index: 0,
-                                count: 0,
-                                seed,
-                                kernel,
-                            };
-                            eval(k, &mut regs, &inp);
+                            eval(k, &mut regs, &pair(i, j));
                             checks(k, &regs)
                         };
                         for_each_pair(&self.module.agents, world, &Pattern::AllPairs { a, b }, &mut check_only)?;
