@@ -387,14 +387,14 @@ impl<'m> Interp<'m> {
                 for_each_pair(&self.module.agents, world, &k.pattern, &mut visit)?;
                 // A radius that depends on the agents may exceed its bound for a pair the grid
                 // never visits: the reference checks every pair, so no interaction is silently lost.
-                if matches!(k.pattern, Pattern::Neighbors { .. }) {
-                    if k.insts.iter().any(|i| matches!(i.op, Op::Check { .. })) {
-                        let mut check_only = |i: usize, j: usize| -> Result<(), RunError> {
-                            eval(k, &mut regs, &pair(i, j));
-                            checks(k, &regs)
-                        };
-                        for_each_pair(&self.module.agents, world, &Pattern::AllPairs { a, b }, &mut check_only)?;
-                    }
+                if matches!(k.pattern, Pattern::Neighbors { .. })
+                    && k.insts.iter().any(|i| matches!(i.op, Op::Check { .. }))
+                {
+                    let mut check_only = |i: usize, j: usize| -> Result<(), RunError> {
+                        eval(k, &mut regs, &pair(i, j));
+                        checks(k, &regs)
+                    };
+                    for_each_pair(&self.module.agents, world, &Pattern::AllPairs { a, b }, &mut check_only)?;
                 }
                 let mut keys: Vec<(usize, u32)> = deltas.keys().copied().collect();
                 keys.sort_unstable();
