@@ -12,11 +12,11 @@ use crate::ir::{BinOp, Kernel, Module, Op, Pattern, Scalar, UnOp, V};
 use aiic_runtime::cpu::abi;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, AbiParam, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData, Signature, Type,
+    types, AbiParam, Block, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData, Signature, Type,
     UserExternalName, UserFuncName, Value,
 };
 use cranelift_codegen::isa::CallConv;
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use std::collections::HashMap;
 
 /// Whether a kernel runs on the CPU executor (spawns and law terms run on the host interpreter).
@@ -550,6 +550,18 @@ pub fn emit_kernel(m: &Module, k: &Kernel, index: u32) -> Result<Function, Strin
 }
 
 /// `for i in [begin, end)`: four agents at a time, then one at a time.
+/// Emits a loop's test in `head` (`var < limit`, else on to `out`) and continues in `body`,
+/// returning the loop variable's value there.
+fn enter_loop(em: &mut Em, head: Block, var: Variable, limit: Value, body: Block, out: Block) -> Value {
+    em.b.switch_to_block(head);
+    let at = em.b.use_var(var);
+    let more = em.b.ins().icmp(IntCC::SignedLessThan, at, limit);
+    em.b.ins().brif(more, body, &[], out, &[]);
+    em.b.switch_to_block(body);
+    em.b.seal_block(body);
+    em.b.use_var(var)
+}
+
 /// `old + inc` with Kahan's compensation: the part of `inc` lost to rounding is kept in the
 /// column's compensation buffer and fed into the next update.
 fn compensated_add(em: &mut Em, col: u32, idx: Value, old: Value, inc: Value, vector: bool) -> Value {
@@ -586,14 +598,8 @@ fn map_body(em: &mut Em, lv: &[u8], begin: Value, end: Value) -> Result<(), Stri
         (em.b.create_block(), em.b.create_block(), em.b.create_block(), em.b.create_block(), em.b.create_block());
     em.b.ins().jump(vhead, &[]);
 
-    em.b.switch_to_block(vhead);
-    let iv = em.b.use_var(i);
-    let more = em.b.ins().icmp(IntCC::SignedLessThan, iv, vend);
-    em.b.ins().brif(more, vbody, &[], shead, &[]);
-    em.b.switch_to_block(vbody);
-    em.b.seal_block(vbody);
+    let iv = enter_loop(em, vhead, i, vend, vbody, shead);
     if vec {
-        let iv = em.b.use_var(i);
         em.v.clear();
         for (v, inst) in em.k.insts.iter().enumerate() {
             if lv[v] == 0 {
@@ -630,13 +636,7 @@ fn map_body(em: &mut Em, lv: &[u8], begin: Value, end: Value) -> Result<(), Stri
     em.b.ins().jump(vhead, &[]);
     em.b.seal_block(vhead);
 
-    em.b.switch_to_block(shead);
-    let iv = em.b.use_var(i);
-    let more = em.b.ins().icmp(IntCC::SignedLessThan, iv, end);
-    em.b.ins().brif(more, sbody, &[], exit, &[]);
-    em.b.switch_to_block(sbody);
-    em.b.seal_block(sbody);
-    let iv = em.b.use_var(i);
+    let iv = enter_loop(em, shead, i, end, sbody, exit);
     let uniform: HashMap<V, Value> = em.s.clone();
     for (v, inst) in em.k.insts.iter().enumerate() {
         if lv[v] == 0 && !inst.op.is_effect() {
@@ -758,14 +758,7 @@ fn pairs_body(em: &mut Em, lv: &[u8], same: bool, p: &[Value]) -> Result<(), Str
         em.b.create_block(),
     );
     em.b.ins().jump(ihead, &[]);
-    em.b.switch_to_block(ihead);
-    let iv = em.b.use_var(i);
-    let more = em.b.ins().icmp(IntCC::SignedLessThan, iv, ie);
-    em.b.ins().brif(more, ibody, &[], exit, &[]);
-
-    em.b.switch_to_block(ibody);
-    em.b.seal_block(ibody);
-    let iv = em.b.use_var(i);
+    let iv = enter_loop(em, ihead, i, ie, ibody, exit);
     let uniform: HashMap<V, Value> = em.s.clone();
     for (v, inst) in em.k.insts.iter().enumerate() {
         if lv[v] == 1 && !inst.op.is_effect() {
@@ -813,14 +806,8 @@ fn pairs_body(em: &mut Em, lv: &[u8], same: bool, p: &[Value]) -> Result<(), Str
     }
     em.b.ins().jump(jvhead, &[]);
 
-    em.b.switch_to_block(jvhead);
-    let jv = em.b.use_var(j);
-    let more = em.b.ins().icmp(IntCC::SignedLessThan, jv, vend);
-    em.b.ins().brif(more, jvbody, &[], jshead, &[]);
-    em.b.switch_to_block(jvbody);
-    em.b.seal_block(jvbody);
+    let jv = enter_loop(em, jvhead, j, vend, jvbody, jshead);
     if vec {
-        let jv = em.b.use_var(j);
         let hoisted = em.v.clone();
         for (v, inst) in em.k.insts.iter().enumerate() {
             if lv[v] == 2 && !inst.op.is_effect() {
@@ -857,13 +844,7 @@ fn pairs_body(em: &mut Em, lv: &[u8], same: bool, p: &[Value]) -> Result<(), Str
     em.b.ins().jump(jvhead, &[]);
     em.b.seal_block(jvhead);
 
-    em.b.switch_to_block(jshead);
-    let jv = em.b.use_var(j);
-    let more = em.b.ins().icmp(IntCC::SignedLessThan, jv, je);
-    em.b.ins().brif(more, jsbody, &[], idone, &[]);
-    em.b.switch_to_block(jsbody);
-    em.b.seal_block(jsbody);
-    let jv = em.b.use_var(j);
+    let jv = enter_loop(em, jshead, j, je, jsbody, idone);
     for (v, inst) in em.k.insts.iter().enumerate() {
         if lv[v] == 2 && !inst.op.is_effect() {
             em.scalar(v as V, &[iv, jv])?;
@@ -932,13 +913,7 @@ fn list_body(em: &mut Em, pairs: Value, count: Value) -> Result<(), String> {
     em.b.def_var(n, zero);
     let (head, body, exit) = (em.b.create_block(), em.b.create_block(), em.b.create_block());
     em.b.ins().jump(head, &[]);
-    em.b.switch_to_block(head);
-    let nv = em.b.use_var(n);
-    let more = em.b.ins().icmp(IntCC::SignedLessThan, nv, count);
-    em.b.ins().brif(more, body, &[], exit, &[]);
-    em.b.switch_to_block(body);
-    em.b.seal_block(body);
-    let nv = em.b.use_var(n);
+    let nv = enter_loop(em, head, n, count, body, exit);
     let at = em.b.ins().imul_imm_s(nv, 8);
     let at = em.b.ins().iadd(pairs, at);
     let i32v = em.b.ins().load(types::I32, MemFlagsData::new().with_notrap(), at, 0);
