@@ -1,7 +1,7 @@
 //! `aiic bench`: steps per second and pair interactions per second on each target.
 
-use super::run::{backend, check_target, default_threads, init, parse_counts};
-use crate::{exit, load, ProgramArgs};
+use super::run::{backend, check_target, default_threads, init, load_with_counts};
+use crate::{exit, ProgramArgs};
 use aiic_compiler::ir::{Module, Pattern, Sched};
 use aiic_runtime::grid::CellGrid;
 use aiic_runtime::World;
@@ -66,18 +66,11 @@ pub fn run(args: &BenchArgs, color: bool) -> u8 {
             return code;
         }
     }
-    let loaded = match load::load_module(&args.program, color) {
-        Ok(m) => m,
+    let (loaded, counts) = match load_with_counts(&args.program, &args.count, color) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let module = &loaded.module;
-    let counts = match parse_counts(&args.count) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USER_ERROR;
-        }
-    };
     println!("{:<22} {:>8} {:>10} {:>12} {:>16}", "target", "agents", "steps", "steps/s", "interactions/s");
     for target in targets {
         let sim = match init(module, &counts, args.seed) {

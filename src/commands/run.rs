@@ -69,6 +69,19 @@ pub fn parse_counts(list: &[String]) -> Result<HashMap<String, u64>, String> {
     Ok(out)
 }
 
+/// The program to run and the `--count` overrides; `Err` carries the exit code.
+pub fn load_with_counts(
+    program: &ProgramArgs,
+    count: &[String],
+    color: bool,
+) -> Result<(load::Loaded, HashMap<String, u64>), u8> {
+    let counts = parse_counts(count).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::USER_ERROR
+    })?;
+    Ok((load::load_module(program, color)?, counts))
+}
+
 /// Checks a target name; `Err` carries the exit code.
 pub fn check_target(t: &str) -> Result<(), u8> {
     match t {
@@ -141,18 +154,11 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
         eprintln!("error: --every, --check-every and --threads take a positive number");
         return exit::USER_ERROR;
     }
-    let loaded = match load::load_module(&args.program, color) {
-        Ok(m) => m,
+    let (loaded, counts) = match load_with_counts(&args.program, &args.count, color) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let module = &loaded.module;
-    let counts = match parse_counts(&args.count) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USER_ERROR;
-        }
-    };
     let sim = match init(module, &counts, args.seed) {
         Ok(s) => s,
         Err(e) => {
