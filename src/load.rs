@@ -76,6 +76,8 @@ pub struct Loaded {
     pub module: aiic_compiler::ir::Module,
     /// CPU kernels from an artifact; None means generate them from the module.
     pub cpu_code: Option<Vec<Option<String>>>,
+    /// SPIR-V kernels and their plan from an artifact; None means generate them.
+    pub spirv: Option<(aiic_runtime::gpu::GpuPlan, Vec<Vec<u32>>)>,
 }
 
 /// Loads the program a command names: `.aiib` artifacts are read, anything else compiled.
@@ -84,13 +86,13 @@ pub fn load_module(args: &ProgramArgs, color: bool) -> Result<Loaded, u8> {
     if !is_artifact {
         let c = compile(args, Need::Kernels, color)?;
         let module = c.module.ok_or(exit::USER_ERROR)?;
-        return Ok(Loaded { module, cpu_code: None });
+        return Ok(Loaded { module, cpu_code: None, spirv: None });
     }
     if args.system.is_some() {
         eprintln!("error: --system picks a system when compiling; {} is already built", args.file.display());
         return Err(exit::USER_ERROR);
     }
-    let (manifest, mut code) = aiic_runtime::artifact::read(&args.file).map_err(|e| {
+    let (manifest, mut code, mut gpu) = aiic_runtime::artifact::read(&args.file).map_err(|e| {
         eprintln!("error: {e}");
         exit::USER_ERROR
     })?;
@@ -120,5 +122,23 @@ pub fn load_module(args: &ProgramArgs, color: bool) -> Result<Loaded, u8> {
             }
         }
     }
-    Ok(Loaded { module, cpu_code: code.remove("cpu") })
+    let spirv = match gpu.remove("vulkan") {
+        Some((plan, files)) => {
+            let mut words = Vec::new();
+            for (k, bytes) in plan.kernels.iter().zip(&files) {
+                if bytes.len() % 4 != 0 || bytes.get(..4) != Some(&0x0723_0203u32.to_le_bytes()[..]) {
+                    eprintln!(
+                        "error: {}: the SPIR-V of kernel `{}` is damaged; rebuild it",
+                        args.file.display(),
+                        k.name
+                    );
+                    return Err(exit::USER_ERROR);
+                }
+                words.push(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
+            }
+            Some((plan, words))
+        }
+        None => None,
+    };
+    Ok(Loaded { module, cpu_code: code.remove("cpu"), spirv })
 }

@@ -73,9 +73,13 @@ enum Command {
     Emit {
         #[command(flatten)]
         program: ProgramArgs,
-        /// Target: ir (the kernel IR) or clif (Cranelift IR of the CPU kernels).
+        /// Target: ir (the kernel IR), clif (Cranelift IR of the CPU kernels), wgsl (the source of
+        /// the SPIR-V kernels), spirv-asm (SPIR-V disassembly) or spirv (binary modules; needs -o).
         #[arg(long, default_value = "ir")]
         target: String,
+        /// Directory for binary output (`--target spirv`): one `.spv` file per device kernel.
+        #[arg(short, long)]
+        out: Option<std::path::PathBuf>,
     },
     /// Run a simulation.
     Run(commands::run::RunArgs),
@@ -92,7 +96,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check { program, explain } => commands::check::run(&program, explain, color),
         Command::Build { program, output, target } => commands::build::run(&program, output.as_ref(), &target, color),
-        Command::Emit { program, target } => commands::emit::run(&program, &target, color),
+        Command::Emit { program, target, out } => commands::emit::run(&program, &target, out.as_deref(), color),
         Command::Run(args) => commands::run::run(&args, color),
         Command::Bench(args) => commands::bench::run(&args, color),
         Command::Devices => commands::devices::run(),

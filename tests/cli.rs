@@ -350,3 +350,121 @@ fn bench_reports_rates_per_target() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("interactions/s") && out.contains("cpu (") && out.contains("interp"), "{out}");
 }
+
+/// Whether a Vulkan device is present; otherwise the test says why it checks nothing.
+fn vulkan_present() -> bool {
+    let o = aiic(&["devices"]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let found = text.lines().any(|l| l.starts_with("vulkan") && l.contains("available   --device 0"));
+    if !found {
+        eprintln!("skipped: no Vulkan device ({})", text.lines().find(|l| l.starts_with("vulkan")).unwrap_or(""));
+    }
+    found
+}
+
+#[test]
+fn every_example_runs_on_vulkan_with_the_validation_layers_quiet() {
+    if !vulkan_present() {
+        return;
+    }
+    for name in EXAMPLES {
+        let o = Command::new(env!("CARGO_BIN_EXE_aiic"))
+            .args(["run", &format!("examples/{name}.aii"), "--target", "vulkan", "--steps", "20"])
+            .env("AIIC_VALIDATION", "1")
+            .current_dir(root())
+            .output()
+            .expect("aiic runs");
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{name}: {err}");
+        assert!(err.contains("on vulkan ("), "{name}: {err}");
+        assert!(!err.contains("vulkan validation"), "{name}: the validation layers reported:\n{err}");
+    }
+}
+
+#[test]
+fn a_vulkan_device_that_does_not_exist_exits_3() {
+    if !vulkan_present() {
+        return;
+    }
+    let o = aiic(&["run", "examples/kepler.aii", "--target", "vulkan", "--device", "99"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--device 99"), "{}", stderr(&o));
+}
+
+#[test]
+fn without_a_vulkan_driver_vulkan_exits_3_and_auto_runs_on_the_cpu() {
+    let run = |target: &str| {
+        Command::new(env!("CARGO_BIN_EXE_aiic"))
+            .args(["run", "examples/kepler.aii", "--steps", "5", "--target", target])
+            .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+            .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+            .current_dir(root())
+            .output()
+            .expect("aiic runs")
+    };
+    let o = run("vulkan");
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Vulkan"), "{}", stderr(&o));
+    let o = run("auto");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("on cpu"), "{}", stderr(&o));
+}
+
+#[test]
+fn non_finite_state_on_vulkan_stops_the_run_with_agent_and_field() {
+    if !vulkan_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("nan.aii");
+    std::fs::write(
+        &src,
+        "system N {\n  agent P { state x: f32; }\n  interaction grow(p: P) each { p.x = p.x * 1e30; }\n  step { grow; }\n  init { spawn P * 3 { x: index as f32 } }\n}\n",
+    )
+    .expect("write");
+    for steps in ["10", "200"] {
+        let o = aiic(&["run", src.to_str().expect("utf8"), "--steps", steps, "--target", "vulkan"]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains("P #1") && err.contains("`x`"), "{steps} steps: {err}");
+    }
+}
+
+#[test]
+fn emit_spirv_writes_binary_modules_and_spirv_asm_prints_them() {
+    let o = aiic(&["emit", "examples/nbody.aii", "--target", "spirv"]);
+    assert_eq!(o.status.code(), Some(1), "binary needs -o: {}", stderr(&o));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("spv");
+    let o = aiic(&["emit", "examples/nbody.aii", "--target", "spirv", "-o", out.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let files: Vec<_> = std::fs::read_dir(&out).expect("dir").map(|e| e.expect("entry").path()).collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    for f in files {
+        let bytes = std::fs::read(&f).expect("read");
+        assert_eq!(&bytes[..4], &0x0723_0203u32.to_le_bytes(), "{} starts with the SPIR-V magic", f.display());
+    }
+    let o = aiic(&["emit", "examples/nbody.aii", "--target", "spirv-asm"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("OpEntryPoint GLCompute") && text.contains("; kernel attract"), "{text}");
+}
+
+#[test]
+fn an_artifact_with_spirv_runs_on_vulkan_like_its_source() {
+    if !vulkan_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let art = dir.path().join("nbody.aiib");
+    let o = aiic(&["build", "examples/nbody.aii", "-o", art.to_str().expect("utf8"), "--target", "all"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(art.join("vulkan")).expect("vulkan kernels").count(), 3);
+    let run = |file: &str, out: &str| {
+        let out = dir.path().join(out);
+        let o = aiic(&["run", file, "--target", "vulkan", "--steps", "30", "--out", out.to_str().expect("utf8")]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        std::fs::read_to_string(out).expect("csv")
+    };
+    assert_eq!(run("examples/nbody.aii", "a.csv"), run(art.to_str().expect("utf8"), "b.csv"));
+}

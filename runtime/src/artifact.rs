@@ -2,6 +2,7 @@
 //! schedule and laws) and one file per kernel per target (`cpu/<kernel>.clif`). It is written
 //! to a temporary directory and renamed into place, so a failed build never leaves half of one.
 
+use crate::gpu::GpuPlan;
 use crate::ir::Module;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -19,7 +20,19 @@ pub struct Manifest {
     pub module: Module,
     /// Per target, the file of each kernel (by kernel index), relative to the artifact.
     pub targets: BTreeMap<String, Vec<Option<String>>>,
+    /// Per GPU target, the plan of device kernels and the file of each (by device kernel index).
+    #[serde(default)]
+    pub gpu: BTreeMap<String, GpuFiles>,
 }
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GpuFiles {
+    pub plan: GpuPlan,
+    pub files: Vec<String>,
+}
+
+/// A GPU target's plan and the binary code of each device kernel.
+pub type GpuCode = BTreeMap<String, (GpuPlan, Vec<Vec<u8>>)>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
@@ -39,6 +52,7 @@ pub fn write(
     source: &str,
     module: &Module,
     code: &BTreeMap<String, Vec<Option<String>>>,
+    gpu_code: &GpuCode,
 ) -> Result<(), ArtifactError> {
     let tmp = path.with_extension("aiib.partial");
     if tmp.exists() {
@@ -68,12 +82,27 @@ pub fn write(
         }
         targets.insert(target.clone(), names);
     }
+    let mut gpu = BTreeMap::new();
+    for (target, (plan, kernels)) in gpu_code {
+        let dir = tmp.join(target);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let mut files = Vec::new();
+        for (k, bytes) in plan.kernels.iter().zip(kernels) {
+            let name =
+                format!("{target}/{:03}_{}.{}", files.len(), k.name.replace(['.', '/'], "_"), target_ext(target));
+            let file = tmp.join(&name);
+            std::fs::write(&file, bytes).map_err(io(&file))?;
+            files.push(name);
+        }
+        gpu.insert(target.clone(), GpuFiles { plan: plan.clone(), files });
+    }
     let manifest = Manifest {
         format: FORMAT,
         aiic: env!("CARGO_PKG_VERSION").to_string(),
         source: source.to_string(),
         module: module.clone(),
         targets,
+        gpu,
     };
     let json = serde_json::to_string_pretty(&manifest)
         .map_err(|e| ArtifactError::Format { path: path.to_path_buf(), message: e.to_string() })?;
@@ -98,7 +127,7 @@ fn target_ext(target: &str) -> &'static str {
 pub type TargetCode = BTreeMap<String, Vec<Option<String>>>;
 
 /// Reads an artifact: the manifest and the code of each target it holds.
-pub fn read(path: &Path) -> Result<(Manifest, TargetCode), ArtifactError> {
+pub fn read(path: &Path) -> Result<(Manifest, TargetCode, GpuCode), ArtifactError> {
     let mpath = path.join("manifest.json");
     let text = std::fs::read_to_string(&mpath).map_err(io(&mpath))?;
     let manifest: Manifest = serde_json::from_str(&text)
@@ -123,9 +152,39 @@ pub fn read(path: &Path) -> Result<(Manifest, TargetCode), ArtifactError> {
         }
         code.insert(target.clone(), texts);
     }
+    let mut gpu = BTreeMap::new();
+    for (target, g) in &manifest.gpu {
+        let bytes = g
+            .files
+            .iter()
+            .map(|n| {
+                let f = path.join(n);
+                std::fs::read(&f).map_err(io(&f))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if bytes.len() != g.plan.kernels.len() {
+            return Err(ArtifactError::Format {
+                path: mpath.clone(),
+                message: format!("{target}: {} files for {} kernels", bytes.len(), g.plan.kernels.len()),
+            });
+        }
+        gpu.insert(target.clone(), (g.plan.clone(), bytes));
+    }
     for k in &manifest.module.kernels {
         crate::ir::verify::verify(k)
             .map_err(|e| ArtifactError::Format { path: mpath.clone(), message: format!("kernel `{}`: {e}", k.name) })?;
     }
-    Ok((manifest, code))
+    Ok((manifest, code, gpu))
+}
+
+/// Writes a file under a hidden temporary name beside it and renames it into place, so that a
+/// reader never sees half of it.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
+    let name = path.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(path)(e)
+    })
 }

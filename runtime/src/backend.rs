@@ -10,8 +10,17 @@ pub trait Backend {
     fn step(&mut self) -> Result<(), RunError>;
     /// The current state, brought back from the device where it lives elsewhere.
     fn world(&mut self) -> Result<&World, RunError>;
-    /// The first non-finite value: `(agent type, agent index, column name)`.
-    fn find_non_finite(&self) -> Option<(usize, usize, String)>;
+    /// The first non-finite value: `(agent type, agent index, column name)`. Executors whose
+    /// state lives on a device may look only every few steps (and whenever it is read back).
+    fn find_non_finite(&mut self) -> Result<Option<(usize, usize, String)>, RunError>;
+    /// Waits until every step asked for has run.
+    fn finish(&mut self) -> Result<(), RunError> {
+        Ok(())
+    }
+    /// Runs `steps` steps timed by the device's own clock: seconds, or `None` without one.
+    fn device_seconds(&mut self, _steps: u64) -> Option<Result<f64, RunError>> {
+        None
+    }
 }
 
 impl Backend for Interp<'_> {
@@ -24,7 +33,7 @@ impl Backend for Interp<'_> {
     fn world(&mut self) -> Result<&World, RunError> {
         Ok(&self.world)
     }
-    fn find_non_finite(&self) -> Option<(usize, usize, String)> {
-        self.world.find_non_finite()
+    fn find_non_finite(&mut self) -> Result<Option<(usize, usize, String)>, RunError> {
+        Ok(self.world.find_non_finite())
     }
 }

@@ -3,6 +3,7 @@
 pub mod artifact;
 pub mod backend;
 pub mod cpu;
+pub mod gpu;
 pub mod grid;
 pub mod input;
 pub mod ir;
@@ -10,6 +11,7 @@ pub mod monitor;
 pub mod output;
 pub mod plot;
 pub mod sum;
+pub mod vulkan;
 pub mod world;
 
 pub use world::{AgentData, AgentSchema, FieldKind, FieldSchema, World};

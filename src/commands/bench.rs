@@ -1,6 +1,6 @@
 //! `aiic bench`: steps per second and pair interactions per second on each target.
 
-use super::run::{backend, check_target, default_threads, init, load_with_counts};
+use super::run::{backend, check_target, default_threads, init, load_with_counts, Placement};
 use crate::{exit, ProgramArgs};
 use aiic_compiler::ir::{Module, Pattern, Sched};
 use aiic_runtime::grid::CellGrid;
@@ -24,6 +24,9 @@ pub struct BenchArgs {
     /// Threads of the CPU backend (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// The GPU to use, by its number in `aiic devices`.
+    #[arg(long, value_name = "N")]
+    pub device: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
@@ -71,7 +74,11 @@ pub fn run(args: &BenchArgs, color: bool) -> u8 {
         Err(code) => return code,
     };
     let module = &loaded.module;
-    println!("{:<22} {:>8} {:>10} {:>12} {:>16}", "target", "agents", "steps", "steps/s", "interactions/s");
+    // An interaction is one agent feeling one partner: each pair is two.
+    println!(
+        "{:<34} {:>8} {:>8} {:>12} {:>12} {:>14}  clock",
+        "target", "agents", "steps", "steps/s", "pairs/s", "interactions/s"
+    );
     for target in targets {
         let sim = match init(module, &counts, args.seed) {
             Ok(s) => s,
@@ -82,15 +89,15 @@ pub fn run(args: &BenchArgs, color: bool) -> u8 {
         };
         let agents: usize = sim.world.agents.iter().map(|a| a.count).sum();
         let pairs = pairs_per_step(module, &sim.world);
-        let threads = args.threads.unwrap_or_else(default_threads);
-        let mut exec = match backend(target, module, loaded.cpu_code.as_deref(), sim, threads) {
+        let at = Placement { target, threads: args.threads.unwrap_or_else(default_threads), device: args.device };
+        let mut exec = match backend(&at, module, &loaded, sim) {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("error: {e}");
                 return exit::BACKEND_UNAVAILABLE;
             }
         };
-        if let Err(e) = exec.step() {
+        if let Err(e) = exec.step().and_then(|()| exec.finish()) {
             eprintln!("error: {target}: {e}");
             return exit::USER_ERROR;
         }
@@ -104,9 +111,34 @@ pub fn run(args: &BenchArgs, color: bool) -> u8 {
             }
             steps += 1;
         }
+        if let Err(e) = exec.finish() {
+            eprintln!("error: {target}: {e}");
+            return exit::USER_ERROR;
+        }
         let secs = start.elapsed().as_secs_f64();
-        let rate = steps as f64 / secs;
-        println!("{:<22} {:>8} {:>10} {:>12.2} {:>16.4e}", exec.name(), agents, steps, rate, rate * pairs as f64);
+        let name = exec.name();
+        let show = |clock: &str, steps: u64, secs: f64| {
+            let rate = steps as f64 / secs;
+            println!(
+                "{:<34} {:>8} {:>8} {:>12.2} {:>12.4e} {:>14.4e}  {clock}",
+                name,
+                agents,
+                steps,
+                rate,
+                rate * pairs as f64,
+                2.0 * rate * pairs as f64
+            );
+        };
+        show("wall", steps, secs);
+        // The device's own clock, over as many steps as the wall clock saw (at most 1000).
+        match exec.device_seconds(steps.clamp(1, 1000)) {
+            Some(Ok(t)) if t > 0.0 => show("device", steps.clamp(1, 1000), t),
+            Some(Err(e)) => {
+                eprintln!("error: {target}: timing on the device: {e}");
+                return exit::USER_ERROR;
+            }
+            _ => {}
+        }
     }
     exit::OK
 }

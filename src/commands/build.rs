@@ -7,13 +7,13 @@ use std::path::PathBuf;
 pub fn run(args: &ProgramArgs, out: Option<&PathBuf>, targets: &str, color: bool) -> u8 {
     let mut wanted: Vec<&str> = targets.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
     if wanted.contains(&"all") {
-        wanted = vec!["cpu"];
+        wanted = vec!["cpu", "vulkan"];
     }
     for t in &wanted {
         match *t {
-            "cpu" => {}
-            "vulkan" | "cuda" | "opencl" | "rt" | "onnx" => {
-                eprintln!("error: the `{t}` code generator is not part of this build of aiic; available: cpu");
+            "cpu" | "vulkan" => {}
+            "cuda" | "opencl" | "rt" | "onnx" => {
+                eprintln!("error: the `{t}` code generator is not part of this build of aiic; available: cpu, vulkan");
                 return exit::BACKEND_UNAVAILABLE;
             }
             t => {
@@ -39,11 +39,25 @@ pub fn run(args: &ProgramArgs, out: Option<&PathBuf>, targets: &str, color: bool
             }
         }
     }
+    let mut gpu = BTreeMap::new();
+    if wanted.contains(&"vulkan") {
+        match aiic_compiler::backend::gpu::spirv::emit_module(module) {
+            Ok(s) => {
+                let bytes = s.words.iter().map(|w| w.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+                gpu.insert("vulkan".to_string(), (s.code.plan, bytes));
+            }
+            Err(e) => {
+                eprintln!("error: generating SPIR-V: {e}");
+                return exit::USER_ERROR;
+            }
+        }
+    }
     let path = out.cloned().unwrap_or_else(|| args.file.with_extension("aiib"));
     let source = args.file.display().to_string();
-    match aiic_runtime::artifact::write(&path, &source, module, &code) {
+    match aiic_runtime::artifact::write(&path, &source, module, &code, &gpu) {
         Ok(()) => {
-            let n = code.values().map(|k| k.iter().flatten().count()).sum::<usize>();
+            let n = code.values().map(|k| k.iter().flatten().count()).sum::<usize>()
+                + gpu.values().map(|(_, k)| k.len()).sum::<usize>();
             eprintln!(
                 "wrote {} ({} kernel file{} for {})",
                 path.display(),

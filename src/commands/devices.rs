@@ -1,3 +1,5 @@
+//! `aiic devices`: what this machine can run, and why the rest is missing.
+
 use crate::exit;
 
 pub fn run() -> u8 {
@@ -8,8 +10,18 @@ pub fn run() -> u8 {
     };
     println!("cpu      {isa}");
     println!("interp   available   reference interpreter (f64), every program");
+    match aiic_runtime::vulkan::list_devices() {
+        Ok(list) if !list.is_empty() => {
+            for (n, d) in list.iter().enumerate() {
+                let f64 = if d.f64 { "f64" } else { "no f64" };
+                let slow = if d.is_cpu { "; runs on the CPU, slower than --target cpu" } else { "" };
+                println!("vulkan   available   --device {n}: {} ({}, {}, {f64}{slow})", d.name, d.kind, d.api);
+            }
+        }
+        Ok(_) => println!("vulkan   unavailable the Vulkan loader found no device"),
+        Err(e) => println!("vulkan   unavailable {e}"),
+    }
     for (t, why) in [
-        ("vulkan", "not part of this build of aiic"),
         ("cuda", "not part of this build of aiic"),
         ("opencl", "not part of this build of aiic"),
         ("rt", "not part of this build of aiic"),

@@ -1,11 +1,16 @@
+//! `aiic emit`: print the code a target gets, or write binary code to a directory.
+
 use crate::{exit, load, ProgramArgs};
+use aiic_compiler::backend::gpu::spirv;
 use aiic_compiler::ir::printer::print_module;
+use aiic_compiler::ir::Module;
+use std::path::Path;
 
-const PLANNED: &[&str] = &["ptx", "spirv", "spirv-asm", "opencl", "onnx", "rt"];
-const TARGETS: &str = "ir, clif";
+const PLANNED: &[&str] = &["ptx", "opencl", "onnx", "rt"];
+const TARGETS: &str = "ir, clif, wgsl, spirv-asm, spirv";
 
-pub fn run(args: &ProgramArgs, target: &str, color: bool) -> u8 {
-    if target != "ir" && target != "clif" {
+pub fn run(args: &ProgramArgs, target: &str, out: Option<&Path>, color: bool) -> u8 {
+    if !["ir", "clif", "wgsl", "spirv", "spirv-asm"].contains(&target) {
         if PLANNED.contains(&target) {
             eprintln!("error: this build of aiic has no `{target}` code generator; available: {TARGETS}");
             return exit::BACKEND_UNAVAILABLE;
@@ -13,25 +18,49 @@ pub fn run(args: &ProgramArgs, target: &str, color: bool) -> u8 {
         eprintln!("error: unknown target `{target}`; targets: {TARGETS}, {}", PLANNED.join(", "));
         return exit::USER_ERROR;
     }
+    if target == "spirv" && out.is_none() {
+        eprintln!("error: SPIR-V is binary: name a directory for it with `-o DIR` (or use --target spirv-asm)");
+        return exit::USER_ERROR;
+    }
     let c = match load::compile(args, load::Need::Kernels, color) {
         Ok(c) => c,
         Err(code) => return code,
     };
     let Some(m) = &c.module else { return exit::USER_ERROR };
-    if target == "ir" {
-        print!("{}", print_module(m));
-        return exit::OK;
-    }
-    match aiic_compiler::backend::cpu::emit_module(m) {
-        Ok(kernels) => {
-            for text in kernels.into_iter().flatten() {
-                println!("{text}");
-            }
-            exit::OK
+    let result = match target {
+        "ir" => {
+            print!("{}", print_module(m));
+            Ok(())
         }
+        "clif" => aiic_compiler::backend::cpu::emit_module(m)
+            .map(|kernels| kernels.into_iter().flatten().for_each(|text| println!("{text}")))
+            .map_err(|e| format!("generating CPU code: {e}")),
+        _ => emit_spirv(m, target, out),
+    };
+    match result {
+        Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("error: generating CPU code: {e}");
+            eprintln!("error: {e}");
             exit::USER_ERROR
         }
     }
+}
+
+fn emit_spirv(m: &Module, target: &str, out: Option<&Path>) -> Result<(), String> {
+    let code = spirv::emit_module(m).map_err(|e| format!("generating SPIR-V: {e}"))?;
+    let kernels = code.code.plan.kernels.iter().zip(code.code.texts.iter().zip(&code.words));
+    match (target, out) {
+        ("spirv", Some(dir)) => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            for (i, (k, (_, words))) in kernels.enumerate() {
+                let path = dir.join(format!("{i:03}_{}.spv", k.name.replace(['.', '/'], "_")));
+                let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                aiic_runtime::artifact::write_atomic(&path, &bytes).map_err(|e| e.to_string())?;
+            }
+            eprintln!("wrote {} SPIR-V modules to {}", code.words.len(), dir.display());
+        }
+        ("wgsl", _) => kernels.for_each(|(_, (text, _))| println!("{text}")),
+        _ => kernels.for_each(|(k, (_, words))| println!("; kernel {}\n{}\n", k.name, spirv::disassemble(words))),
+    }
+    Ok(())
 }

@@ -19,9 +19,13 @@ use std::time::Instant;
 pub struct RunArgs {
     #[command(flatten)]
     pub program: ProgramArgs,
-    /// Where to run: auto (the CPU), cpu (Cranelift code on all cores), interp (the f64 reference interpreter).
+    /// Where to run: auto (a GPU through Vulkan if there is one, else the CPU), vulkan, cpu
+    /// (Cranelift code on all cores), interp (the f64 reference interpreter).
     #[arg(long, default_value = "auto")]
     pub target: String,
+    /// The GPU to use, by its number in `aiic devices` (default: the first, discrete GPUs first).
+    #[arg(long, value_name = "N")]
+    pub device: Option<usize>,
     /// Number of steps.
     #[arg(long, default_value_t = 100)]
     pub steps: u64,
@@ -51,7 +55,8 @@ pub struct RunArgs {
     pub threads: Option<usize>,
 }
 
-pub const TARGETS: &[&str] = &["vulkan", "cuda", "opencl", "rt", "onnx"];
+/// Targets named in the language contract that this build cannot run yet.
+pub const TARGETS: &[&str] = &["cuda", "opencl", "rt", "onnx"];
 
 pub fn parse_counts(list: &[String]) -> Result<HashMap<String, u64>, String> {
     let mut out = HashMap::new();
@@ -85,13 +90,15 @@ pub fn load_with_counts(
 /// Checks a target name; `Err` carries the exit code.
 pub fn check_target(t: &str) -> Result<(), u8> {
     match t {
-        "auto" | "interp" | "cpu" => Ok(()),
+        "auto" | "interp" | "cpu" | "vulkan" => Ok(()),
         t if TARGETS.contains(&t) => {
-            eprintln!("error: the `{t}` backend is not part of this build of aiic; use --target cpu, interp or auto");
+            eprintln!(
+                "error: the `{t}` backend is not part of this build of aiic; use --target vulkan, cpu, interp or auto"
+            );
             Err(exit::BACKEND_UNAVAILABLE)
         }
         t => {
-            eprintln!("error: unknown target `{t}`; targets: auto, cpu, interp, {}", TARGETS.join(", "));
+            eprintln!("error: unknown target `{t}`; targets: auto, vulkan, cpu, interp, {}", TARGETS.join(", "));
             Err(exit::USER_ERROR)
         }
     }
@@ -120,30 +127,80 @@ pub fn init<'m>(module: &'m Module, counts: &HashMap<String, u64>, seed: u64) ->
     Ok(sim)
 }
 
-/// The executor for a target, holding the initial state.
+/// Where and how to run: the target and the options of its executor.
+pub struct Placement<'a> {
+    pub target: &'a str,
+    pub threads: usize,
+    pub device: Option<usize>,
+}
+
+/// The executor for a target, holding the initial state. Under `auto`, a GPU that fails to start
+/// gives way to the CPU with a note.
 pub fn backend<'m>(
-    target: &str,
+    at: &Placement,
+    module: &'m Module,
+    loaded: &load::Loaded,
+    sim: Interp<'m>,
+) -> Result<Box<dyn Backend + 'm>, String> {
+    let cpu_code = loaded.cpu_code.as_deref();
+    match at.target {
+        "interp" => Ok(Box::new(sim)),
+        "vulkan" => Ok(Box::new(vulkan(module, loaded, &sim.world, at.device)?)),
+        "auto" => {
+            let gpu = aiic_runtime::vulkan::list_devices()
+                .ok()
+                .and_then(|d| d.into_iter().nth(at.device.unwrap_or(0)))
+                .filter(|d| !d.is_cpu || at.device.is_some());
+            if gpu.is_some() {
+                match vulkan(module, loaded, &sim.world, at.device) {
+                    Ok(b) => return Ok(Box::new(b)),
+                    Err(e) => eprintln!("note: {e}; running on the CPU instead"),
+                }
+            }
+            cpu(module, cpu_code, sim, at.threads)
+        }
+        _ => cpu(module, cpu_code, sim, at.threads),
+    }
+}
+
+fn cpu<'m>(
     module: &'m Module,
     cpu_code: Option<&[Option<String>]>,
     sim: Interp<'m>,
     threads: usize,
 ) -> Result<Box<dyn Backend + 'm>, String> {
-    match target {
-        "interp" => Ok(Box::new(sim)),
-        _ => {
-            let owned;
-            let code = match cpu_code {
-                Some(c) => c,
-                None => {
-                    owned = aiic_compiler::backend::cpu::emit_module(module)
-                        .map_err(|e| format!("generating CPU code: {e}"))?;
-                    &owned
-                }
-            };
-            let cpu = CpuBackend::new(module, code, &sim.world, threads).map_err(|e| format!("CPU backend: {e}"))?;
-            Ok(Box::new(cpu))
+    let owned;
+    let code = match cpu_code {
+        Some(c) => c,
+        None => {
+            owned =
+                aiic_compiler::backend::cpu::emit_module(module).map_err(|e| format!("generating CPU code: {e}"))?;
+            &owned
         }
-    }
+    };
+    let cpu = CpuBackend::new(module, code, &sim.world, threads).map_err(|e| format!("CPU backend: {e}"))?;
+    Ok(Box::new(cpu))
+}
+
+fn vulkan<'m>(
+    module: &'m Module,
+    loaded: &load::Loaded,
+    world: &aiic_runtime::World,
+    device: Option<usize>,
+) -> Result<aiic_runtime::vulkan::exec::VulkanBackend<'m>, String> {
+    let (plan, words) = match &loaded.spirv {
+        Some((plan, words)) => (plan.clone(), words.clone()),
+        None => {
+            let s = aiic_compiler::backend::gpu::spirv::emit_module(module)
+                .map_err(|e| format!("this program has no Vulkan form: {e}"))?;
+            (s.code.plan, s.words)
+        }
+    };
+    // Tuning knob for measurements; the default comes from the device's limits.
+    let workgroup = std::env::var("AIIC_WORKGROUP").ok().and_then(|w| w.parse().ok());
+    let opts = aiic_runtime::vulkan::exec::Options { device, workgroup };
+    aiic_runtime::vulkan::exec::VulkanBackend::new(module, plan, &words, world, &opts)
+        .map_err(|e| format!("Vulkan: {e}"))
 }
 
 pub fn run(args: &RunArgs, color: bool) -> u8 {
@@ -166,8 +223,9 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
             return exit::USER_ERROR;
         }
     };
-    let threads = args.threads.unwrap_or_else(default_threads);
-    let mut exec = match backend(&args.target, module, loaded.cpu_code.as_deref(), sim, threads) {
+    let at =
+        Placement { target: &args.target, threads: args.threads.unwrap_or_else(default_threads), device: args.device };
+    let mut exec = match backend(&at, module, &loaded, sim) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");
@@ -241,9 +299,17 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
             break;
         }
         steps_done = s;
-        if let Some((t, i, col)) = exec.find_non_finite() {
+        let bad = match exec.find_non_finite() {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: step {s}: {e}");
+                code = exit::USER_ERROR;
+                break;
+            }
+        };
+        if let Some((t, i, col)) = bad {
             eprintln!(
-                "error: step {s}: agent {} #{i} has a non-finite `{col}`; the run stops here",
+                "error: by step {s}: agent {} #{i} has a non-finite `{col}`; the run stops here",
                 module.agents[t].name
             );
             eprintln!("hint: a smaller time step (--set dt=…) or a softening length usually helps");
@@ -272,6 +338,13 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
         progress.set(s);
     }
     progress.finish();
+    // Executors that look for non-finite values every few steps look once more at the end.
+    if code == exit::OK && steps_done > 0 {
+        if let Ok(Some((t, i, col))) = exec.world().map(|_| ()).and_then(|()| exec.find_non_finite()) {
+            eprintln!("error: by step {steps_done}: agent {} #{i} has a non-finite `{col}`", module.agents[t].name);
+            code = exit::USER_ERROR;
+        }
+    }
     let elapsed = started.elapsed().as_secs_f64();
     // An interrupted run keeps the state it reached as a last frame, and reports its laws there.
     if code == exit::INTERRUPTED && steps_done != last_written && write(&mut writer, &mut exec).is_ok() {

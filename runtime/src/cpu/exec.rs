@@ -456,7 +456,13 @@ impl Backend for CpuBackend<'_> {
         Ok(&self.world)
     }
 
-    fn find_non_finite(&self) -> Option<(usize, usize, String)> {
+    fn find_non_finite(&mut self) -> Result<Option<(usize, usize, String)>, RunError> {
+        Ok(self.first_non_finite())
+    }
+}
+
+impl CpuBackend<'_> {
+    fn first_non_finite(&self) -> Option<(usize, usize, String)> {
         for (t, cols) in self.cols.iter().enumerate() {
             let schema = &self.module.agents[t];
             let names: Vec<(&str, FieldKind)> =

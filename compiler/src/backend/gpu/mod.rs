@@ -1,0 +1,9 @@
+//! GPU code generators. `kernels` turns a module's step into device kernels written against the
+//! `dialect` of a C-like GPU language; `wgsl` is one such dialect, and `spirv` takes its output
+//! through naga to SPIR-V for Vulkan.
+
+pub mod body;
+pub mod dialect;
+pub mod kernels;
+pub mod spirv;
+pub mod wgsl;

@@ -1,0 +1,93 @@
+//! The SPIR-V of every example: WGSL and disassembly kept under `snapshots/{wgsl,spirv}/`, naga's
+//! validation (inside `emit_module`), and `spirv-val` where SPIRV-Tools is installed.
+
+mod common;
+use aiic_compiler::backend::gpu::spirv;
+use common::*;
+
+fn module(name: &str) -> aiic_compiler::ir::Module {
+    let src = if name == "mixed_types" {
+        std::fs::read_to_string(root().join("tests/programs/mixed_types.aii")).expect("readable")
+    } else {
+        example(name)
+    };
+    compile(&src).module.unwrap_or_else(|| panic!("{name} compiles"))
+}
+
+fn snapshot(name: &str) {
+    let code = spirv::emit_module(&module(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let wgsl = code.code.texts.join("\n");
+    let asm: Vec<String> = code
+        .code
+        .plan
+        .kernels
+        .iter()
+        .zip(&code.words)
+        .map(|(k, w)| format!("; kernel {}\n{}", k.name, spirv::disassemble(w)))
+        .collect();
+    insta::with_settings!({ snapshot_path => "../../snapshots/wgsl", prepend_module_to_snapshot => false, omit_expression => true }, {
+        insta::assert_snapshot!(name, wgsl);
+    });
+    insta::with_settings!({ snapshot_path => "../../snapshots/spirv", prepend_module_to_snapshot => false, omit_expression => true }, {
+        insta::assert_snapshot!(name, asm.join("\n"));
+    });
+}
+
+macro_rules! example_spirv {
+    ($($name:ident),*) => {$(
+        #[test]
+        fn $name() {
+            snapshot(stringify!($name));
+        }
+    )*};
+}
+
+example_spirv!(nbody, kepler, lj_gas, billiards, springs, mixed_types);
+
+/// Whether SPIRV-Tools' validator is installed.
+fn spirv_val() -> bool {
+    std::process::Command::new("spirv-val").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn every_kernel_passes_spirv_val() {
+    if !spirv_val() {
+        eprintln!("skipped: spirv-val is not installed (Debian package spirv-tools)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("aiic-spirv-val-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut checked = 0;
+    for name in EXAMPLES.iter().chain(&["mixed_types"]) {
+        let code = spirv::emit_module(&module(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for (k, words) in code.code.plan.kernels.iter().zip(&code.words) {
+            let path = dir.join(format!("{name}_{}.spv", k.name.replace(['.', '/'], "_")));
+            std::fs::write(&path, words.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>()).expect("write");
+            let out = std::process::Command::new("spirv-val")
+                .args(["--target-env", "vulkan1.1"])
+                .arg(&path)
+                .output()
+                .expect("spirv-val runs");
+            assert!(
+                out.status.success(),
+                "{name}: kernel `{}` fails spirv-val:\n{}",
+                k.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(checked > 20, "only {checked} kernels checked");
+}
+
+#[test]
+fn the_workgroup_size_is_a_specialization_constant() {
+    let code = spirv::emit_module(&module("nbody")).expect("spirv");
+    for w in &code.words {
+        let asm = spirv::disassemble(w);
+        assert!(asm.contains("SpecId 0"), "{asm}");
+        assert!(asm.contains("BuiltIn WorkgroupSize"), "{asm}");
+        assert!(!asm.contains("LocalSize"), "{asm}");
+    }
+}

@@ -1,0 +1,210 @@
+//! What every GPU target shares: the plan of device kernels a module's step becomes, and the
+//! host-side layout of the buffers they bind.
+//!
+//! Pair kernels run as *gathers* on GPUs: one thread per agent visits its partners and adds only
+//! its own agent's changes, so no two threads write the same element and no atomics are needed.
+//! A pair of one agent type is evaluated with the lower index in slot 0, exactly as the
+//! interpreter visits it; the thread takes slot 0's changes when it holds the lower index and
+//! slot 1's otherwise. Each pair is therefore computed twice, once by each of its agents.
+
+use crate::ir::{Module, Scalar};
+use serde::{Deserialize, Serialize};
+
+/// A device buffer a kernel binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Buf {
+    /// A column of agent state, in its compute type (f32, f64 or i32).
+    Col {
+        agent: usize,
+        col: u32,
+    },
+    /// The rounding error of compensated f32 updates of a column (see `cpu::abi::compensated_stores`).
+    Comp {
+        agent: usize,
+        col: u32,
+    },
+    /// Changes of a pair kernel that reads a column it also accumulates into, added afterwards.
+    Delta {
+        agent: usize,
+        col: u32,
+    },
+    /// `u32`s: the count of each agent type, then the bucket count of each grid.
+    Sizes,
+    /// The run-time parameters as f32, as i32 and as f64.
+    ParamsF32,
+    ParamsI32,
+    ParamsF64,
+    /// One `u32`: 0, or 1 + (kernel << 16 | message) of a failed check.
+    Fail,
+    /// Per agent of the grid's type: its hashed cell.
+    GridCell {
+        grid: usize,
+    },
+    /// Per bucket: a count, then (after the scan) the next free place of the bucket.
+    GridCount {
+        grid: usize,
+    },
+    /// Buckets + 1: where each bucket's agents start in `GridSorted`.
+    GridStart {
+        grid: usize,
+    },
+    /// Agent indices, sorted by bucket.
+    GridSorted {
+        grid: usize,
+    },
+}
+
+/// How many threads a device kernel runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Launch {
+    /// One per agent of a type (rounded up to whole workgroups).
+    Agents { agent: usize },
+    /// One workgroup.
+    Single,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceKernel {
+    pub name: String,
+    /// The IR kernel it comes from, whose messages its failed checks name.
+    pub source: Option<usize>,
+    /// Binding `n` of the kernel is `bindings[n]`.
+    pub bindings: Vec<Buf>,
+    pub launch: Launch,
+    /// Bytes of workgroup memory per thread (tiles of partner columns, scan sums).
+    pub shared_bytes: u32,
+}
+
+/// A uniform grid hashed into buckets, rebuilt on the device before each neighbour pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridSpec {
+    pub agent: usize,
+    /// Position columns (one per dimension, at most three).
+    pub pos: Vec<u32>,
+    /// Edge of a cell: the largest interaction radius.
+    pub cell: f64,
+}
+
+/// One command of a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum GpuOp {
+    /// Fill a buffer with zero bytes (0.0 and 0 in every type).
+    Zero(Buf),
+    Launch(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuPlan {
+    pub kernels: Vec<DeviceKernel>,
+    pub grids: Vec<GridSpec>,
+    pub step: Vec<GpuOp>,
+}
+
+/// The type a column is computed and stored in on GPUs (f16 and bf16 are widened, as on the CPU).
+pub fn device_scalar(s: Scalar) -> Scalar {
+    match s {
+        Scalar::F64 => Scalar::F64,
+        Scalar::I32 | Scalar::U32 | Scalar::Bool => Scalar::I32,
+        _ => Scalar::F32,
+    }
+}
+
+/// Buckets of a grid over `n` agents: a power of two, so that a mask picks the bucket.
+pub fn buckets(n: usize) -> usize {
+    n.max(1).next_power_of_two()
+}
+
+impl GpuPlan {
+    /// Every buffer some kernel binds or the step fills.
+    pub fn buffers(&self) -> Vec<Buf> {
+        let mut out: Vec<Buf> = Vec::new();
+        let all = self.kernels.iter().flat_map(|k| k.bindings.iter().copied()).chain(self.step.iter().filter_map(
+            |op| match op {
+                GpuOp::Zero(b) => Some(*b),
+                GpuOp::Launch(_) => None,
+            },
+        ));
+        for b in all {
+            if !out.contains(&b) {
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    /// The contents of `Buf::Sizes` for these agent counts.
+    pub fn sizes(&self, counts: &[usize]) -> Vec<u32> {
+        let mut s: Vec<u32> = counts.iter().map(|&n| n as u32).collect();
+        s.extend(self.grids.iter().map(|g| buckets(counts[g.agent]) as u32));
+        s
+    }
+
+    /// Elements and bytes per element of a buffer.
+    pub fn extent(&self, m: &Module, b: Buf, counts: &[usize]) -> (usize, usize) {
+        let col_bytes = |agent: usize, col: u32| match device_scalar(m.column_types[agent][col as usize]) {
+            Scalar::F64 => 8,
+            _ => 4,
+        };
+        match b {
+            Buf::Col { agent, col } | Buf::Delta { agent, col } => (counts[agent], col_bytes(agent, col)),
+            Buf::Comp { agent, .. } => (counts[agent], 4),
+            Buf::Sizes => (counts.len() + self.grids.len(), 4),
+            Buf::ParamsF32 | Buf::ParamsI32 => (m.uniforms.len(), 4),
+            Buf::ParamsF64 => (m.uniforms.len(), 8),
+            Buf::Fail => (1, 4),
+            Buf::GridCell { grid } | Buf::GridSorted { grid } => (counts[self.grids[grid].agent], 4),
+            Buf::GridCount { grid } => (buckets(counts[self.grids[grid].agent]), 4),
+            Buf::GridStart { grid } => (buckets(counts[self.grids[grid].agent]) + 1, 4),
+        }
+    }
+}
+
+/// The host's bytes of the parameter buffers, from the parameters' f64 values.
+pub fn params_bytes(b: Buf, values: &[f64]) -> Vec<u8> {
+    match b {
+        Buf::ParamsF32 => values.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect(),
+        // Saturating, as the CPU backend converts.
+        Buf::ParamsI32 => values.iter().flat_map(|v| (*v as i32).to_le_bytes()).collect(),
+        Buf::ParamsF64 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A column's values as device bytes.
+pub fn column_bytes(s: Scalar, values: &[f64]) -> Vec<u8> {
+    match device_scalar(s) {
+        Scalar::F64 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Scalar::I32 => values.iter().flat_map(|v| (*v as i32).to_le_bytes()).collect(),
+        _ => values.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect(),
+    }
+}
+
+/// Device bytes of a column back as f64 values; `comp` holds the compensation to take off.
+pub fn column_values(s: Scalar, bytes: &[u8], comp: Option<&[u8]>, out: &mut [f64]) {
+    let f32_at = |b: &[u8], i: usize| f32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap_or([0; 4]));
+    for (i, o) in out.iter_mut().enumerate() {
+        let x = match device_scalar(s) {
+            Scalar::F64 => f64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().unwrap_or([0; 8])),
+            Scalar::I32 => i32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap_or([0; 4])) as f64,
+            _ => f32_at(bytes, i) as f64,
+        };
+        // The compensation holds what the stored value lacks, with the sign flipped.
+        *o = x - comp.map_or(0.0, |c| f32_at(c, i) as f64);
+    }
+}
+
+/// The message of a failed check, from the fail word the kernels wrote.
+pub fn fail_message(m: &Module, plan: &GpuPlan, word: u32) -> Option<String> {
+    if word == 0 {
+        return None;
+    }
+    let code = word - 1;
+    let (dk, msg) = ((code >> 16) as usize, (code & 0xffff) as usize);
+    let source = plan.kernels.get(dk).and_then(|k| k.source);
+    Some(
+        source
+            .and_then(|s| m.kernels.get(s))
+            .and_then(|k| k.messages.get(msg).cloned())
+            .unwrap_or_else(|| "a run-time check failed".into()),
+    )
+}

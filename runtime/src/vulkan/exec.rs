@@ -1,0 +1,680 @@
+//! Runs a module's step as Vulkan compute pipelines.
+//!
+//! Every buffer lives in device memory and is filled and read through one host-visible staging
+//! buffer. A step is recorded once into a command buffer (a barrier before each command) and
+//! submitted again each step; the host waits only to read the state back, every few steps to
+//! bound the work in flight, and for timing.
+
+use super::{Instance, VkError};
+use crate::backend::Backend;
+use crate::gpu::{self, Buf, GpuOp, GpuPlan, Launch};
+use crate::ir::interp::RunError;
+use crate::ir::Module;
+use crate::World;
+use ash::vk;
+use std::collections::HashMap;
+
+/// Steps submitted before the host waits for them.
+const IN_FLIGHT: u32 = 8;
+/// Steps between reads of the state to look for non-finite values and failed checks.
+const SCAN_EVERY: u64 = 64;
+
+pub struct Options {
+    /// Index into the device list (`aiic devices`); the first (a discrete GPU if any) by default.
+    pub device: Option<usize>,
+    /// Workgroup size; by default the largest power of two up to 256 the device allows.
+    pub workgroup: Option<u32>,
+}
+
+struct Buffer {
+    buffer: vk::Buffer,
+    memory: vk::DeviceMemory,
+    bytes: u64,
+}
+
+struct Pipeline {
+    set_layout: vk::DescriptorSetLayout,
+    layout: vk::PipelineLayout,
+    pipeline: vk::Pipeline,
+    set: vk::DescriptorSet,
+}
+
+pub struct VulkanBackend<'m> {
+    module: &'m Module,
+    plan: GpuPlan,
+    device_name: String,
+    device: ash::Device,
+    queue: vk::Queue,
+    queue_family: u32,
+    mem: vk::PhysicalDeviceMemoryProperties,
+    buffers: HashMap<Buf, Buffer>,
+    staging: Buffer,
+    staging_ptr: *mut u8,
+    pipelines: Vec<Pipeline>,
+    desc_pool: vk::DescriptorPool,
+    cmd_pool: vk::CommandPool,
+    step_cb: vk::CommandBuffer,
+    work_cb: vk::CommandBuffer,
+    fence: vk::Fence,
+    queries: Option<(vk::QueryPool, f64)>,
+    wg: u32,
+    max_groups: u32,
+    counts: Vec<usize>,
+    world: World,
+    /// Steps submitted and not yet waited for.
+    pending: u32,
+    /// Steps run since the state was last read.
+    unread: u64,
+    /// The state on the host is the device's (no step ran since it was read).
+    fresh: bool,
+    last_scan: u64,
+    // Last, so that it is dropped after the device made from it.
+    _instance: Instance,
+}
+
+fn memory_type(mem: &vk::PhysicalDeviceMemoryProperties, bits: u32, want: vk::MemoryPropertyFlags) -> Option<u32> {
+    (0..mem.memory_type_count)
+        .find(|&i| bits & (1 << i) != 0 && mem.memory_types[i as usize].property_flags.contains(want))
+}
+
+impl<'m> VulkanBackend<'m> {
+    /// Creates the device, uploads `world` and builds a pipeline per kernel (`spirv[k]` for
+    /// `plan.kernels[k]`).
+    pub fn new(
+        module: &'m Module,
+        plan: GpuPlan,
+        spirv: &[Vec<u32>],
+        world: &World,
+        opts: &Options,
+    ) -> Result<Self, VkError> {
+        let instance = Instance::new()?;
+        let devices = instance.devices()?;
+        if devices.is_empty() {
+            return Err(VkError::NoDevice("the Vulkan loader found no device".into()));
+        }
+        let pick = opts.device.unwrap_or(0);
+        let (pd, info) = devices.get(pick).cloned().ok_or_else(|| {
+            VkError::NoDevice(format!(
+                "--device {pick}: there are {} Vulkan devices (see `aiic devices`)",
+                devices.len()
+            ))
+        })?;
+        let uses_f64 = module.column_types.iter().flatten().any(|s| *s == crate::ir::Scalar::F64)
+            || module.kernels.iter().any(|k| k.insts.iter().any(|i| i.ty == crate::ir::Scalar::F64));
+        if uses_f64 && !info.f64 {
+            return Err(VkError::Unsupported(format!("{} has no 64-bit floats, which this program uses", info.name)));
+        }
+        let inst = &instance.instance;
+        // SAFETY: queries of a device of this instance.
+        let (props, families, mem) = unsafe {
+            (
+                inst.get_physical_device_properties(pd),
+                inst.get_physical_device_queue_family_properties(pd),
+                inst.get_physical_device_memory_properties(pd),
+            )
+        };
+        let qfi = families
+            .iter()
+            .position(|f| f.queue_flags.contains(vk::QueueFlags::COMPUTE))
+            .ok_or_else(|| VkError::Unsupported(format!("{} has no compute queue", info.name)))?
+            as u32;
+        let timestamps = families[qfi as usize].timestamp_valid_bits > 0 && props.limits.timestamp_period > 0.0;
+        let limits = props.limits;
+
+        // The widest tile of workgroup memory any kernel needs decides the largest workgroup.
+        let tile_bytes = plan_tile_bytes(&plan);
+        let fits = |w: u32| {
+            w <= limits.max_compute_work_group_size[0]
+                && w <= limits.max_compute_work_group_invocations
+                && w as u64 * tile_bytes <= limits.max_compute_shared_memory_size as u64
+        };
+        let wg = match opts.workgroup {
+            Some(w) if fits(w) => w,
+            Some(w) => {
+                return Err(VkError::Unsupported(format!("{}: a workgroup of {w} exceeds its limits", info.name)))
+            }
+            None => [256, 128, 64, 32, 16, 8, 4, 2, 1].into_iter().find(|&w| fits(w)).unwrap_or(1),
+        };
+
+        let priorities = [1.0f32];
+        let queue_info = [vk::DeviceQueueCreateInfo::default().queue_family_index(qfi).queue_priorities(&priorities)];
+        let features = vk::PhysicalDeviceFeatures { shader_float64: u32::from(uses_f64), ..Default::default() };
+        let dinfo = vk::DeviceCreateInfo::default().queue_create_infos(&queue_info).enabled_features(&features);
+        // SAFETY: the create info outlives the call; the device is destroyed in `drop`.
+        let device =
+            unsafe { inst.create_device(pd, &dinfo, None) }.map_err(VkError::call("creating the Vulkan device"))?;
+        // SAFETY: queue 0 of the family the device was created with.
+        let queue = unsafe { device.get_device_queue(qfi, 0) };
+        let counts: Vec<usize> = world.agents.iter().map(|a| a.count).collect();
+
+        let mut me = VulkanBackend {
+            module,
+            plan,
+            device_name: info.name.clone(),
+            device,
+            queue,
+            queue_family: qfi,
+            mem,
+            buffers: HashMap::new(),
+            staging: Buffer { buffer: vk::Buffer::null(), memory: vk::DeviceMemory::null(), bytes: 0 },
+            staging_ptr: std::ptr::null_mut(),
+            pipelines: Vec::new(),
+            desc_pool: vk::DescriptorPool::null(),
+            cmd_pool: vk::CommandPool::null(),
+            step_cb: vk::CommandBuffer::null(),
+            work_cb: vk::CommandBuffer::null(),
+            fence: vk::Fence::null(),
+            queries: None,
+            wg,
+            max_groups: limits.max_compute_work_group_count[0].max(1),
+            counts,
+            world: world.clone(),
+            pending: 0,
+            unread: 0,
+            fresh: true,
+            last_scan: 0,
+            _instance: instance,
+        };
+        me.create_buffers()?;
+        me.create_pipelines(spirv)?;
+        me.create_commands(timestamps.then_some(limits.timestamp_period as f64))?;
+        me.upload()?;
+        me.record_step()?;
+        Ok(me)
+    }
+
+    fn buffer(
+        &self,
+        bytes: u64,
+        usage: vk::BufferUsageFlags,
+        props: vk::MemoryPropertyFlags,
+        what: &str,
+    ) -> Result<Buffer, VkError> {
+        let d = &self.device;
+        let info =
+            vk::BufferCreateInfo::default().size(bytes.max(16)).usage(usage).sharing_mode(vk::SharingMode::EXCLUSIVE);
+        // SAFETY: plain object creation on a live device; freed in `drop`.
+        unsafe {
+            let buffer =
+                d.create_buffer(&info, None).map_err(VkError::call(format!("creating the buffer of {what}")))?;
+            let req = d.get_buffer_memory_requirements(buffer);
+            let ty = memory_type(&self.mem, req.memory_type_bits, props)
+                .or_else(|| memory_type(&self.mem, req.memory_type_bits, vk::MemoryPropertyFlags::empty()))
+                .ok_or_else(|| VkError::Unsupported(format!("no memory type can hold {what}")))?;
+            let alloc = vk::MemoryAllocateInfo::default().allocation_size(req.size).memory_type_index(ty);
+            let memory = match d.allocate_memory(&alloc, None) {
+                Ok(m) => m,
+                Err(r) => {
+                    d.destroy_buffer(buffer, None);
+                    return Err(VkError::Call { what: format!("allocating {bytes} bytes for {what}"), result: r });
+                }
+            };
+            d.bind_buffer_memory(buffer, memory, 0).map_err(VkError::call(format!("binding the memory of {what}")))?;
+            Ok(Buffer { buffer, memory, bytes: bytes.max(16) })
+        }
+    }
+
+    fn describe(&self, b: Buf) -> String {
+        let col = |agent: usize, col: u32| {
+            let s = &self.module.agents[agent];
+            let lane = s.fields.iter().flat_map(|f| f.lanes.iter()).nth(col as usize).cloned().unwrap_or_default();
+            format!("{}.{lane}", s.name)
+        };
+        match b {
+            Buf::Col { agent, col: c } => col(agent, c),
+            Buf::Comp { agent, col: c } => format!("the compensation of {}", col(agent, c)),
+            Buf::Delta { agent, col: c } => format!("the changes of {}", col(agent, c)),
+            other => format!("{other:?}"),
+        }
+    }
+
+    fn create_buffers(&mut self) -> Result<(), VkError> {
+        let usage = vk::BufferUsageFlags::STORAGE_BUFFER
+            | vk::BufferUsageFlags::TRANSFER_SRC
+            | vk::BufferUsageFlags::TRANSFER_DST;
+        let mut total = 0u64;
+        for b in self.plan.buffers() {
+            let (n, size) = self.plan.extent(self.module, b, &self.counts);
+            let bytes = (n * size) as u64;
+            let buf = self.buffer(bytes, usage, vk::MemoryPropertyFlags::DEVICE_LOCAL, &self.describe(b))?;
+            total += buf.bytes;
+            self.buffers.insert(b, buf);
+        }
+        let host = vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT;
+        self.staging = self.buffer(
+            total,
+            vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST,
+            host,
+            "the staging buffer",
+        )?;
+        // SAFETY: host-visible memory of the staging buffer, mapped once for the backend's life.
+        self.staging_ptr = unsafe {
+            self.device
+                .map_memory(self.staging.memory, 0, vk::WHOLE_SIZE, vk::MemoryMapFlags::empty())
+                .map_err(VkError::call("mapping the staging buffer"))? as *mut u8
+        };
+        Ok(())
+    }
+
+    fn create_pipelines(&mut self, spirv: &[Vec<u32>]) -> Result<(), VkError> {
+        let d = &self.device;
+        let total: u32 = self.plan.kernels.iter().map(|k| k.bindings.len() as u32).sum();
+        let sizes = [vk::DescriptorPoolSize { ty: vk::DescriptorType::STORAGE_BUFFER, descriptor_count: total.max(1) }];
+        let pool_info =
+            vk::DescriptorPoolCreateInfo::default().max_sets(self.plan.kernels.len().max(1) as u32).pool_sizes(&sizes);
+        // SAFETY: object creation on a live device; everything is destroyed in `drop`.
+        unsafe {
+            self.desc_pool =
+                d.create_descriptor_pool(&pool_info, None).map_err(VkError::call("creating the descriptor pool"))?;
+            let wg_bytes = self.wg.to_le_bytes();
+            let entries = [vk::SpecializationMapEntry { constant_id: 0, offset: 0, size: 4 }];
+            let spec = vk::SpecializationInfo::default().map_entries(&entries).data(&wg_bytes);
+            for (k, words) in self.plan.kernels.iter().zip(spirv) {
+                let what = |s: &str| format!("{s} of kernel `{}`", k.name);
+                let bindings: Vec<vk::DescriptorSetLayoutBinding> = (0..k.bindings.len() as u32)
+                    .map(|n| {
+                        vk::DescriptorSetLayoutBinding::default()
+                            .binding(n)
+                            .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                            .descriptor_count(1)
+                            .stage_flags(vk::ShaderStageFlags::COMPUTE)
+                    })
+                    .collect();
+                let set_layout = d
+                    .create_descriptor_set_layout(
+                        &vk::DescriptorSetLayoutCreateInfo::default().bindings(&bindings),
+                        None,
+                    )
+                    .map_err(VkError::call(what("creating the descriptor layout")))?;
+                let layouts = [set_layout];
+                let layout = d
+                    .create_pipeline_layout(&vk::PipelineLayoutCreateInfo::default().set_layouts(&layouts), None)
+                    .map_err(VkError::call(what("creating the pipeline layout")))?;
+                let module = d
+                    .create_shader_module(&vk::ShaderModuleCreateInfo::default().code(words), None)
+                    .map_err(VkError::call(what("loading the SPIR-V")))?;
+                let stage = vk::PipelineShaderStageCreateInfo::default()
+                    .stage(vk::ShaderStageFlags::COMPUTE)
+                    .module(module)
+                    .name(c"main")
+                    .specialization_info(&spec);
+                let info = [vk::ComputePipelineCreateInfo::default().stage(stage).layout(layout)];
+                let made = d.create_compute_pipelines(vk::PipelineCache::null(), &info, None);
+                d.destroy_shader_module(module, None);
+                let pipeline = made.map_err(|(_, r)| VkError::Call { what: what("compiling"), result: r })?[0];
+                let set = d
+                    .allocate_descriptor_sets(
+                        &vk::DescriptorSetAllocateInfo::default().descriptor_pool(self.desc_pool).set_layouts(&layouts),
+                    )
+                    .map_err(VkError::call(what("allocating the descriptor set")))?[0];
+                let infos: Vec<[vk::DescriptorBufferInfo; 1]> = k
+                    .bindings
+                    .iter()
+                    .map(|b| {
+                        [vk::DescriptorBufferInfo { buffer: self.buffers[b].buffer, offset: 0, range: vk::WHOLE_SIZE }]
+                    })
+                    .collect();
+                let writes: Vec<vk::WriteDescriptorSet> = infos
+                    .iter()
+                    .enumerate()
+                    .map(|(n, info)| {
+                        vk::WriteDescriptorSet::default()
+                            .dst_set(set)
+                            .dst_binding(n as u32)
+                            .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                            .buffer_info(info)
+                    })
+                    .collect();
+                d.update_descriptor_sets(&writes, &[]);
+                self.pipelines.push(Pipeline { set_layout, layout, pipeline, set });
+            }
+        }
+        Ok(())
+    }
+
+    fn create_commands(&mut self, ts_period: Option<f64>) -> Result<(), VkError> {
+        let d = &self.device;
+        // SAFETY: object creation on a live device; destroyed in `drop`.
+        unsafe {
+            self.cmd_pool = d
+                .create_command_pool(
+                    &vk::CommandPoolCreateInfo::default()
+                        .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER)
+                        .queue_family_index(self.queue_family),
+                    None,
+                )
+                .map_err(VkError::call("creating the command pool"))?;
+            let cbs = d
+                .allocate_command_buffers(
+                    &vk::CommandBufferAllocateInfo::default()
+                        .command_pool(self.cmd_pool)
+                        .level(vk::CommandBufferLevel::PRIMARY)
+                        .command_buffer_count(2),
+                )
+                .map_err(VkError::call("allocating command buffers"))?;
+            self.step_cb = cbs[0];
+            self.work_cb = cbs[1];
+            self.fence =
+                d.create_fence(&vk::FenceCreateInfo::default(), None).map_err(VkError::call("creating a fence"))?;
+            if let Some(period) = ts_period {
+                let info = vk::QueryPoolCreateInfo::default().query_type(vk::QueryType::TIMESTAMP).query_count(2);
+                if let Ok(pool) = d.create_query_pool(&info, None) {
+                    self.queries = Some((pool, period));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A barrier that orders every earlier compute and transfer write before every later access.
+    fn barrier(&self, cb: vk::CommandBuffer) {
+        let all = vk::AccessFlags::SHADER_READ
+            | vk::AccessFlags::SHADER_WRITE
+            | vk::AccessFlags::TRANSFER_READ
+            | vk::AccessFlags::TRANSFER_WRITE;
+        let mb = [vk::MemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::SHADER_WRITE | vk::AccessFlags::TRANSFER_WRITE)
+            .dst_access_mask(all)];
+        let stages = vk::PipelineStageFlags::COMPUTE_SHADER | vk::PipelineStageFlags::TRANSFER;
+        // SAFETY: `cb` is recording.
+        unsafe { self.device.cmd_pipeline_barrier(cb, stages, stages, vk::DependencyFlags::empty(), &mb, &[], &[]) };
+    }
+
+    /// Records the commands of one step into `cb`.
+    fn record_ops(&self, cb: vk::CommandBuffer) {
+        let d = &self.device;
+        for op in &self.plan.step {
+            self.barrier(cb);
+            // SAFETY: `cb` is recording; every handle belongs to this device.
+            unsafe {
+                match op {
+                    GpuOp::Zero(b) => d.cmd_fill_buffer(cb, self.buffers[b].buffer, 0, vk::WHOLE_SIZE, 0),
+                    GpuOp::Launch(k) => {
+                        let (x, y) = match self.plan.kernels[*k].launch {
+                            Launch::Agents { agent } => {
+                                let groups = self.counts[agent].div_ceil(self.wg as usize) as u64;
+                                let x = groups.min(self.max_groups as u64);
+                                (x as u32, groups.div_ceil(x.max(1)) as u32)
+                            }
+                            Launch::Single => (1, 1),
+                        };
+                        if x == 0 {
+                            continue;
+                        }
+                        let p = &self.pipelines[*k];
+                        d.cmd_bind_pipeline(cb, vk::PipelineBindPoint::COMPUTE, p.pipeline);
+                        d.cmd_bind_descriptor_sets(cb, vk::PipelineBindPoint::COMPUTE, p.layout, 0, &[p.set], &[]);
+                        d.cmd_dispatch(cb, x, y, 1);
+                    }
+                }
+            }
+        }
+        self.barrier(cb);
+    }
+
+    fn record_step(&mut self) -> Result<(), VkError> {
+        let cb = self.step_cb;
+        // SAFETY: the command buffer is not in use (nothing was submitted from it yet).
+        unsafe {
+            self.device
+                .begin_command_buffer(
+                    cb,
+                    &vk::CommandBufferBeginInfo::default().flags(vk::CommandBufferUsageFlags::SIMULTANEOUS_USE),
+                )
+                .map_err(VkError::call("recording the step"))?;
+            self.record_ops(cb);
+            self.device.end_command_buffer(cb).map_err(VkError::call("recording the step"))?;
+        }
+        Ok(())
+    }
+
+    /// Records `fill` into the work command buffer, runs it and waits for it.
+    fn run_once(&mut self, what: &str, fill: impl FnOnce(&Self, vk::CommandBuffer)) -> Result<(), VkError> {
+        self.wait()?;
+        let cb = self.work_cb;
+        // SAFETY: the queue is idle, so the work command buffer is not in use.
+        unsafe {
+            let d = &self.device;
+            d.reset_command_buffer(cb, vk::CommandBufferResetFlags::empty()).map_err(VkError::call(what))?;
+            d.begin_command_buffer(
+                cb,
+                &vk::CommandBufferBeginInfo::default().flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT),
+            )
+            .map_err(VkError::call(what))?;
+            fill(self, cb);
+            d.end_command_buffer(cb).map_err(VkError::call(what))?;
+            let cbs = [cb];
+            let submit = [vk::SubmitInfo::default().command_buffers(&cbs)];
+            d.queue_submit(self.queue, &submit, self.fence).map_err(VkError::call(what))?;
+            d.wait_for_fences(&[self.fence], true, u64::MAX).map_err(VkError::call(what))?;
+            d.reset_fences(&[self.fence]).map_err(VkError::call(what))?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every submitted step.
+    fn wait(&mut self) -> Result<(), VkError> {
+        if self.pending > 0 {
+            // SAFETY: a live queue.
+            unsafe { self.device.queue_wait_idle(self.queue) }.map_err(VkError::call("running the step"))?;
+            self.pending = 0;
+        }
+        Ok(())
+    }
+
+    /// Copies the host's state, parameters and sizes into the device buffers.
+    fn upload(&mut self) -> Result<(), VkError> {
+        let mut at = 0usize;
+        let mut copies: Vec<(vk::Buffer, vk::BufferCopy)> = Vec::new();
+        let uniforms: Vec<f64> = self.module.uniforms.iter().map(|u| u.value).collect();
+        for (b, buf) in &self.buffers {
+            let (n, size) = self.plan.extent(self.module, *b, &self.counts);
+            let bytes: Vec<u8> = match *b {
+                Buf::Col { agent, col } => gpu::column_bytes(
+                    self.module.column_types[agent][col as usize],
+                    &self.world.agents[agent].columns[col as usize],
+                ),
+                Buf::Sizes => self.plan.sizes(&self.counts).iter().flat_map(|x| x.to_le_bytes()).collect(),
+                Buf::ParamsF32 | Buf::ParamsI32 | Buf::ParamsF64 => gpu::params_bytes(*b, &uniforms),
+                _ => vec![0; n * size],
+            };
+            // SAFETY: the staging buffer holds the sum of every buffer's size.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.staging_ptr.add(at), bytes.len()) };
+            if !bytes.is_empty() {
+                copies.push((
+                    buf.buffer,
+                    vk::BufferCopy { src_offset: at as u64, dst_offset: 0, size: bytes.len() as u64 },
+                ));
+            }
+            at += buf.bytes as usize;
+        }
+        let staging = self.staging.buffer;
+        self.run_once("uploading the state", |me, cb| {
+            for (dst, c) in &copies {
+                // SAFETY: `cb` is recording; the regions lie inside both buffers.
+                unsafe { me.device.cmd_copy_buffer(cb, staging, *dst, std::slice::from_ref(c)) };
+            }
+        })
+    }
+
+    /// Reads the state (and the failed-check word) back into `self.world`.
+    fn download(&mut self) -> Result<(), RunError> {
+        let mut want: Vec<Buf> = Vec::new();
+        for (t, a) in self.world.agents.iter().enumerate() {
+            for c in 0..a.columns.len() as u32 {
+                for b in [Buf::Col { agent: t, col: c }, Buf::Comp { agent: t, col: c }] {
+                    if self.buffers.contains_key(&b) {
+                        want.push(b);
+                    }
+                }
+            }
+        }
+        if self.buffers.contains_key(&Buf::Fail) {
+            want.push(Buf::Fail);
+        }
+        let mut at = 0u64;
+        let mut places: HashMap<Buf, u64> = HashMap::new();
+        let mut copies = Vec::new();
+        for b in &want {
+            let buf = &self.buffers[b];
+            places.insert(*b, at);
+            copies.push((buf.buffer, vk::BufferCopy { src_offset: 0, dst_offset: at, size: buf.bytes }));
+            at += buf.bytes;
+        }
+        let staging = self.staging.buffer;
+        self.run_once("reading the state back", |me, cb| {
+            me.barrier(cb);
+            for (src, c) in &copies {
+                // SAFETY: `cb` is recording; the regions lie inside both buffers.
+                unsafe { me.device.cmd_copy_buffer(cb, *src, staging, std::slice::from_ref(c)) };
+            }
+        })
+        .map_err(|e| self.failure(e))?;
+        // SAFETY: the copies finished (`run_once` waited), and every region lies in the mapping.
+        let bytes_at = |b: &Buf| unsafe {
+            let buf = &self.buffers[b];
+            std::slice::from_raw_parts(self.staging_ptr.add(places[b] as usize), buf.bytes as usize)
+        };
+        if let Some(word) =
+            places.get(&Buf::Fail).map(|_| u32::from_le_bytes(bytes_at(&Buf::Fail)[..4].try_into().unwrap_or([0; 4])))
+        {
+            if let Some(msg) = gpu::fail_message(self.module, &self.plan, word) {
+                return Err(RunError::Check(msg));
+            }
+        }
+        for t in 0..self.world.agents.len() {
+            for c in 0..self.world.agents[t].columns.len() {
+                let key = Buf::Col { agent: t, col: c as u32 };
+                if !places.contains_key(&key) {
+                    continue;
+                }
+                let comp = places
+                    .get(&Buf::Comp { agent: t, col: c as u32 })
+                    .map(|_| bytes_at(&Buf::Comp { agent: t, col: c as u32 }));
+                let s = self.module.column_types[t][c];
+                let data = bytes_at(&key).to_vec();
+                gpu::column_values(s, &data, comp, &mut self.world.agents[t].columns[c]);
+            }
+        }
+        self.fresh = true;
+        self.unread = 0;
+        Ok(())
+    }
+
+    fn failure(&self, e: VkError) -> RunError {
+        if e.is_device_failure() {
+            RunError::Invalid(format!(
+                "the GPU ({}) failed: {e}; the state after the last finished output is kept",
+                self.device_name
+            ))
+        } else {
+            RunError::Invalid(e.to_string())
+        }
+    }
+
+    /// The workgroup size the kernels run with.
+    pub fn workgroup(&self) -> u32 {
+        self.wg
+    }
+}
+
+/// Bytes of workgroup memory per thread of the kernel that needs the most.
+fn plan_tile_bytes(plan: &GpuPlan) -> u64 {
+    plan.kernels.iter().map(|k| k.shared_bytes as u64).max().unwrap_or(0)
+}
+
+impl Backend for VulkanBackend<'_> {
+    fn name(&self) -> String {
+        format!("vulkan ({})", self.device_name)
+    }
+
+    fn step(&mut self) -> Result<(), RunError> {
+        let cbs = [self.step_cb];
+        let submit = [vk::SubmitInfo::default().command_buffers(&cbs)];
+        // SAFETY: the step command buffer was recorded for simultaneous use.
+        unsafe { self.device.queue_submit(self.queue, &submit, vk::Fence::null()) }
+            .map_err(|r| self.failure(VkError::Call { what: "submitting a step".into(), result: r }))?;
+        self.pending += 1;
+        self.unread += 1;
+        self.fresh = false;
+        self.world.step += 1;
+        if self.pending >= IN_FLIGHT {
+            self.wait().map_err(|e| self.failure(e))?;
+        }
+        Ok(())
+    }
+
+    fn world(&mut self) -> Result<&World, RunError> {
+        if !self.fresh {
+            self.download()?;
+        }
+        Ok(&self.world)
+    }
+
+    fn find_non_finite(&mut self) -> Result<Option<(usize, usize, String)>, RunError> {
+        // Reading the state back costs a transfer: look every few steps, and whenever it was read.
+        if !self.fresh && self.world.step >= self.last_scan + SCAN_EVERY {
+            self.download()?;
+        }
+        if self.fresh && self.last_scan != self.world.step {
+            self.last_scan = self.world.step;
+            return Ok(self.world.find_non_finite());
+        }
+        Ok(None)
+    }
+
+    fn finish(&mut self) -> Result<(), RunError> {
+        self.wait().map_err(|e| self.failure(e))
+    }
+
+    fn device_seconds(&mut self, steps: u64) -> Option<Result<f64, RunError>> {
+        let (pool, period) = self.queries?;
+        let run = |me: &mut Self| -> Result<f64, VkError> {
+            me.run_once("timing steps", |me, cb| unsafe {
+                // SAFETY: `cb` is recording; the pool has two timestamp queries.
+                me.device.cmd_reset_query_pool(cb, pool, 0, 2);
+                me.barrier(cb);
+                me.device.cmd_write_timestamp(cb, vk::PipelineStageFlags::TOP_OF_PIPE, pool, 0);
+                for _ in 0..steps {
+                    me.record_ops(cb);
+                }
+                me.device.cmd_write_timestamp(cb, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, 1);
+            })?;
+            let mut ts = [0u64; 2];
+            // SAFETY: both queries were written by the finished command buffer.
+            unsafe { me.device.get_query_pool_results(pool, 0, &mut ts, vk::QueryResultFlags::TYPE_64) }
+                .map_err(VkError::call("reading timestamps"))?;
+            me.fresh = false;
+            me.unread += steps;
+            me.world.step += steps;
+            Ok(ts[1].saturating_sub(ts[0]) as f64 * period * 1e-9)
+        };
+        Some(run(self).map_err(|e| self.failure(e)))
+    }
+}
+
+impl Drop for VulkanBackend<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the device is idle after the wait, and each object is destroyed once.
+        unsafe {
+            let d = &self.device;
+            let _ = d.device_wait_idle();
+            for p in &self.pipelines {
+                d.destroy_pipeline(p.pipeline, None);
+                d.destroy_pipeline_layout(p.layout, None);
+                d.destroy_descriptor_set_layout(p.set_layout, None);
+            }
+            if let Some((pool, _)) = self.queries {
+                d.destroy_query_pool(pool, None);
+            }
+            d.destroy_fence(self.fence, None);
+            d.destroy_command_pool(self.cmd_pool, None);
+            d.destroy_descriptor_pool(self.desc_pool, None);
+            for b in self.buffers.values().chain(std::iter::once(&self.staging)) {
+                d.destroy_buffer(b.buffer, None);
+                d.free_memory(b.memory, None);
+            }
+            d.destroy_device(None);
+        }
+    }
+}
