@@ -8,6 +8,8 @@ pub trait Backend {
     fn name(&self) -> String;
     /// Runs the module's step schedule once.
     fn step(&mut self) -> Result<(), RunError>;
+    /// Runs the first force passes (`Module::prime`), once, before the first step.
+    fn prime(&mut self) -> Result<(), RunError>;
     /// The current state, brought back from the device where it lives elsewhere.
     fn world(&mut self) -> Result<&World, RunError>;
     /// The first non-finite value: `(agent type, agent index, column name)`. Executors whose
@@ -29,6 +31,9 @@ impl Backend for Interp<'_> {
     }
     fn step(&mut self) -> Result<(), RunError> {
         Interp::step(self)
+    }
+    fn prime(&mut self) -> Result<(), RunError> {
+        Interp::prime(self)
     }
     fn world(&mut self) -> Result<&World, RunError> {
         Ok(&self.world)

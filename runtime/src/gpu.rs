@@ -54,6 +54,9 @@ pub enum Buf {
     },
 }
 
+/// Partners a pair kernel visits per loop trip over a whole tile: workgroup sizes are multiples.
+pub const TILE_UNROLL: u32 = 4;
+
 /// How many threads a device kernel runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Launch {
@@ -98,6 +101,8 @@ pub struct GpuPlan {
     pub kernels: Vec<DeviceKernel>,
     pub grids: Vec<GridSpec>,
     pub step: Vec<GpuOp>,
+    /// The first force passes, run once before the first step.
+    pub prime: Vec<GpuOp>,
 }
 
 /// The type a column is computed and stored in on GPUs (f16 and bf16 are widened, as on the CPU).
@@ -118,12 +123,12 @@ impl GpuPlan {
     /// Every buffer some kernel binds or the step fills.
     pub fn buffers(&self) -> Vec<Buf> {
         let mut out: Vec<Buf> = Vec::new();
-        let all = self.kernels.iter().flat_map(|k| k.bindings.iter().copied()).chain(self.step.iter().filter_map(
-            |op| match op {
+        let all = self.kernels.iter().flat_map(|k| k.bindings.iter().copied()).chain(
+            self.step.iter().chain(&self.prime).filter_map(|op| match op {
                 GpuOp::Zero(b) => Some(*b),
                 GpuOp::Launch(_) => None,
-            },
-        ));
+            }),
+        );
         for b in all {
             if !out.contains(&b) {
                 out.push(b);

@@ -108,7 +108,8 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Creates the agents on the host (the interpreter runs `init` for every backend, in f64).
+/// Creates the agents on the host (the interpreter runs `init` for every backend, in f64); the
+/// executor then runs the first force passes (`Backend::prime`).
 pub fn init<'m>(module: &'m Module, counts: &HashMap<String, u64>, seed: u64) -> Result<Interp<'m>, String> {
     for name in counts.keys() {
         if !module.agents.iter().any(|a| &a.name == name) {
@@ -120,7 +121,7 @@ pub fn init<'m>(module: &'m Module, counts: &HashMap<String, u64>, seed: u64) ->
         }
     }
     let mut sim = Interp::new(module, seed);
-    sim.init(counts).map_err(|e| format!("init failed: {e}"))?;
+    sim.spawn_agents(counts).map_err(|e| format!("init failed: {e}"))?;
     if let Some((t, i, col)) = sim.world.find_non_finite() {
         return Err(format!("after init, agent {} #{i} has a non-finite `{col}`", module.agents[t].name));
     }
@@ -137,6 +138,17 @@ pub struct Placement<'a> {
 /// The executor for a target, holding the initial state. Under `auto`, a GPU that fails to start
 /// gives way to the CPU with a note.
 pub fn backend<'m>(
+    at: &Placement,
+    module: &'m Module,
+    loaded: &load::Loaded,
+    sim: Interp<'m>,
+) -> Result<Box<dyn Backend + 'm>, String> {
+    let mut exec = executor(at, module, loaded, sim)?;
+    exec.prime().map_err(|e| format!("the first force pass failed: {e}"))?;
+    Ok(exec)
+}
+
+fn executor<'m>(
     at: &Placement,
     module: &'m Module,
     loaded: &load::Loaded,

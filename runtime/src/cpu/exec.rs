@@ -402,6 +402,20 @@ impl<'m> CpuBackend<'m> {
         }
     }
 
+    fn run_schedule(&mut self, list: &'m [Sched]) -> Result<(), RunError> {
+        for s in list {
+            match s {
+                Sched::Zero { agent, cols } => {
+                    for &c in cols {
+                        self.cols[*agent][c as usize].fill_zero();
+                    }
+                }
+                Sched::Run(k) => self.run_kernel(*k)?,
+            }
+        }
+        Ok(())
+    }
+
     /// Pairs a step's pair kernels visit (all pairs, or neighbour candidates): for `aiic bench`.
     pub fn pairs_per_step(&self) -> Result<u64, RunError> {
         let mut total = 0u64;
@@ -427,19 +441,13 @@ impl Backend for CpuBackend<'_> {
     }
 
     fn step(&mut self) -> Result<(), RunError> {
-        let module = self.module;
-        for s in &module.step {
-            match s {
-                Sched::Zero { agent, cols } => {
-                    for &c in cols {
-                        self.cols[*agent][c as usize].fill_zero();
-                    }
-                }
-                Sched::Run(k) => self.run_kernel(*k)?,
-            }
-        }
+        self.run_schedule(&self.module.step)?;
         self.world.step += 1;
         Ok(())
+    }
+
+    fn prime(&mut self) -> Result<(), RunError> {
+        self.run_schedule(&self.module.prime)
     }
 
     fn world(&mut self) -> Result<&World, RunError> {

@@ -201,6 +201,19 @@ impl<'m> Interp<'m> {
     /// Creates the agents (`counts` overrides spawn counts by agent name) and runs the first
     /// force passes.
     pub fn init(&mut self, counts: &HashMap<String, u64>) -> Result<(), RunError> {
+        self.spawn_agents(counts)?;
+        self.prime()
+    }
+
+    /// The first force passes, which `init` runs after creating the agents.
+    pub fn prime(&mut self) -> Result<(), RunError> {
+        let prime = self.module.prime.clone();
+        self.run_schedule(&prime)
+    }
+
+    /// Creates the agents (`counts` overrides spawn counts by agent name), without the first
+    /// force passes: an executor that holds the state elsewhere runs those itself.
+    pub fn spawn_agents(&mut self, counts: &HashMap<String, u64>) -> Result<(), RunError> {
         for op in &self.module.init {
             match op {
                 InitOp::Spawn { agent, kernel, count } => {
@@ -237,8 +250,7 @@ impl<'m> Interp<'m> {
                 }
             }
         }
-        let prime = self.module.prime.clone();
-        self.run_schedule(&prime)
+        Ok(())
     }
 
     fn kernel_stores(&self, k: usize) -> Vec<u32> {

@@ -124,16 +124,30 @@ impl<'m> VulkanBackend<'m> {
         // The widest tile of workgroup memory any kernel needs decides the largest workgroup.
         let tile_bytes = plan_tile_bytes(&plan);
         let fits = |w: u32| {
-            w <= limits.max_compute_work_group_size[0]
+            w.is_multiple_of(gpu::TILE_UNROLL)
+                && w <= limits.max_compute_work_group_size[0]
                 && w <= limits.max_compute_work_group_invocations
                 && w as u64 * tile_bytes <= limits.max_compute_shared_memory_size as u64
         };
         let wg = match opts.workgroup {
             Some(w) if fits(w) => w,
             Some(w) => {
-                return Err(VkError::Unsupported(format!("{}: a workgroup of {w} exceeds its limits", info.name)))
+                return Err(VkError::Unsupported(format!(
+                    "{}: a workgroup of {w} exceeds its limits or is not a multiple of {}",
+                    info.name,
+                    gpu::TILE_UNROLL
+                )))
             }
-            None => [256, 128, 64, 32, 16, 8, 4, 2, 1].into_iter().find(|&w| fits(w)).unwrap_or(1),
+            // Wide workgroups share each tile among more agents, but a GPU needs a few hundred
+            // workgroups to fill: the widest that still makes 128 of them, at least 64 wide.
+            None => {
+                let most = world.agents.iter().map(|a| a.count).max().unwrap_or(0);
+                [512, 256, 128, 64]
+                    .into_iter()
+                    .find(|&w| fits(w) && most / w as usize >= 128)
+                    .or_else(|| [64, 32, 16, 8, 4].into_iter().find(|&w| fits(w)))
+                    .ok_or_else(|| VkError::Unsupported(format!("{}: too little workgroup memory", info.name)))?
+            }
         };
 
         let priorities = [1.0f32];
@@ -382,8 +396,12 @@ impl<'m> VulkanBackend<'m> {
 
     /// Records the commands of one step into `cb`.
     fn record_ops(&self, cb: vk::CommandBuffer) {
+        self.record(cb, &self.plan.step);
+    }
+
+    fn record(&self, cb: vk::CommandBuffer, ops: &[GpuOp]) {
         let d = &self.device;
-        for op in &self.plan.step {
+        for op in ops {
             self.barrier(cb);
             // SAFETY: `cb` is recording; every handle belongs to this device.
             unsafe {
@@ -601,6 +619,13 @@ impl Backend for VulkanBackend<'_> {
         if self.pending >= IN_FLIGHT {
             self.wait().map_err(|e| self.failure(e))?;
         }
+        Ok(())
+    }
+
+    fn prime(&mut self) -> Result<(), RunError> {
+        let ops = self.plan.prime.clone();
+        self.run_once("running the first force pass", |me, cb| me.record(cb, &ops)).map_err(|e| self.failure(e))?;
+        self.fresh = false;
         Ok(())
     }
 

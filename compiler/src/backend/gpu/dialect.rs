@@ -13,6 +13,19 @@ pub struct Binding {
     pub read_only: bool,
 }
 
+/// A workgroup-shared array of `wg()` elements of `lanes` (1 or 4) values of type `elem`.
+pub struct Shared {
+    pub name: String,
+    pub elem: Scalar,
+    pub lanes: u8,
+}
+
+impl Shared {
+    pub fn bytes(&self) -> u32 {
+        self.lanes as u32 * if self.elem == Scalar::F64 { 8 } else { 4 }
+    }
+}
+
 pub trait Dialect {
     /// The type of a device scalar in registers (`Bool` included).
     fn ty(&self, s: Scalar) -> &'static str;
@@ -44,7 +57,9 @@ pub trait Dialect {
     fn barrier(&self) -> &'static str;
     /// The workgroup size: a compile-time constant of the kernel, set when the device is known.
     fn wg(&self) -> String;
+    /// Four f32 values as one vector, whose lanes read as `.x`, `.y`, `.z`, `.w`.
+    fn vec4(&self, parts: &[String; 4]) -> String;
     /// A whole kernel: its bindings, workgroup-shared arrays of `wg()` elements, and a body that
     /// may use `gid`, `lid` and `grp` (the global, local and workgroup index, `u32`).
-    fn kernel(&self, name: &str, bindings: &[Binding], shared: &[(String, Scalar)], body: &str) -> String;
+    fn kernel(&self, name: &str, bindings: &[Binding], shared: &[Shared], body: &str) -> String;
 }

@@ -12,9 +12,9 @@
 //!   by a second kernel once every thread has read the old values (Jacobi semantics).
 
 use super::body::{self, depends_on, needed, reg, Names};
-use super::dialect::{Binding, Dialect};
+use super::dialect::{Binding, Dialect, Shared};
 use aiic_runtime::cpu::abi::{compensated_columns, compensated_stores};
-use aiic_runtime::gpu::{device_scalar, Buf, DeviceKernel, GpuOp, GpuPlan, GridSpec, Launch};
+use aiic_runtime::gpu::{device_scalar, Buf, DeviceKernel, GpuOp, GpuPlan, GridSpec, Launch, TILE_UNROLL};
 use aiic_runtime::ir::{Kernel, Module, Op, Pattern, Scalar, Sched, V};
 use std::collections::HashMap;
 
@@ -25,23 +25,29 @@ pub struct GpuCode {
 }
 
 pub fn generate(m: &Module, d: &dyn Dialect) -> Result<GpuCode, String> {
-    let mut g =
-        Gen { m, d, plan: GpuPlan { kernels: Vec::new(), grids: Vec::new(), step: Vec::new() }, texts: Vec::new() };
+    let plan = GpuPlan { kernels: Vec::new(), grids: Vec::new(), step: Vec::new(), prime: Vec::new() };
+    let mut g = Gen { m, d, plan, texts: Vec::new() };
     let mut done: HashMap<usize, Vec<GpuOp>> = HashMap::new();
-    for s in &m.step {
-        match s {
-            Sched::Zero { agent, cols } => {
-                g.plan.step.extend(cols.iter().map(|&col| GpuOp::Zero(Buf::Col { agent: *agent, col })));
-            }
-            Sched::Run(k) => {
-                if !done.contains_key(k) {
-                    let ops = g.kernel(*k)?;
-                    done.insert(*k, ops);
+    let mut lists = [Vec::new(), Vec::new()];
+    for (list, out) in [&m.step, &m.prime].into_iter().zip(lists.iter_mut()) {
+        for s in list {
+            match s {
+                Sched::Zero { agent, cols } => {
+                    out.extend(cols.iter().map(|&col| GpuOp::Zero(Buf::Col { agent: *agent, col })));
                 }
-                g.plan.step.extend(done[k].iter().cloned());
+                Sched::Run(k) => {
+                    if !done.contains_key(k) {
+                        let ops = g.kernel(*k)?;
+                        done.insert(*k, ops);
+                    }
+                    out.extend(done[k].iter().cloned());
+                }
             }
         }
     }
+    let [step, prime] = lists;
+    g.plan.step = step;
+    g.plan.prime = prime;
     Ok(GpuCode { plan: g.plan, texts: g.texts })
 }
 
@@ -129,12 +135,12 @@ impl Gen<'_> {
         source: Option<usize>,
         b: Binds,
         launch: Launch,
-        shared: &[(String, Scalar)],
+        shared: &[Shared],
         body: &str,
     ) -> usize {
         let bindings: Vec<Binding> = b.list.iter().map(|(_, bd)| Binding { name: bd.name.clone(), ..*bd }).collect();
         let text = self.d.kernel(&name, &bindings, shared, body);
-        let shared_bytes = shared.iter().map(|(_, s)| if *s == Scalar::F64 { 8 } else { 4 }).sum();
+        let shared_bytes = shared.iter().map(Shared::bytes).sum();
         let bindings = b.list.iter().map(|(x, _)| *x).collect();
         self.plan.kernels.push(DeviceKernel { name, source, bindings, launch, shared_bytes });
         self.texts.push(text);
@@ -310,7 +316,8 @@ impl Gen<'_> {
         out += &format!("while (x < hi) {{\n  {}\n", d.let_("c", Scalar::U32, &d.atomic_load(&count, "x")));
         out += &format!("  {startb}[x] = run2;\n  {}\n", d.atomic_store(&count, "x", "run2"));
         out += &format!("  run2 = run2 + c;\n  x = x + {};\n}}\n", u(1));
-        let scan_k = self.push(format!("{name}_scan"), None, b, Launch::Single, &[("part".into(), Scalar::U32)], &out);
+        let part = Shared { name: "part".into(), elem: Scalar::U32, lanes: 1 };
+        let scan_k = self.push(format!("{name}_scan"), None, b, Launch::Single, &[part], &out);
 
         // Scatter: each agent takes the next place of its bucket.
         let mut b = Binds::new(m);
@@ -477,7 +484,7 @@ impl Gen<'_> {
             side: Side,
             need: Vec<bool>,
             vary: Vec<bool>,
-            accums: Vec<(u32, V)>,
+            terms: Vec<Term>,
             checks: bool,
         }
         let plans: Vec<Plan> = sides
@@ -492,7 +499,15 @@ impl Gen<'_> {
                     })
                     .collect();
                 let checks = side.own == sides[0].own;
-                let mut roots: Vec<V> = accums.iter().map(|(_, v)| *v).collect();
+                let vary = depends_on(k, side.partner());
+                let terms = terms(k, &accums, &vary, |col| device_scalar(m.column_types[own_agent][col as usize]));
+                let mut roots: Vec<V> = Vec::new();
+                for t in &terms {
+                    match &t.factors {
+                        Some(f) => roots.extend(f.inv.iter().chain(&f.var)),
+                        None => roots.push(t.value),
+                    }
+                }
                 roots.extend(k.guard);
                 if checks {
                     roots.extend(k.insts.iter().filter_map(|i| match i.op {
@@ -500,7 +515,7 @@ impl Gen<'_> {
                         _ => None,
                     }));
                 }
-                Plan { side, need: needed(k, &roots), vary: depends_on(k, side.partner()), accums, checks }
+                Plan { side, need: needed(k, &roots), vary, terms, checks }
             })
             .collect();
 
@@ -516,6 +531,33 @@ impl Gen<'_> {
             }
         }
         let tiled = grid.is_none();
+        // Partner columns in workgroup tiles: f32 columns four to a vector, so that one wide
+        // read of the tile serves four of them; other types one to an array.
+        let mut shared: Vec<Shared> = Vec::new();
+        let mut tile_cols: Vec<Vec<u32>> = Vec::new();
+        if tiled {
+            let is_f32 = |c: &u32| device_scalar(m.column_types[par_agent][*c as usize]) == Scalar::F32;
+            let (wide, narrow): (Vec<u32>, Vec<u32>) = par_cols.iter().partition(|c| is_f32(c));
+            for (g, group) in wide.chunks(4).enumerate() {
+                shared.push(Shared { name: format!("t4_{g}"), elem: Scalar::F32, lanes: 4 });
+                tile_cols.push(group.to_vec());
+            }
+            for col in narrow {
+                let elem = device_scalar(m.column_types[par_agent][col as usize]);
+                shared.push(Shared { name: format!("t_{}", &col_name(m, par_agent, col)[2..]), elem, lanes: 1 });
+                tile_cols.push(vec![col]);
+            }
+        }
+        let tile_load = |col: u32| -> String {
+            let t = tile_cols.iter().position(|g| g.contains(&col)).unwrap_or(0);
+            let s = &shared[t];
+            if s.lanes == 4 {
+                let lane = ["x", "y", "z", "w"][tile_cols[t].iter().position(|c| *c == col).unwrap_or(0)];
+                format!("{}[kk].{lane}", s.name)
+            } else {
+                format!("{}[kk]", s.name)
+            }
+        };
         let col_ty = |slot: u8, col: u32| m.column_types[agents_of(slot)][col as usize];
         let bref = std::cell::RefCell::new(&mut b);
 
@@ -537,14 +579,21 @@ impl Gen<'_> {
             }
         }
         out += &hoisted;
-        // One sum per column of the thread's agent, whichever side adds to it.
+        // A sum per side and column; a factor every pair of a sum shares is applied once, at
+        // the end (`fac`).
         let mut acc_cols: Vec<u32> = Vec::new();
         for p in &plans {
-            for (col, _) in &p.accums {
-                if !acc_cols.contains(col) {
-                    acc_cols.push(*col);
-                    let cs = device_scalar(col_ty(p.side.own, *col));
-                    out += &(d.var(&format!("acc_{col}"), cs, &body::constant(d, cs, 0.0)) + "\n");
+            let s = p.side.own;
+            for t in &p.terms {
+                if !acc_cols.contains(&t.col) {
+                    acc_cols.push(t.col);
+                }
+                let cs = device_scalar(col_ty(s, t.col));
+                out += &(d.var(&format!("acc{s}_{}", t.col), cs, &body::constant(d, cs, 0.0)) + "\n");
+                if let Some(f) = &t.factors {
+                    let prod = product(&f.inv.iter().map(|v| format!("h{s}_{v}")).collect::<Vec<_>>());
+                    let prod = if f.negate { format!("(-{prod})") } else { prod };
+                    out += &(d.let_(&format!("fac{s}_{}", t.col), cs, &prod) + "\n");
                 }
             }
         }
@@ -555,7 +604,7 @@ impl Gen<'_> {
             let value = |v: V| if p.vary[v as usize] { format!("v{v}") } else { format!("h{s}_{v}") };
             let load = |_slot: u8, col: u32| {
                 if tiled {
-                    format!("t_{}[kk]", &col_name(m, par_agent, col)[2..])
+                    tile_load(col)
                 } else {
                     format!("{}[jj]", bref.borrow_mut().get(Buf::Col { agent: par_agent, col }, false))
                 }
@@ -572,10 +621,37 @@ impl Gen<'_> {
                 }
             }
             let mut eff = String::new();
-            for (col, v) in &p.accums {
-                let cs = device_scalar(col_ty(s, *col));
-                let x = body::convert(d, reg(k.insts[*v as usize].ty), cs, &value(*v));
-                eff += &format!("  acc_{col} = acc_{col} + {x};\n");
+            // Partner-dependent factors every factored sum of the side shares, multiplied once.
+            let factored: Vec<&Factors> = p.terms.iter().filter_map(|t| t.factors.as_ref()).collect();
+            let distinct = factored.iter().all(|f| f.var.iter().enumerate().all(|(n, v)| !f.var[..n].contains(v)));
+            let common: Vec<V> = match factored.split_first() {
+                Some((first, rest)) if !rest.is_empty() && distinct => {
+                    first.var.iter().copied().filter(|v| rest.iter().all(|f| f.var.contains(v))).collect()
+                }
+                _ => Vec::new(),
+            };
+            if common.len() > 1 {
+                let ty = reg(k.insts[common[0] as usize].ty);
+                eff += &format!(
+                    "  {}\n",
+                    d.let_(&format!("cm{s}"), ty, &product(&common.iter().map(|v| value(*v)).collect::<Vec<_>>()))
+                );
+            }
+            for t in &p.terms {
+                let cs = device_scalar(col_ty(s, t.col));
+                let x = match &t.factors {
+                    Some(f) => {
+                        let mut parts: Vec<String> = Vec::new();
+                        if common.len() > 1 {
+                            parts.push(format!("cm{s}"));
+                        }
+                        let shared = if common.len() > 1 { common.as_slice() } else { &[] };
+                        parts.extend(f.var.iter().filter(|v| !shared.contains(v)).map(|v| value(*v)));
+                        product(&parts)
+                    }
+                    None => body::convert(d, reg(k.insts[t.value as usize].ty), cs, &value(t.value)),
+                };
+                eff += &format!("  acc{s}_{c} = acc{s}_{c} + {x};\n", c = t.col);
             }
             if p.checks {
                 for inst in &k.insts {
@@ -615,32 +691,40 @@ impl Gen<'_> {
             }
         };
 
-        let mut shared: Vec<(String, Scalar)> = Vec::new();
         if tiled {
-            for &col in &par_cols {
-                shared.push((
-                    format!("t_{}", &col_name(m, par_agent, col)[2..]),
-                    device_scalar(m.column_types[par_agent][col as usize]),
-                ));
-            }
             out += &(d.var("base", Scalar::U32, &u(0)) + "\n");
             out += &format!("while (base < n_par) {{\n  {}\n", d.let_("j", Scalar::U32, "base + lid"));
             out += &format!("  {}\n  if (j < n_par) {{\n", d.barrier());
-            for &col in &par_cols {
-                let src = bref.borrow_mut().get(Buf::Col { agent: par_agent, col }, false);
-                out += &format!("    t_{}[lid] = {src}[j];\n", &col_name(m, par_agent, col)[2..]);
+            for (t, cols) in shared.iter().zip(&tile_cols) {
+                let mut src: Vec<String> = cols
+                    .iter()
+                    .map(|&col| format!("{}[j]", bref.borrow_mut().get(Buf::Col { agent: par_agent, col }, false)))
+                    .collect();
+                let value = if t.lanes == 4 {
+                    src.resize(4, d.float(0.0, Scalar::F32));
+                    d.vec4(&[src[0].clone(), src[1].clone(), src[2].clone(), src[3].clone()])
+                } else {
+                    src.remove(0)
+                };
+                out += &format!("    {}[lid] = {value};\n", t.name);
             }
             out += &format!("  }}\n  {}\n", d.barrier());
+            // Whole tiles run `TILE_UNROLL` partners per trip; the last tile tests each.
             let kloop = |inner: &str, masked: bool| -> String {
-                let mut t = format!("{}\nwhile (kk < {wg}) {{\n", d.var("kk", Scalar::U32, &u(0)));
-                t += &format!("  {}\n", d.let_("jj", Scalar::U32, "base + kk"));
                 if masked {
+                    let mut t = format!("{}\nwhile (kk < {wg}) {{\n", d.var("kk", Scalar::U32, &u(0)));
+                    t += &format!("  {}\n", d.let_("jj", Scalar::U32, "base + kk"));
                     t += &format!("  if (jj < n_par) {{\n{}  }}\n", indent(inner, 4));
-                } else {
-                    t += &indent(inner, 2);
+                    return t + &format!("  kk = kk + {};\n}}\n", u(1));
                 }
-                t += &format!("  kk = kk + {};\n}}\n", u(1));
-                t
+                let mut t = format!("{}\nwhile (kq < {wg}) {{\n", d.var("kq", Scalar::U32, &u(0)));
+                for r in 0..TILE_UNROLL {
+                    t += &format!("  {{\n    {}\n", d.let_("kk", Scalar::U32, &format!("kq + {}", u(r as u64))));
+                    t += &format!("    {}\n", d.let_("jj", Scalar::U32, "base + kk"));
+                    t += &indent(inner, 4);
+                    t += "  }\n";
+                }
+                t + &format!("  kq = kq + {};\n}}\n", u(TILE_UNROLL as u64))
             };
             let full = format!("base + {wg} <= n_par");
             if same {
@@ -716,17 +800,106 @@ impl Gen<'_> {
         // Write the thread's sums.
         out += "if (live) {\n";
         for col in &acc_cols {
+            let sums: Vec<String> = plans
+                .iter()
+                .flat_map(|p| p.terms.iter().map(move |t| (p.side.own, t)))
+                .filter(|(_, t)| t.col == *col)
+                .map(|(s, t)| match t.factors {
+                    Some(_) => format!("fac{s}_{col} * acc{s}_{col}"),
+                    None => format!("acc{s}_{col}"),
+                })
+                .collect();
+            let total = sums.join(" + ");
             if via_delta {
                 let dl = bref.borrow_mut().get(Buf::Delta { agent: own_agent, col: *col }, true);
-                out += &format!("  {dl}[i] = acc_{col};\n");
+                out += &format!("  {dl}[i] = {total};\n");
             } else {
                 let c = bref.borrow_mut().get(Buf::Col { agent: own_agent, col: *col }, true);
-                out += &format!("  {c}[i] = {c}[i] + acc_{col};\n");
+                out += &format!("  {c}[i] = {c}[i] + ({total});\n");
             }
         }
         out += "}\n";
         let suffix = if same { String::new() } else { format!("_{}", m.agents[own_agent].name) };
         self.push(format!("{}{suffix}", k.name), Some(kid), b, Launch::Agents { agent: own_agent }, &shared, &out)
+    }
+}
+
+/// One change a gathering thread sums: `value` into column `col`.
+struct Term {
+    col: u32,
+    value: V,
+    factors: Option<Factors>,
+}
+
+/// A product split into the factors that do not depend on the partner (`inv`, applied once to
+/// the sum) and those that do (`var`, multiplied per pair).
+struct Factors {
+    negate: bool,
+    inv: Vec<V>,
+    var: Vec<V>,
+}
+
+/// The changes of one side, each split into factors where that pays: a float product with at
+/// least one factor of each kind, the only change of its column on this side.
+fn terms(k: &Kernel, accums: &[(u32, V)], vary: &[bool], col_ty: impl Fn(u32) -> Scalar) -> Vec<Term> {
+    accums
+        .iter()
+        .map(|&(col, value)| {
+            let alone = accums.iter().filter(|(c, _)| *c == col).count() == 1;
+            let mut f = Factors { negate: false, inv: Vec::new(), var: Vec::new() };
+            split_product(k, value, vary, &mut f);
+            let useful = alone && col_ty(col).is_float() && !f.inv.is_empty() && !f.var.is_empty();
+            Term { col, value, factors: useful.then_some(f) }
+        })
+        .collect()
+}
+
+/// Splits `v` along multiplications and negations down to the partner-independent factors;
+/// a partner-dependent subtree with none inside stays one factor.
+fn split_product(k: &Kernel, v: V, vary: &[bool], f: &mut Factors) {
+    use aiic_runtime::ir::{BinOp, UnOp};
+    let inst = &k.insts[v as usize];
+    if !vary[v as usize] {
+        f.inv.push(v);
+        return;
+    }
+    if inst.ty.is_float() && holds_invariant(k, v, vary) {
+        match inst.op {
+            Op::Bin(BinOp::Mul, a, b) => {
+                split_product(k, a, vary, f);
+                split_product(k, b, vary, f);
+                return;
+            }
+            Op::Un(UnOp::Neg, a) => {
+                f.negate = !f.negate;
+                split_product(k, a, vary, f);
+                return;
+            }
+            _ => {}
+        }
+    }
+    f.var.push(v);
+}
+
+/// Whether a product tree (through multiplications and negations) has a partner-independent factor.
+fn holds_invariant(k: &Kernel, v: V, vary: &[bool]) -> bool {
+    use aiic_runtime::ir::{BinOp, UnOp};
+    if !vary[v as usize] {
+        return true;
+    }
+    match k.insts[v as usize].op {
+        Op::Bin(BinOp::Mul, a, b) => holds_invariant(k, a, vary) || holds_invariant(k, b, vary),
+        Op::Un(UnOp::Neg, a) => holds_invariant(k, a, vary),
+        _ => false,
+    }
+}
+
+/// `a * b * …` of expressions, left to right.
+fn product(parts: &[String]) -> String {
+    match parts {
+        [] => "1.0".into(),
+        [one] => one.clone(),
+        _ => format!("({})", parts.join(" * ")),
     }
 }
 

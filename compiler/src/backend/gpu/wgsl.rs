@@ -1,6 +1,6 @@
 //! WGSL, the language the SPIR-V kernels are written in before naga checks and translates them.
 
-use super::dialect::{Binding, Dialect};
+use super::dialect::{Binding, Dialect, Shared};
 use aiic_runtime::ir::{Scalar, UnOp};
 
 /// The workgroup size as written in the WGSL: a value no kernel uses otherwise, which the
@@ -134,15 +134,20 @@ impl Dialect for Wgsl {
         format!("{WG_PLACEHOLDER}u")
     }
 
-    fn kernel(&self, name: &str, bindings: &[Binding], shared: &[(String, Scalar)], body: &str) -> String {
+    fn vec4(&self, parts: &[String; 4]) -> String {
+        format!("vec4<f32>({})", parts.join(", "))
+    }
+
+    fn kernel(&self, name: &str, bindings: &[Binding], shared: &[Shared], body: &str) -> String {
         let mut out = format!("// {name}\n");
         for (n, b) in bindings.iter().enumerate() {
             let elem = if b.atomic { "atomic<u32>".to_string() } else { self.ty(b.elem).to_string() };
             let access = if b.read_only { "read" } else { "read_write" };
             out += &format!("@group(0) @binding({n}) var<storage, {access}> {}: array<{elem}>;\n", b.name);
         }
-        for (s, ty) in shared {
-            out += &format!("var<workgroup> {s}: array<{}, {WG_PLACEHOLDER}>;\n", self.ty(*ty));
+        for s in shared {
+            let elem = if s.lanes == 4 { format!("vec4<{}>", self.ty(s.elem)) } else { self.ty(s.elem).to_string() };
+            out += &format!("var<workgroup> {}: array<{elem}, {WG_PLACEHOLDER}>;\n", s.name);
         }
         out += &format!(
             "\n@compute @workgroup_size({WG_PLACEHOLDER})\nfn main(@builtin(local_invocation_id) lid3: vec3<u32>, \
