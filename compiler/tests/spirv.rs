@@ -16,7 +16,7 @@ fn module(name: &str) -> aiic_compiler::ir::Module {
 
 fn snapshot(name: &str) {
     let code = spirv::emit_module(&module(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let wgsl = code.code.texts.join("\n");
+    let wgsl = code.texts.join("\n");
     let asm: Vec<String> = code
         .code
         .plan

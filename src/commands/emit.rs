@@ -48,7 +48,7 @@ pub fn run(args: &ProgramArgs, target: &str, out: Option<&Path>, color: bool) ->
 
 fn emit_spirv(m: &Module, target: &str, out: Option<&Path>) -> Result<(), String> {
     let code = spirv::emit_module(m).map_err(|e| format!("generating SPIR-V: {e}"))?;
-    let kernels = code.code.plan.kernels.iter().zip(code.code.texts.iter().zip(&code.words));
+    let kernels = code.code.plan.kernels.iter().zip(code.texts.iter().zip(&code.words));
     match (target, out) {
         ("spirv", Some(dir)) => {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -1,6 +1,6 @@
-//! Kernel IR instructions as statements of a C-like GPU language.
+//! Kernel IR instructions as device-code expressions.
 
-use super::dialect::Dialect;
+use super::ast::{self, bin, cast, sel, Bo, E};
 use aiic_runtime::gpu::device_scalar;
 use aiic_runtime::ir::{BinOp, Kernel, Op, Scalar, UnOp, V};
 
@@ -41,23 +41,23 @@ pub fn depends_on(k: &Kernel, slot: u8) -> Vec<bool> {
 /// Where an instance of a kernel body reads its values.
 pub struct Names<'a> {
     /// The local holding instruction `v`'s value.
-    pub value: &'a dyn Fn(V) -> String,
-    /// The expression reading column `col` of slot `slot` (in the column's device type).
-    pub load: &'a dyn Fn(u8, u32) -> String,
-    /// The expression reading parameter `p` in a device type (`F32`, `I32` or `F64`).
-    pub param: &'a dyn Fn(u32, Scalar) -> String,
+    pub value: &'a dyn Fn(V) -> E,
+    /// Column `col` of slot `slot`, in the column's device type.
+    pub load: &'a dyn Fn(u8, u32) -> E,
+    /// Parameter `p` in a device type (`F32`, `I32` or `F64`).
+    pub param: &'a dyn Fn(u32, Scalar) -> E,
 }
 
-/// The value of instruction `v` (not an effect), as an expression.
-pub fn expr(d: &dyn Dialect, k: &Kernel, col_ty: &dyn Fn(u8, u32) -> Scalar, v: V, n: &Names) -> String {
+/// The value of instruction `v` (not an effect).
+pub fn expr(k: &Kernel, col_ty: &dyn Fn(u8, u32) -> Scalar, v: V, n: &Names) -> E {
     let inst = &k.insts[v as usize];
     let ty = reg(inst.ty);
     let val = |a: V| (n.value)(a);
     let arg_ty = |a: V| reg(k.insts[a as usize].ty);
     match inst.op {
-        Op::Const(c) => constant(d, ty, c),
+        Op::Const(c) => constant(ty, c),
         Op::Param(p) => match ty {
-            Scalar::Bool => format!("({} != {})", (n.param)(p, Scalar::F32), d.float(0.0, Scalar::F32)),
+            Scalar::Bool => bin(Bo::Ne, (n.param)(p, Scalar::F32), E::F(0.0, Scalar::F32)),
             Scalar::F64 => (n.param)(p, Scalar::F64),
             Scalar::I32 => (n.param)(p, Scalar::I32),
             _ => (n.param)(p, Scalar::F32),
@@ -66,52 +66,49 @@ pub fn expr(d: &dyn Dialect, k: &Kernel, col_ty: &dyn Fn(u8, u32) -> Scalar, v: 
             let x = (n.load)(slot, col);
             let cs = device_scalar(col_ty(slot, col));
             if ty == Scalar::Bool {
-                format!("({x} != {})", d.int(0))
-            } else if cs != ty {
-                convert(d, cs, ty, &x)
+                bin(Bo::Ne, x, E::I(0))
             } else {
-                x
+                convert(cs, ty, x)
             }
         }
-        Op::Un(op, a) => {
-            let x = val(a);
-            match op {
-                UnOp::Floor if !ty.is_float() => x,
-                op => d.unary(op, ty, &x),
-            }
-        }
+        Op::Un(op, a) => match op {
+            UnOp::Floor if !ty.is_float() => val(a),
+            op => E::Un(op, ty, Box::new(val(a))),
+        },
         Op::Bin(op, a, b) => {
             let (x, y) = (val(a), val(b));
             let float = arg_ty(a).is_float();
-            match op {
-                BinOp::Add => format!("({x} + {y})"),
-                BinOp::Sub => format!("({x} - {y})"),
-                BinOp::Mul => format!("({x} * {y})"),
-                BinOp::Div if float => format!("({x} / {y})"),
-                BinOp::Rem if float => d.fmod(&x, &y),
+            let o = match op {
+                BinOp::Add => Bo::Add,
+                BinOp::Sub => Bo::Sub,
+                BinOp::Mul => Bo::Mul,
+                BinOp::Div if float => Bo::Div,
+                BinOp::Rem if float => Bo::FMod,
                 BinOp::Div | BinOp::Rem => {
                     // Integer division by zero gives zero, as on every other backend.
-                    let z = d.int(0);
-                    let safe = d.select(&format!("({y} == {z})"), &d.int(1), &y);
-                    let sym = if op == BinOp::Div { "/" } else { "%" };
-                    d.select(&format!("({y} == {z})"), &z, &format!("({x} {sym} {safe})"))
+                    let zero = bin(Bo::Eq, y.clone(), E::I(0));
+                    let safe = sel(zero.clone(), E::I(1), y);
+                    let o = if op == BinOp::Div { Bo::Div } else { Bo::Rem };
+                    return sel(zero, E::I(0), bin(o, x, safe));
                 }
-                BinOp::Pow => d.pow(&x, &y),
-                BinOp::Min => format!("min({x}, {y})"),
-                BinOp::Max => format!("max({x}, {y})"),
-                BinOp::Eq => format!("({x} == {y})"),
-                BinOp::Ne => format!("({x} != {y})"),
-                BinOp::Lt => format!("({x} < {y})"),
-                BinOp::Le => format!("({x} <= {y})"),
-                BinOp::Gt => format!("({x} > {y})"),
-                BinOp::Ge => format!("({x} >= {y})"),
-                BinOp::And => format!("({x} {} {y})", d.and()),
-                BinOp::Or => format!("({x} {} {y})", d.or()),
-            }
+                BinOp::Pow => Bo::Pow,
+                BinOp::Min => Bo::Min,
+                BinOp::Max => Bo::Max,
+                BinOp::Eq => Bo::Eq,
+                BinOp::Ne => Bo::Ne,
+                BinOp::Lt => Bo::Lt,
+                BinOp::Le => Bo::Le,
+                BinOp::Gt => Bo::Gt,
+                BinOp::Ge => Bo::Ge,
+                BinOp::And => Bo::And,
+                BinOp::Or => Bo::Or,
+            };
+            bin(o, x, y)
         }
-        Op::Select(c, a, b) => d.select(&val(c), &val(a), &val(b)),
-        Op::Cast(a) => convert(d, arg_ty(a), ty, &val(a)),
-        _ => format!("/* %{v} has no GPU form */"),
+        Op::Select(c, a, b) => sel(val(c), val(a), val(b)),
+        Op::Cast(a) => convert(arg_ty(a), ty, val(a)),
+        // Effects and host-only instructions never reach here (see `supported`).
+        _ => E::B(false),
     }
 }
 
@@ -120,22 +117,30 @@ pub fn supported(op: &Op) -> bool {
     !matches!(op, Op::Index | Op::Count | Op::Rand { .. } | Op::Input(_))
 }
 
-pub fn constant(d: &dyn Dialect, ty: Scalar, c: f64) -> String {
+pub fn constant(ty: Scalar, c: f64) -> E {
     match ty {
-        Scalar::Bool => d.bool(c != 0.0),
-        Scalar::I32 => d.int(c as i64),
-        s => d.float(c, s),
+        Scalar::Bool => E::B(c != 0.0),
+        Scalar::I32 => E::I(c as i64),
+        Scalar::U32 => E::U(c as u64),
+        s => E::F(c, s),
     }
 }
 
 /// `x` of type `from` as type `to` (register types).
-pub fn convert(d: &dyn Dialect, from: Scalar, to: Scalar, x: &str) -> String {
+pub fn convert(from: Scalar, to: Scalar, x: E) -> E {
     if from == to {
-        return x.to_string();
+        return x;
     }
     match (from, to) {
-        (Scalar::Bool, t) => d.select(x, &constant(d, t, 1.0), &constant(d, t, 0.0)),
-        (f, Scalar::Bool) => format!("({x} != {})", constant(d, f, 0.0)),
-        (_, t) => d.cast(t, x),
+        (Scalar::Bool, t) => sel(x, constant(t, 1.0), constant(t, 0.0)),
+        (f, Scalar::Bool) => bin(Bo::Ne, x, constant(f, 0.0)),
+        (_, t) => cast(t, x),
     }
+}
+
+/// `a * b * …`, left to right.
+pub fn product(parts: Vec<E>) -> E {
+    let mut it = parts.into_iter();
+    let first = it.next().unwrap_or(E::F(1.0, Scalar::F32));
+    it.fold(first, ast::mul)
 }

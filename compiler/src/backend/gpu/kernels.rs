@@ -1,32 +1,35 @@
-//! A module's step as device kernels in a C-like GPU language: the plan the executors follow and
-//! the source of each kernel.
+//! A module's step as device kernels: the plan the executors follow and each kernel as a small
+//! structured program (`ast`), which each GPU target prints or lowers.
 //!
 //! - Map and integrator kernels: one thread per agent.
 //! - All pairs: one thread per agent gathers over its partners, which the workgroup stages
-//!   through workgroup-shared tiles of `wg()` agents. Tiles wholly above or below the
-//!   workgroup's own agents need no per-pair test; only the diagonal and the last tile do.
+//!   through workgroup-shared tiles of `wg` agents. Tiles wholly above or below the workgroup's
+//!   own agents need no per-pair test and run unrolled; only the diagonal and the last tile test.
 //! - Neighbours: a uniform grid hashed into buckets, built on the device each pass by a
 //!   counting sort (count, scan, scatter); a thread visits the buckets of its cell and the cells
 //!   around it, each bucket once.
 //! - A pair kernel that reads a column it also adds to writes its changes to a delta buffer, added
 //!   by a second kernel once every thread has read the old values (Jacobi semantics).
 
-use super::body::{self, depends_on, needed, reg, Names};
-use super::dialect::{Binding, Dialect, Shared};
+use super::ast::{
+    self, add, bin, cast, incr, ld, let_, lt, mul, set, store, sub, u, var, var_, Binding, Bo, Shared, E, S,
+};
+use super::body::{self, depends_on, needed, product, reg, Names};
 use aiic_runtime::cpu::abi::{compensated_columns, compensated_stores};
 use aiic_runtime::gpu::{device_scalar, Buf, DeviceKernel, GpuOp, GpuPlan, GridSpec, Launch, TILE_UNROLL};
 use aiic_runtime::ir::{Kernel, Module, Op, Pattern, Scalar, Sched, V};
+use std::cell::RefCell;
 use std::collections::HashMap;
 
-/// The plan of a module's step and the source text of each of its device kernels.
+/// The plan of a module's step and each of its device kernels.
 pub struct GpuCode {
     pub plan: GpuPlan,
-    pub texts: Vec<String>,
+    pub kernels: Vec<ast::Kernel>,
 }
 
-pub fn generate(m: &Module, d: &dyn Dialect) -> Result<GpuCode, String> {
+pub fn generate(m: &Module) -> Result<GpuCode, String> {
     let plan = GpuPlan { kernels: Vec::new(), grids: Vec::new(), step: Vec::new(), prime: Vec::new() };
-    let mut g = Gen { m, d, plan, texts: Vec::new() };
+    let mut g = Gen { m, plan, kernels: Vec::new() };
     let mut done: HashMap<usize, Vec<GpuOp>> = HashMap::new();
     let mut lists = [Vec::new(), Vec::new()];
     for (list, out) in [&m.step, &m.prime].into_iter().zip(lists.iter_mut()) {
@@ -48,14 +51,13 @@ pub fn generate(m: &Module, d: &dyn Dialect) -> Result<GpuCode, String> {
     let [step, prime] = lists;
     g.plan.step = step;
     g.plan.prime = prime;
-    Ok(GpuCode { plan: g.plan, texts: g.texts })
+    Ok(GpuCode { plan: g.plan, kernels: g.kernels })
 }
 
 struct Gen<'a> {
     m: &'a Module,
-    d: &'a dyn Dialect,
     plan: GpuPlan,
-    texts: Vec<String>,
+    kernels: Vec<ast::Kernel>,
 }
 
 /// The buffers one kernel binds, in binding order.
@@ -98,6 +100,25 @@ impl<'a> Binds<'a> {
     fn col_ty(&self, agent: usize, col: u32) -> Scalar {
         device_scalar(self.m.column_types[agent][col as usize])
     }
+
+    /// Element `idx` of a column of agent type `agent`.
+    fn col(&mut self, agent: usize, col: u32, idx: E) -> E {
+        ld(&self.get(Buf::Col { agent, col }, false), idx)
+    }
+
+    /// `sizes[slot]`: an agent count or a grid's bucket count.
+    fn size(&mut self, slot: usize) -> E {
+        ld(&self.get(Buf::Sizes, false), u(slot as u64))
+    }
+
+    fn param(&mut self, p: u32, s: Scalar) -> E {
+        let buf = match s {
+            Scalar::F64 => Buf::ParamsF64,
+            Scalar::I32 => Buf::ParamsI32,
+            _ => Buf::ParamsF32,
+        };
+        ld(&self.get(buf, false), u(p as u64))
+    }
 }
 
 /// A column's name in generated code: `c_Body_position_x`.
@@ -109,11 +130,18 @@ fn col_name(m: &Module, agent: usize, col: u32) -> String {
 }
 
 /// Hashes integer cell coordinates into one of `nb` (a power of two) buckets.
-fn hash(d: &dyn Dialect, cells: &[String], nb: &str) -> String {
+fn hash(cells: Vec<E>, nb: E) -> E {
     const PRIMES: [u64; 3] = [73_856_093, 19_349_663, 83_492_791];
-    let terms: Vec<String> =
-        cells.iter().zip(PRIMES).map(|(c, p)| format!("({} * {})", d.cast(Scalar::U32, c), d.uint(p))).collect();
-    format!("(({}) & ({nb} - {}))", terms.join(" ^ "), d.uint(1))
+    let mut terms = cells.into_iter().zip(PRIMES).map(|(c, p)| mul(cast(Scalar::U32, c), u(p)));
+    let first = terms.next().unwrap_or(u(0));
+    let mixed = terms.fold(first, |a, t| bin(Bo::BitXor, a, t));
+    bin(Bo::BitAnd, mixed, sub(nb, u(1)))
+}
+
+/// `if (gid < n) { body }` with `n = sizes[agent]`: one thread per agent.
+fn per_agent(b: &mut Binds, agent: usize, body: Vec<S>) -> Vec<S> {
+    let n = b.size(agent);
+    vec![let_("n", Scalar::U32, n), S::If(lt(E::Gid, var("n")), body, Vec::new())]
 }
 
 /// Which side of a pair a gathering thread stands on: its agent is in slot `own`.
@@ -129,21 +157,22 @@ impl Side {
 }
 
 impl Gen<'_> {
+    #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
         name: String,
         source: Option<usize>,
         b: Binds,
         launch: Launch,
-        shared: &[Shared],
-        body: &str,
+        shared: Vec<Shared>,
+        body: Vec<S>,
+        exact: bool,
     ) -> usize {
-        let bindings: Vec<Binding> = b.list.iter().map(|(_, bd)| Binding { name: bd.name.clone(), ..*bd }).collect();
-        let text = self.d.kernel(&name, &bindings, shared, body);
         let shared_bytes = shared.iter().map(Shared::bytes).sum();
-        let bindings = b.list.iter().map(|(x, _)| *x).collect();
-        self.plan.kernels.push(DeviceKernel { name, source, bindings, launch, shared_bytes });
-        self.texts.push(text);
+        let bufs = b.list.iter().map(|(x, _)| *x).collect();
+        let bindings = b.list.into_iter().map(|(_, bd)| bd).collect();
+        self.plan.kernels.push(DeviceKernel { name: name.clone(), source, bindings: bufs, launch, shared_bytes });
+        self.kernels.push(ast::Kernel { name, bindings, shared, body, exact });
         self.plan.kernels.len() - 1
     }
 
@@ -174,46 +203,31 @@ impl Gen<'_> {
         }
     }
 
-    fn fail_code(&self, msg: u32) -> String {
-        self.d.uint(((self.plan.kernels.len() as u64) << 16 | msg as u64) + 1)
+    /// The word a failed check of message `msg` of the next kernel writes.
+    fn fail_code(&self, msg: u32) -> E {
+        u(((self.plan.kernels.len() as u64) << 16 | msg as u64) + 1)
     }
 
     /// One thread per agent; loads and stores its own agent only.
     fn map(&mut self, kid: usize, agent: usize) -> usize {
-        let (m, d) = (self.m, self.d);
+        let m = self.m;
         let k = &m.kernels[kid];
-        let mut b = Binds::new(m);
-        let mut out = String::new();
-        let sizes = b.get(Buf::Sizes, false);
-        out += &d.let_("n", Scalar::U32, &format!("{sizes}[{}]", d.uint(agent as u64)));
-        out += "\n";
-        out += "if (gid < n) {\n";
-        let i = "gid";
-        let fail_code: Vec<String> = (0..k.messages.len() as u32).map(|msg| self.fail_code(msg)).collect();
-        let lines = {
-            let bref = std::cell::RefCell::new(&mut b);
-            let value = |v: V| format!("v{v}");
-            let load = |_s: u8, col: u32| {
-                let name = bref.borrow_mut().get(Buf::Col { agent, col }, false);
-                format!("{name}[{i}]")
-            };
-            let param = |p: u32, s: Scalar| param_expr(&mut bref.borrow_mut(), d, p, s);
-            let names = Names { value: &value, load: &load, param: &param };
-            let col_ty = |_s: u8, col: u32| m.column_types[agent][col as usize];
-            let mut lines = Vec::new();
-            let roots: Vec<V> =
-                k.insts.iter().enumerate().filter(|(_, x)| x.op.is_effect()).map(|(v, _)| v as V).collect();
-            let need = needed(k, &roots);
-            for (v, inst) in k.insts.iter().enumerate() {
-                if need[v] && !inst.op.is_effect() {
-                    lines.push(d.let_(&value(v as V), reg(inst.ty), &body::expr(d, k, &col_ty, v as V, &names)));
-                }
+        let b = RefCell::new(Binds::new(m));
+        let fail_codes: Vec<E> = (0..k.messages.len() as u32).map(|msg| self.fail_code(msg)).collect();
+        let value = |v: V| var(&format!("v{v}"));
+        let load = |_s: u8, col: u32| b.borrow_mut().col(agent, col, E::Gid);
+        let param = |p: u32, s: Scalar| b.borrow_mut().param(p, s);
+        let names = Names { value: &value, load: &load, param: &param };
+        let col_ty = |_s: u8, col: u32| m.column_types[agent][col as usize];
+        let roots: Vec<V> = k.insts.iter().enumerate().filter(|(_, x)| x.op.is_effect()).map(|(v, _)| v as V).collect();
+        let need = needed(k, &roots);
+        let mut body: Vec<S> = Vec::new();
+        for (v, inst) in k.insts.iter().enumerate() {
+            if need[v] && !inst.op.is_effect() {
+                body.push(let_(&format!("v{v}"), reg(inst.ty), body::expr(k, &col_ty, v as V, &names)));
             }
-            lines
-        };
-        for l in lines {
-            out += &format!("  {l}\n");
         }
+        let mut b = b.into_inner();
         let comp_cols: Vec<u32> =
             compensated_columns(m).into_iter().filter(|(a, _)| *a == agent).map(|(_, c)| c).collect();
         let comp = compensated_stores(m, k);
@@ -221,50 +235,42 @@ impl Gen<'_> {
             match inst.op {
                 Op::Check { cond, msg } => {
                     let f = b.get(Buf::Fail, true);
-                    out += &format!("  if (!(v{cond})) {{ {f}[0] = {}; }}\n", fail_code[msg as usize]);
+                    let not = E::Un(aiic_runtime::ir::UnOp::Not, Scalar::Bool, Box::new(value(cond)));
+                    body.push(S::If(not, vec![store(&f, u(0), fail_codes[msg as usize].clone())], Vec::new()));
                 }
-                Op::Store { col, value, .. } => {
+                Op::Store { col, value: x, .. } => {
                     let target = b.get(Buf::Col { agent, col }, true);
                     let cs = device_scalar(m.column_types[agent][col as usize]);
                     if let Some((_, old, inc)) = comp.iter().find(|(c, _, _)| *c == col) {
                         // Kahan's compensated update, as on the CPU.
                         let cb = b.get(Buf::Comp { agent, col }, true);
-                        out += &format!("  {{\n    {}\n", d.let_("y", Scalar::F32, &format!("v{inc} - {cb}[{i}]")));
-                        out += &format!("    {}\n", d.let_("t", Scalar::F32, &format!("v{old} + y")));
-                        out += &format!("    {cb}[{i}] = (t - v{old}) - y;\n    {target}[{i}] = t;\n  }}\n");
+                        body.push(S::Block(vec![
+                            let_("y", Scalar::F32, sub(value(*inc), ld(&cb, E::Gid))),
+                            let_("t", Scalar::F32, add(value(*old), var("y"))),
+                            store(&cb, E::Gid, sub(sub(var("t"), value(*old)), var("y"))),
+                            store(&target, E::Gid, var("t")),
+                        ]));
                     } else {
-                        let x = body::convert(d, reg(k.insts[value as usize].ty), cs, &format!("v{value}"));
-                        out += &format!("  {target}[{i}] = {x};\n");
+                        body.push(store(&target, E::Gid, body::convert(reg(k.insts[x as usize].ty), cs, value(x))));
                         if comp_cols.contains(&col) {
                             let cb = b.get(Buf::Comp { agent, col }, true);
-                            out += &format!("  {cb}[{i}] = {};\n", d.float(0.0, Scalar::F32));
+                            body.push(store(&cb, E::Gid, E::F(0.0, Scalar::F32)));
                         }
                     }
                 }
                 _ => {}
             }
         }
-        out += "}\n";
-        self.push(k.name.clone(), Some(kid), b, Launch::Agents { agent }, &[], &out)
+        let exact = !comp.is_empty();
+        let body = per_agent(&mut b, agent, body);
+        self.push(k.name.clone(), Some(kid), b, Launch::Agents { agent }, Vec::new(), body, exact)
     }
 
     /// A uniform grid over agents of type `agent`, rebuilt before each use: returns its index and
     /// the operations that build it.
     fn grid(&mut self, agent: usize, cell: f64) -> Result<(usize, Vec<GpuOp>), String> {
-        let (m, d) = (self.m, self.d);
-        let schema = &m.agents[agent];
-        let (fi, f) = schema
-            .field("position")
-            .ok_or_else(|| format!("agent `{}` has no `position`, which a neighbour search needs", schema.name))?;
-        if f.lanes.len() > 3 {
-            return Err(format!(
-                "`{}.position` has {} dimensions; the neighbour grid has at most 3",
-                schema.name,
-                f.lanes.len()
-            ));
-        }
-        let start = schema.column_offsets()[fi] as u32;
-        let pos: Vec<u32> = (start..start + f.lanes.len() as u32).collect();
+        let m = self.m;
+        let pos = position_columns(m, agent)?;
         let spec = GridSpec { agent, pos: pos.clone(), cell };
         let grid = match self.plan.grids.iter().position(|g| *g == spec) {
             Some(g) => g,
@@ -274,62 +280,84 @@ impl Gen<'_> {
             }
         };
         let nslot = m.agents.len() + grid;
-        let name = format!("grid{grid}_{}", schema.name);
+        let name = format!("grid{grid}_{}", m.agents[agent].name);
 
         // Count: each agent's bucket, and how many agents each bucket holds.
         let mut b = Binds::new(m);
-        let sizes = b.get(Buf::Sizes, false);
-        let mut out = d.let_("n", Scalar::U32, &format!("{sizes}[{}]", d.uint(agent as u64))) + "\n";
-        out += &(d.let_("nb", Scalar::U32, &format!("{sizes}[{}]", d.uint(nslot as u64))) + "\n");
-        out += "if (gid < n) {\n";
-        let cells = self.cell_coords(&mut b, agent, &pos, cell, "gid", &mut out);
+        let nb = b.size(nslot);
+        let mut body = vec![let_("nb", Scalar::U32, nb)];
+        let cells = cell_coords(&mut b, agent, &pos, cell, E::Gid, &mut body);
         let cellb = b.get(Buf::GridCell { grid }, true);
         let count = b.get(Buf::GridCount { grid }, true);
-        out += &format!("  {}\n", d.let_("h", Scalar::U32, &hash(d, &cells, "nb")));
-        out += &format!("  {cellb}[gid] = h;\n  {};\n}}\n", d.atomic_add(&count, "h", &d.uint(1)));
-        let count_k = self.push(format!("{name}_count"), None, b, Launch::Agents { agent }, &[], &out);
+        body.push(let_("h", Scalar::U32, hash(cells, var("nb"))));
+        body.push(store(&cellb, E::Gid, var("h")));
+        body.push(let_("old", Scalar::U32, E::AtomicAdd(count, Box::new(var("h")), Box::new(u(1)))));
+        let body = per_agent(&mut b, agent, body);
+        let count_k = self.push(format!("{name}_count"), None, b, Launch::Agents { agent }, Vec::new(), body, false);
 
         // Scan: one workgroup; each thread sums a run of buckets, thread 0 scans the sums.
         let mut b = Binds::new(m);
-        let sizes = b.get(Buf::Sizes, false);
+        let n = b.size(agent);
+        let nb = b.size(nslot);
         let count = b.get(Buf::GridCount { grid }, true);
         let startb = b.get(Buf::GridStart { grid }, true);
-        let u = |x: u64| d.uint(x);
-        let wg = d.wg();
-        let mut out = String::new();
-        out += &(d.let_("n", Scalar::U32, &format!("{sizes}[{}]", u(agent as u64))) + "\n");
-        out += &(d.let_("nb", Scalar::U32, &format!("{sizes}[{}]", u(nslot as u64))) + "\n");
-        out += &(d.let_("per", Scalar::U32, &format!("(nb + {wg} - {}) / {wg}", u(1))) + "\n");
-        out += &(d.let_("lo", Scalar::U32, "min(lid * per, nb)") + "\n");
-        out += &(d.let_("hi", Scalar::U32, "min(lo + per, nb)") + "\n");
-        out += &(d.var("s", Scalar::U32, &u(0)) + "\n");
-        out += &(d.var("x", Scalar::U32, "lo") + "\n");
-        out += &format!("while (x < hi) {{ s = s + {}; x = x + {}; }}\n", d.atomic_load(&count, "x"), u(1));
-        out += &format!("part[lid] = s;\n{}\n", d.barrier());
-        out += &format!("if (lid == {}) {{\n", u(0));
-        out += &format!("  {}\n  {}\n", d.var("run", Scalar::U32, &u(0)), d.var("q", Scalar::U32, &u(0)));
-        out += &format!("  while (q < {wg}) {{\n    {}\n", d.let_("c", Scalar::U32, "part[q]"));
-        out += &format!("    part[q] = run;\n    run = run + c;\n    q = q + {};\n  }}\n", u(1));
-        out += &format!("  {startb}[nb] = n;\n}}\n{}\n", d.barrier());
-        out += &(d.var("run2", Scalar::U32, "part[lid]") + "\n");
-        out += "x = lo;\n";
-        out += &format!("while (x < hi) {{\n  {}\n", d.let_("c", Scalar::U32, &d.atomic_load(&count, "x")));
-        out += &format!("  {startb}[x] = run2;\n  {}\n", d.atomic_store(&count, "x", "run2"));
-        out += &format!("  run2 = run2 + c;\n  x = x + {};\n}}\n", u(1));
-        let part = Shared { name: "part".into(), elem: Scalar::U32, lanes: 1 };
-        let scan_k = self.push(format!("{name}_scan"), None, b, Launch::Single, &[part], &out);
+        let part = |i: E| E::Sh("part".into(), Box::new(i), None);
+        let count_at = |i: E| E::AtomicLoad(count.clone(), Box::new(i));
+        let body = vec![
+            let_("n", Scalar::U32, n),
+            let_("nb", Scalar::U32, nb),
+            let_("per", Scalar::U32, bin(Bo::Div, sub(add(var("nb"), E::Wg), u(1)), E::Wg)),
+            let_("lo", Scalar::U32, bin(Bo::Min, mul(E::Lid, var("per")), var("nb"))),
+            let_("hi", Scalar::U32, bin(Bo::Min, add(var("lo"), var("per")), var("nb"))),
+            var_("s", Scalar::U32, u(0)),
+            var_("x", Scalar::U32, var("lo")),
+            S::While(lt(var("x"), var("hi")), vec![incr("s", count_at(var("x"))), incr("x", u(1))]),
+            S::ShStore("part".into(), E::Lid, var("s")),
+            S::Barrier,
+            S::If(
+                bin(Bo::Eq, E::Lid, u(0)),
+                vec![
+                    var_("run", Scalar::U32, u(0)),
+                    var_("q", Scalar::U32, u(0)),
+                    S::While(
+                        lt(var("q"), E::Wg),
+                        vec![
+                            let_("c", Scalar::U32, part(var("q"))),
+                            S::ShStore("part".into(), var("q"), var("run")),
+                            incr("run", var("c")),
+                            incr("q", u(1)),
+                        ],
+                    ),
+                    store(&startb, var("nb"), var("n")),
+                ],
+                Vec::new(),
+            ),
+            S::Barrier,
+            var_("run2", Scalar::U32, part(E::Lid)),
+            set("x", var("lo")),
+            S::While(
+                lt(var("x"), var("hi")),
+                vec![
+                    let_("c", Scalar::U32, count_at(var("x"))),
+                    store(&startb, var("x"), var("run2")),
+                    S::AtomicStore(count.clone(), var("x"), var("run2")),
+                    incr("run2", var("c")),
+                    incr("x", u(1)),
+                ],
+            ),
+        ];
+        let part_arr = Shared { name: "part".into(), elem: Scalar::U32, lanes: 1 };
+        let scan_k = self.push(format!("{name}_scan"), None, b, Launch::Single, vec![part_arr], body, false);
 
         // Scatter: each agent takes the next place of its bucket.
         let mut b = Binds::new(m);
-        let sizes = b.get(Buf::Sizes, false);
         let cellb = b.get(Buf::GridCell { grid }, false);
         let count = b.get(Buf::GridCount { grid }, true);
         let sorted = b.get(Buf::GridSorted { grid }, true);
-        let mut out = d.let_("n", Scalar::U32, &format!("{sizes}[{}]", u(agent as u64))) + "\n";
-        out += "if (gid < n) {\n";
-        out += &format!("  {}\n", d.let_("at", Scalar::U32, &d.atomic_add(&count, &format!("{cellb}[gid]"), &u(1))));
-        out += &format!("  {sorted}[at] = gid;\n}}\n");
-        let scatter_k = self.push(format!("{name}_scatter"), None, b, Launch::Agents { agent }, &[], &out);
+        let at = E::AtomicAdd(count, Box::new(ld(&cellb, E::Gid)), Box::new(u(1)));
+        let body = per_agent(&mut b, agent, vec![let_("at", Scalar::U32, at), store(&sorted, var("at"), E::Gid)]);
+        let scatter_k =
+            self.push(format!("{name}_scatter"), None, b, Launch::Agents { agent }, Vec::new(), body, false);
         Ok((
             grid,
             vec![
@@ -339,34 +367,6 @@ impl Gen<'_> {
                 GpuOp::Launch(scatter_k),
             ],
         ))
-    }
-
-    /// Declares the integer cell coordinates of agent `idx` and returns their names.
-    fn cell_coords(
-        &self,
-        b: &mut Binds,
-        agent: usize,
-        pos: &[u32],
-        cell: f64,
-        idx: &str,
-        out: &mut String,
-    ) -> Vec<String> {
-        let d = self.d;
-        let inv = d.float(1.0 / cell, Scalar::F32);
-        pos.iter()
-            .enumerate()
-            .map(|(n, &col)| {
-                let name = b.get(Buf::Col { agent, col }, false);
-                let cs = b.col_ty(agent, col);
-                let x = body::convert(d, cs, Scalar::F32, &format!("{name}[{idx}]"));
-                let cname = format!("cell{n}");
-                *out += &format!(
-                    "  {}\n",
-                    d.let_(&cname, Scalar::I32, &d.cast(Scalar::I32, &format!("floor({x} * {inv})")))
-                );
-                cname
-            })
-            .collect()
     }
 
     /// Gathering pair kernels: for pairs of one type one kernel; for two types one per side
@@ -380,7 +380,6 @@ impl Gen<'_> {
             })
         };
         let agents = [a, b];
-        // Delta buffers where the kernel reads a column it adds to.
         let loads: Vec<(usize, u32)> = k
             .insts
             .iter()
@@ -397,27 +396,24 @@ impl Gen<'_> {
                 _ => None,
             })
             .collect();
+        // Delta buffers where the kernel reads a column it adds to.
         let via_delta = accums.iter().any(|x| loads.contains(x));
-        let mut ops = Vec::new();
-        let mut sides_of_kernels: Vec<Vec<Side>> = Vec::new();
+        let mut kernels: Vec<Vec<Side>> = Vec::new();
         if a == b {
             let sides: Vec<Side> = [0u8, 1].into_iter().filter(|&s| has(s)).map(|own| Side { own }).collect();
             if !sides.is_empty() {
-                sides_of_kernels.push(sides);
+                kernels.push(sides);
             }
         } else {
-            for own in [0u8, 1] {
-                if has(own) {
-                    sides_of_kernels.push(vec![Side { own }]);
-                }
-            }
+            kernels.extend([0u8, 1].into_iter().filter(|&s| has(s)).map(|own| vec![Side { own }]));
         }
-        for sides in sides_of_kernels {
+        let mut ops = Vec::new();
+        for sides in kernels {
             let own_agent = agents[sides[0].own as usize];
             let par_agent = agents[sides[0].partner() as usize];
             let grid = grids.map(|(ga, gb)| if sides[0].own == 0 { gb } else { ga });
-            let dk = self.gather(kid, &sides, own_agent, par_agent, a == b, grid, via_delta);
-            ops.push(GpuOp::Launch(dk));
+            let at = Gather { kid, sides, own_agent, par_agent, same: a == b, grid, via_delta };
+            ops.push(GpuOp::Launch(self.gather(&at)?));
         }
         if via_delta {
             let mut done: Vec<usize> = Vec::new();
@@ -433,61 +429,35 @@ impl Gen<'_> {
     }
 
     fn apply_deltas(&mut self, kid: usize, agent: usize, cols: &[u32]) -> usize {
-        let d = self.d;
         let mut b = Binds::new(self.m);
-        let sizes = b.get(Buf::Sizes, false);
-        let mut out = d.let_("n", Scalar::U32, &format!("{sizes}[{}]", d.uint(agent as u64))) + "\n";
-        out += "if (gid < n) {\n";
+        let mut body = Vec::new();
         let mut seen = Vec::new();
         for &col in cols {
-            if seen.contains(&col) {
-                continue;
+            if !seen.contains(&col) {
+                seen.push(col);
+                let c = b.get(Buf::Col { agent, col }, true);
+                let dl = b.get(Buf::Delta { agent, col }, false);
+                body.push(store(&c, E::Gid, add(ld(&c, E::Gid), ld(&dl, E::Gid))));
             }
-            seen.push(col);
-            let c = b.get(Buf::Col { agent, col }, true);
-            let dl = b.get(Buf::Delta { agent, col }, false);
-            out += &format!("  {c}[gid] = {c}[gid] + {dl}[gid];\n");
         }
-        out += "}\n";
+        let body = per_agent(&mut b, agent, body);
         let name = format!("{}_apply_{}", self.m.kernels[kid].name, self.m.agents[agent].name);
-        self.push(name, Some(kid), b, Launch::Agents { agent }, &[], &out)
+        self.push(name, Some(kid), b, Launch::Agents { agent }, Vec::new(), body, false)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn gather(
-        &mut self,
-        kid: usize,
-        sides: &[Side],
-        own_agent: usize,
-        par_agent: usize,
-        same: bool,
-        grid: Option<usize>,
-        via_delta: bool,
-    ) -> usize {
-        let (m, d) = (self.m, self.d);
-        let k: &Kernel = &m.kernels[kid];
-        let agents_of = |slot: u8| if slot == sides[0].own { own_agent } else { par_agent };
-        let u = |x: u64| d.uint(x);
-        let fail_codes: Vec<String> = (0..k.messages.len() as u32).map(|msg| self.fail_code(msg)).collect();
-        let mut b = Binds::new(m);
-        let sizes = b.get(Buf::Sizes, false);
-        let wg = d.wg();
-        let mut out = String::new();
-        out += &(d.let_("n_own", Scalar::U32, &format!("{sizes}[{}]", u(own_agent as u64))) + "\n");
-        out += &(d.let_("n_par", Scalar::U32, &format!("{sizes}[{}]", u(par_agent as u64))) + "\n");
-        out += &(d.let_("i", Scalar::U32, "gid") + "\n");
-        out += &(d.let_("ic", Scalar::U32, &format!("min(i, n_own - {})", u(1))) + "\n");
-        out += &(d.let_("live", Scalar::Bool, "i < n_own") + "\n");
+    fn gather(&mut self, at: &Gather) -> Result<usize, String> {
+        let m = self.m;
+        let k: &Kernel = &m.kernels[at.kid];
+        let (own_agent, par_agent) = (at.own_agent, at.par_agent);
+        let agents_of = |slot: u8| if slot == at.sides[0].own { own_agent } else { par_agent };
+        let fail_codes: Vec<E> = (0..k.messages.len() as u32).map(|msg| self.fail_code(msg)).collect();
+        let b = RefCell::new(Binds::new(m));
+        let col_ty = |slot: u8, col: u32| m.column_types[agents_of(slot)][col as usize];
 
-        // Per side: which instructions it needs, and which of those vary with the partner.
-        struct Plan {
-            side: Side,
-            need: Vec<bool>,
-            vary: Vec<bool>,
-            terms: Vec<Term>,
-            checks: bool,
-        }
-        let plans: Vec<Plan> = sides
+        // Per side: its changes (split into factors where that pays), what it needs, and which of
+        // that varies with the partner.
+        let plans: Vec<SidePlan> = at
+            .sides
             .iter()
             .map(|&side| {
                 let accums: Vec<(u32, V)> = k
@@ -498,7 +468,7 @@ impl Gen<'_> {
                         _ => None,
                     })
                     .collect();
-                let checks = side.own == sides[0].own;
+                let checks = side.own == at.sides[0].own;
                 let vary = depends_on(k, side.partner());
                 let terms = terms(k, &accums, &vary, |col| device_scalar(m.column_types[own_agent][col as usize]));
                 let mut roots: Vec<V> = Vec::new();
@@ -515,7 +485,7 @@ impl Gen<'_> {
                         _ => None,
                     }));
                 }
-                Plan { side, need: needed(k, &roots), vary, terms, checks }
+                SidePlan { side, need: needed(k, &roots), vary, terms, checks }
             })
             .collect();
 
@@ -530,9 +500,8 @@ impl Gen<'_> {
                 }
             }
         }
-        let tiled = grid.is_none();
-        // Partner columns in workgroup tiles: f32 columns four to a vector, so that one wide
-        // read of the tile serves four of them; other types one to an array.
+        let tiled = at.grid.is_none();
+        // f32 columns four to a vector, so that one wide read of the tile serves four of them.
         let mut shared: Vec<Shared> = Vec::new();
         let mut tile_cols: Vec<Vec<u32>> = Vec::new();
         if tiled {
@@ -548,37 +517,34 @@ impl Gen<'_> {
                 tile_cols.push(vec![col]);
             }
         }
-        let tile_load = |col: u32| -> String {
+        let tile_load = |col: u32| -> E {
             let t = tile_cols.iter().position(|g| g.contains(&col)).unwrap_or(0);
-            let s = &shared[t];
-            if s.lanes == 4 {
-                let lane = ["x", "y", "z", "w"][tile_cols[t].iter().position(|c| *c == col).unwrap_or(0)];
-                format!("{}[kk].{lane}", s.name)
-            } else {
-                format!("{}[kk]", s.name)
-            }
+            let lane = (shared[t].lanes == 4).then(|| tile_cols[t].iter().position(|c| *c == col).unwrap_or(0) as u8);
+            E::Sh(shared[t].name.clone(), Box::new(var("kk")), lane)
         };
-        let col_ty = |slot: u8, col: u32| m.column_types[agents_of(slot)][col as usize];
-        let bref = std::cell::RefCell::new(&mut b);
+
+        let mut out: Vec<S> = Vec::new();
+        let n_own = b.borrow_mut().size(own_agent);
+        let n_par = b.borrow_mut().size(par_agent);
+        out.push(let_("n_own", Scalar::U32, n_own));
+        out.push(let_("n_par", Scalar::U32, n_par));
+        out.push(let_("i", Scalar::U32, E::Gid));
+        out.push(let_("ic", Scalar::U32, bin(Bo::Min, var("i"), sub(var("n_own"), u(1)))));
+        out.push(let_("live", Scalar::Bool, lt(var("i"), var("n_own"))));
 
         // Values that do not depend on the partner, once per thread.
-        let mut hoisted = String::new();
         for p in &plans {
             let s = p.side.own;
-            let value = |v: V| format!("h{s}_{v}");
-            let load = |_slot: u8, col: u32| {
-                format!("{}[ic]", bref.borrow_mut().get(Buf::Col { agent: own_agent, col }, false))
-            };
-            let param = |pi: u32, sc: Scalar| param_expr(&mut bref.borrow_mut(), d, pi, sc);
+            let value = |v: V| var(&format!("h{s}_{v}"));
+            let load = |_slot: u8, col: u32| b.borrow_mut().col(own_agent, col, var("ic"));
+            let param = |pi: u32, sc: Scalar| b.borrow_mut().param(pi, sc);
             let names = Names { value: &value, load: &load, param: &param };
             for (v, inst) in k.insts.iter().enumerate() {
                 if p.need[v] && !p.vary[v] && !inst.op.is_effect() {
-                    hoisted +=
-                        &(d.let_(&value(v as V), reg(inst.ty), &body::expr(d, k, &col_ty, v as V, &names)) + "\n");
+                    out.push(let_(&format!("h{s}_{v}"), reg(inst.ty), body::expr(k, &col_ty, v as V, &names)));
                 }
             }
         }
-        out += &hoisted;
         // A sum per side and column; a factor every pair of a sum shares is applied once, at
         // the end (`fac`).
         let mut acc_cols: Vec<u32> = Vec::new();
@@ -589,38 +555,35 @@ impl Gen<'_> {
                     acc_cols.push(t.col);
                 }
                 let cs = device_scalar(col_ty(s, t.col));
-                out += &(d.var(&format!("acc{s}_{}", t.col), cs, &body::constant(d, cs, 0.0)) + "\n");
+                out.push(var_(&format!("acc{s}_{}", t.col), cs, body::constant(cs, 0.0)));
                 if let Some(f) = &t.factors {
-                    let prod = product(&f.inv.iter().map(|v| format!("h{s}_{v}")).collect::<Vec<_>>());
-                    let prod = if f.negate { format!("(-{prod})") } else { prod };
-                    out += &(d.let_(&format!("fac{s}_{}", t.col), cs, &prod) + "\n");
+                    let prod = product(f.inv.iter().map(|v| var(&format!("h{s}_{v}"))).collect());
+                    let prod = if f.negate { E::Un(aiic_runtime::ir::UnOp::Neg, cs, Box::new(prod)) } else { prod };
+                    out.push(let_(&format!("fac{s}_{}", t.col), cs, prod));
                 }
             }
         }
 
-        // The body of one pair, for side `p`, with the partner at index `jj`.
-        let instance = |p: &Plan, bref: &std::cell::RefCell<&mut Binds>| -> String {
+        // The body of one pair, for side `p`, with the partner at index `jj` (tile slot `kk`).
+        let instance = |p: &SidePlan| -> Vec<S> {
             let s = p.side.own;
-            let value = |v: V| if p.vary[v as usize] { format!("v{v}") } else { format!("h{s}_{v}") };
+            let value = |v: V| if p.vary[v as usize] { var(&format!("v{v}")) } else { var(&format!("h{s}_{v}")) };
             let load = |_slot: u8, col: u32| {
                 if tiled {
                     tile_load(col)
                 } else {
-                    format!("{}[jj]", bref.borrow_mut().get(Buf::Col { agent: par_agent, col }, false))
+                    b.borrow_mut().col(par_agent, col, var("jj"))
                 }
             };
-            let param = |pi: u32, sc: Scalar| param_expr(&mut bref.borrow_mut(), d, pi, sc);
+            let param = |pi: u32, sc: Scalar| b.borrow_mut().param(pi, sc);
             let names = Names { value: &value, load: &load, param: &param };
-            let mut t = String::from("{\n");
+            let mut t: Vec<S> = Vec::new();
             for (v, inst) in k.insts.iter().enumerate() {
                 if p.need[v] && p.vary[v] && !inst.op.is_effect() {
-                    t += &format!(
-                        "  {}\n",
-                        d.let_(&value(v as V), reg(inst.ty), &body::expr(d, k, &col_ty, v as V, &names))
-                    );
+                    t.push(let_(&format!("v{v}"), reg(inst.ty), body::expr(k, &col_ty, v as V, &names)));
                 }
             }
-            let mut eff = String::new();
+            let mut eff: Vec<S> = Vec::new();
             // Partner-dependent factors every factored sum of the side shares, multiplied once.
             let factored: Vec<&Factors> = p.terms.iter().filter_map(|t| t.factors.as_ref()).collect();
             let distinct = factored.iter().all(|f| f.var.iter().enumerate().all(|(n, v)| !f.var[..n].contains(v)));
@@ -630,198 +593,250 @@ impl Gen<'_> {
                 }
                 _ => Vec::new(),
             };
-            if common.len() > 1 {
+            let common: &[V] = if common.len() > 1 { &common } else { &[] };
+            if !common.is_empty() {
                 let ty = reg(k.insts[common[0] as usize].ty);
-                eff += &format!(
-                    "  {}\n",
-                    d.let_(&format!("cm{s}"), ty, &product(&common.iter().map(|v| value(*v)).collect::<Vec<_>>()))
-                );
+                eff.push(let_(&format!("cm{s}"), ty, product(common.iter().map(|v| value(*v)).collect())));
             }
             for t in &p.terms {
                 let cs = device_scalar(col_ty(s, t.col));
                 let x = match &t.factors {
                     Some(f) => {
-                        let mut parts: Vec<String> = Vec::new();
-                        if common.len() > 1 {
-                            parts.push(format!("cm{s}"));
+                        let mut parts: Vec<E> = Vec::new();
+                        if !common.is_empty() {
+                            parts.push(var(&format!("cm{s}")));
                         }
-                        let shared = if common.len() > 1 { common.as_slice() } else { &[] };
-                        parts.extend(f.var.iter().filter(|v| !shared.contains(v)).map(|v| value(*v)));
-                        product(&parts)
+                        parts.extend(f.var.iter().filter(|v| !common.contains(v)).map(|v| value(*v)));
+                        product(parts)
                     }
-                    None => body::convert(d, reg(k.insts[t.value as usize].ty), cs, &value(t.value)),
+                    None => body::convert(reg(k.insts[t.value as usize].ty), cs, value(t.value)),
                 };
-                eff += &format!("  acc{s}_{c} = acc{s}_{c} + {x};\n", c = t.col);
+                eff.push(incr(&format!("acc{s}_{}", t.col), x));
             }
             if p.checks {
                 for inst in &k.insts {
                     if let Op::Check { cond, msg } = inst.op {
-                        let f = bref.borrow_mut().get(Buf::Fail, true);
-                        eff += &format!(
-                            "  if (live && !({})) {{ {f}[0] = {}; }}\n",
-                            value(cond),
-                            fail_codes[msg as usize]
-                        );
+                        let f = b.borrow_mut().get(Buf::Fail, true);
+                        let not = E::Un(aiic_runtime::ir::UnOp::Not, Scalar::Bool, Box::new(value(cond)));
+                        let failed = bin(Bo::And, var("live"), not);
+                        eff.push(S::If(failed, vec![store(&f, u(0), fail_codes[msg as usize].clone())], Vec::new()));
                     }
                 }
             }
             match k.guard {
-                Some(g) => t += &format!("  if ({}) {{\n{eff}  }}\n", value(g)),
-                None => t += &eff,
+                Some(g) => t.push(S::If(value(g), eff, Vec::new())),
+                None => t.extend(eff),
             }
-            t + "}\n"
+            vec![S::Block(t)]
         };
         let by_own = |own: u8| plans.iter().find(|p| p.side.own == own);
         // Same type: the thread holds slot 0 when its partner's index is higher.
-        let visit_masked = |bref: &std::cell::RefCell<&mut Binds>| -> String {
-            if same {
-                let mut t = String::new();
-                if let Some(p) = by_own(0) {
-                    t += &format!("if (jj > i) {}", instance(p, bref));
-                }
-                if let Some(p) = by_own(1) {
-                    if !t.is_empty() {
-                        t = t.trim_end().to_string() + " else ";
-                    }
-                    t += &format!("if (jj < i) {}", instance(p, bref));
-                }
-                t
-            } else {
-                instance(&plans[0], bref)
+        let visit_masked = || -> Vec<S> {
+            if !at.same {
+                return instance(&plans[0]);
             }
+            let above = by_own(0).map(&instance).unwrap_or_default();
+            let below = by_own(1).map(&instance).unwrap_or_default();
+            vec![S::If(
+                bin(Bo::Gt, var("jj"), var("i")),
+                above,
+                vec![S::If(lt(var("jj"), var("i")), below, Vec::new())],
+            )]
         };
 
         if tiled {
-            out += &(d.var("base", Scalar::U32, &u(0)) + "\n");
-            out += &format!("while (base < n_par) {{\n  {}\n", d.let_("j", Scalar::U32, "base + lid"));
-            out += &format!("  {}\n  if (j < n_par) {{\n", d.barrier());
+            // Whole tiles run `TILE_UNROLL` partners per trip; the last tile tests each.
+            let kloop = |inner: Vec<S>, masked: bool| -> Vec<S> {
+                if masked {
+                    let mut trip = vec![let_("jj", Scalar::U32, add(var("base"), var("kk")))];
+                    trip.push(S::If(lt(var("jj"), var("n_par")), inner, Vec::new()));
+                    trip.push(incr("kk", u(1)));
+                    return vec![var_("kk", Scalar::U32, u(0)), S::While(lt(var("kk"), E::Wg), trip)];
+                }
+                let mut trip = Vec::new();
+                for r in 0..TILE_UNROLL {
+                    let mut one = vec![
+                        let_("kk", Scalar::U32, add(var("kq"), u(r as u64))),
+                        let_("jj", Scalar::U32, add(var("base"), var("kk"))),
+                    ];
+                    one.extend(inner.iter().cloned());
+                    trip.push(S::Block(one));
+                }
+                trip.push(incr("kq", u(TILE_UNROLL as u64)));
+                vec![var_("kq", Scalar::U32, u(0)), S::While(lt(var("kq"), E::Wg), trip)]
+            };
+            let mut fill = Vec::new();
             for (t, cols) in shared.iter().zip(&tile_cols) {
-                let mut src: Vec<String> = cols
-                    .iter()
-                    .map(|&col| format!("{}[j]", bref.borrow_mut().get(Buf::Col { agent: par_agent, col }, false)))
-                    .collect();
+                let mut src: Vec<E> = cols.iter().map(|&col| b.borrow_mut().col(par_agent, col, var("j"))).collect();
                 let value = if t.lanes == 4 {
-                    src.resize(4, d.float(0.0, Scalar::F32));
-                    d.vec4(&[src[0].clone(), src[1].clone(), src[2].clone(), src[3].clone()])
+                    src.resize(4, E::F(0.0, Scalar::F32));
+                    E::Vec4(src)
                 } else {
                     src.remove(0)
                 };
-                out += &format!("    {}[lid] = {value};\n", t.name);
+                fill.push(S::ShStore(t.name.clone(), E::Lid, value));
             }
-            out += &format!("  }}\n  {}\n", d.barrier());
-            // Whole tiles run `TILE_UNROLL` partners per trip; the last tile tests each.
-            let kloop = |inner: &str, masked: bool| -> String {
-                if masked {
-                    let mut t = format!("{}\nwhile (kk < {wg}) {{\n", d.var("kk", Scalar::U32, &u(0)));
-                    t += &format!("  {}\n", d.let_("jj", Scalar::U32, "base + kk"));
-                    t += &format!("  if (jj < n_par) {{\n{}  }}\n", indent(inner, 4));
-                    return t + &format!("  kk = kk + {};\n}}\n", u(1));
-                }
-                let mut t = format!("{}\nwhile (kq < {wg}) {{\n", d.var("kq", Scalar::U32, &u(0)));
-                for r in 0..TILE_UNROLL {
-                    t += &format!("  {{\n    {}\n", d.let_("kk", Scalar::U32, &format!("kq + {}", u(r as u64))));
-                    t += &format!("    {}\n", d.let_("jj", Scalar::U32, "base + kk"));
-                    t += &indent(inner, 4);
-                    t += "  }\n";
-                }
-                t + &format!("  kq = kq + {};\n}}\n", u(TILE_UNROLL as u64))
-            };
-            let full = format!("base + {wg} <= n_par");
-            if same {
-                out += &format!("  {}\n", d.let_("blk", Scalar::U32, &format!("grp * {wg}")));
-                out += &format!("  if ({full} && base != blk) {{\n");
-                let above = by_own(0).map(|p| instance(p, &bref)).unwrap_or_default();
-                let below = by_own(1).map(|p| instance(p, &bref)).unwrap_or_default();
-                out += &format!(
-                    "    if (base > blk) {{\n{}    }} else {{\n{}    }}\n",
-                    indent(&kloop(&above, false), 6),
-                    indent(&kloop(&below, false), 6)
-                );
-                out += &format!("  }} else {{\n{}  }}\n", indent(&kloop(&visit_masked(&bref), true), 4));
+            let full = bin(Bo::Le, add(var("base"), E::Wg), var("n_par"));
+            let mut trip = vec![
+                let_("j", Scalar::U32, add(var("base"), E::Lid)),
+                S::Barrier,
+                S::If(lt(var("j"), var("n_par")), fill, Vec::new()),
+                S::Barrier,
+            ];
+            if at.same {
+                trip.push(let_("blk", Scalar::U32, mul(E::Grp, E::Wg)));
+                let above = by_own(0).map(&instance).unwrap_or_default();
+                let below = by_own(1).map(&instance).unwrap_or_default();
+                let whole = vec![S::If(bin(Bo::Gt, var("base"), var("blk")), kloop(above, false), kloop(below, false))];
+                let clean = bin(Bo::And, full, bin(Bo::Ne, var("base"), var("blk")));
+                trip.push(S::If(clean, whole, kloop(visit_masked(), true)));
             } else {
-                let inner = instance(&plans[0], &bref);
-                out += &format!(
-                    "  if ({full}) {{\n{}  }} else {{\n{}  }}\n",
-                    indent(&kloop(&inner, false), 4),
-                    indent(&kloop(&inner, true), 4)
-                );
+                let inner = instance(&plans[0]);
+                trip.push(S::If(full, kloop(inner.clone(), false), kloop(inner, true)));
             }
-            out += &format!("  base = base + {wg};\n}}\n");
+            trip.push(incr("base", E::Wg));
+            out.push(var_("base", Scalar::U32, u(0)));
+            out.push(S::While(lt(var("base"), var("n_par")), trip));
         } else {
-            let grid = grid.unwrap_or(0);
+            let grid = at.grid.unwrap_or(0);
             let spec = self.plan.grids[grid].clone();
             let nslot = m.agents.len() + grid;
-            out += &(d.let_("nb", Scalar::U32, &format!("{sizes}[{}]", u(nslot as u64))) + "\n");
-            let own_pos: Vec<u32> = {
-                let schema = &m.agents[own_agent];
-                let (fi, f) = schema.field("position").expect("checked when the grid was made");
-                let s0 = schema.column_offsets()[fi] as u32;
-                (s0..s0 + f.lanes.len() as u32).collect()
-            };
-            let mut cells_txt = String::new();
-            let cells = self.cell_coords(&mut bref.borrow_mut(), own_agent, &own_pos, spec.cell, "ic", &mut cells_txt);
-            out += &cells_txt.lines().map(|l| l.trim_start().to_string() + "\n").collect::<String>();
+            let nb = b.borrow_mut().size(nslot);
+            out.push(let_("nb", Scalar::U32, nb));
+            let own_pos = position_columns(m, own_agent)?;
+            let cells = cell_coords(&mut b.borrow_mut(), own_agent, &own_pos, spec.cell, var("ic"), &mut out);
             // The 3^dims cells around the agent's own; neighbouring cells may share a bucket,
             // and each bucket is visited once.
-            let dims = cells.len() as u32;
-            let cells_n = 3u64.pow(dims);
-            out += &(d.var_array_u32("hs", cells_n as usize) + "\n");
-            out += &(d.var("nh", Scalar::U32, &u(0)) + "\n");
-            out += &(d.var("o", Scalar::U32, &u(0)) + "\n");
-            out += &format!("while (o < {}) {{\n", u(cells_n));
-            let coords: Vec<String> = cells
-                .iter()
+            let cells_n = 3u64.pow(cells.len() as u32);
+            let coords: Vec<E> = cells
+                .into_iter()
                 .enumerate()
                 .map(|(n, c)| {
-                    let digit = format!("((o / {}) % {})", u(3u64.pow(n as u32)), u(3));
-                    format!("({c} + {} - {})", d.cast(Scalar::I32, &digit), d.int(1))
+                    let digit = bin(Bo::Rem, bin(Bo::Div, var("o"), u(3u64.pow(n as u32))), u(3));
+                    sub(add(c, cast(Scalar::I32, digit)), E::I(1))
                 })
                 .collect();
-            out += &format!("  {}\n", d.let_("h", Scalar::U32, &hash(d, &coords, "nb")));
-            out +=
-                &format!("  {}\n  {}\n", d.var("fresh", Scalar::Bool, &d.bool(true)), d.var("r", Scalar::U32, &u(0)));
-            out += &format!(
-                "  while (r < nh) {{\n    if (hs[r] == h) {{ fresh = {}; }}\n    r = r + {};\n  }}\n",
-                d.bool(false),
-                u(1)
-            );
-            out += &format!("  if (fresh) {{\n    hs[nh] = h;\n    nh = nh + {};\n  }}\n", u(1));
-            out += &format!("  o = o + {};\n}}\n", u(1));
-            let start = bref.borrow_mut().get(Buf::GridStart { grid }, false);
-            let sorted = bref.borrow_mut().get(Buf::GridSorted { grid }, false);
-            out += &(d.var("q", Scalar::U32, &u(0)) + "\n");
-            out += &format!("while (q < nh) {{\n  {}\n", d.var("at", Scalar::U32, &format!("{start}[hs[q]]")));
-            out += &format!("  {}\n", d.let_("end", Scalar::U32, &format!("{start}[hs[q] + {}]", u(1))));
-            out += &format!("  while (at < end) {{\n    {}\n", d.let_("jj", Scalar::U32, &format!("{sorted}[at]")));
-            out += &indent(&visit_masked(&bref), 4);
-            out += &format!("    at = at + {};\n  }}\n  q = q + {};\n}}\n", u(1), u(1));
+            let hs = |i: E| E::Arr("hs".into(), Box::new(i));
+            out.push(S::Array("hs".into(), cells_n as usize));
+            out.push(var_("nh", Scalar::U32, u(0)));
+            out.push(var_("o", Scalar::U32, u(0)));
+            out.push(S::While(
+                lt(var("o"), u(cells_n)),
+                vec![
+                    let_("h", Scalar::U32, hash(coords, var("nb"))),
+                    var_("fresh", Scalar::Bool, E::B(true)),
+                    var_("r", Scalar::U32, u(0)),
+                    S::While(
+                        lt(var("r"), var("nh")),
+                        vec![
+                            S::If(bin(Bo::Eq, hs(var("r")), var("h")), vec![set("fresh", E::B(false))], Vec::new()),
+                            incr("r", u(1)),
+                        ],
+                    ),
+                    S::If(
+                        var("fresh"),
+                        vec![S::ArrStore("hs".into(), var("nh"), var("h")), incr("nh", u(1))],
+                        Vec::new(),
+                    ),
+                    incr("o", u(1)),
+                ],
+            ));
+            let start = b.borrow_mut().get(Buf::GridStart { grid }, false);
+            let sorted = b.borrow_mut().get(Buf::GridSorted { grid }, false);
+            let mut visit = vec![let_("jj", Scalar::U32, ld(&sorted, var("at")))];
+            visit.extend(visit_masked());
+            visit.push(incr("at", u(1)));
+            out.push(var_("q", Scalar::U32, u(0)));
+            out.push(S::While(
+                lt(var("q"), var("nh")),
+                vec![
+                    var_("at", Scalar::U32, ld(&start, hs(var("q")))),
+                    let_("end", Scalar::U32, ld(&start, add(hs(var("q")), u(1)))),
+                    S::While(lt(var("at"), var("end")), visit),
+                    incr("q", u(1)),
+                ],
+            ));
         }
 
         // Write the thread's sums.
-        out += "if (live) {\n";
+        let mut write = Vec::new();
         for col in &acc_cols {
-            let sums: Vec<String> = plans
+            let sums: Vec<E> = plans
                 .iter()
                 .flat_map(|p| p.terms.iter().map(move |t| (p.side.own, t)))
                 .filter(|(_, t)| t.col == *col)
                 .map(|(s, t)| match t.factors {
-                    Some(_) => format!("fac{s}_{col} * acc{s}_{col}"),
-                    None => format!("acc{s}_{col}"),
+                    Some(_) => mul(var(&format!("fac{s}_{col}")), var(&format!("acc{s}_{col}"))),
+                    None => var(&format!("acc{s}_{col}")),
                 })
                 .collect();
-            let total = sums.join(" + ");
-            if via_delta {
-                let dl = bref.borrow_mut().get(Buf::Delta { agent: own_agent, col: *col }, true);
-                out += &format!("  {dl}[i] = {total};\n");
+            let mut it = sums.into_iter();
+            let first = it.next().unwrap_or(E::F(0.0, Scalar::F32));
+            let total = it.fold(first, add);
+            if at.via_delta {
+                let dl = b.borrow_mut().get(Buf::Delta { agent: own_agent, col: *col }, true);
+                write.push(store(&dl, var("i"), total));
             } else {
-                let c = bref.borrow_mut().get(Buf::Col { agent: own_agent, col: *col }, true);
-                out += &format!("  {c}[i] = {c}[i] + ({total});\n");
+                let c = b.borrow_mut().get(Buf::Col { agent: own_agent, col: *col }, true);
+                write.push(store(&c, var("i"), add(ld(&c, var("i")), total)));
             }
         }
-        out += "}\n";
-        let suffix = if same { String::new() } else { format!("_{}", m.agents[own_agent].name) };
-        self.push(format!("{}{suffix}", k.name), Some(kid), b, Launch::Agents { agent: own_agent }, &shared, &out)
+        out.push(S::If(var("live"), write, Vec::new()));
+        let suffix = if at.same { String::new() } else { format!("_{}", m.agents[own_agent].name) };
+        let name = format!("{}{suffix}", k.name);
+        Ok(self.push(name, Some(at.kid), b.into_inner(), Launch::Agents { agent: own_agent }, shared, out, false))
     }
+}
+
+/// One gathering kernel: the pair kernel, the sides its threads take, and where partners are.
+struct Gather {
+    kid: usize,
+    sides: Vec<Side>,
+    own_agent: usize,
+    par_agent: usize,
+    same: bool,
+    grid: Option<usize>,
+    via_delta: bool,
+}
+
+struct SidePlan {
+    side: Side,
+    need: Vec<bool>,
+    vary: Vec<bool>,
+    terms: Vec<Term>,
+    checks: bool,
+}
+
+fn position_columns(m: &Module, agent: usize) -> Result<Vec<u32>, String> {
+    let schema = &m.agents[agent];
+    let (fi, f) = schema
+        .field("position")
+        .ok_or_else(|| format!("agent `{}` has no `position`, which a neighbour search needs", schema.name))?;
+    if f.lanes.len() > 3 {
+        return Err(format!(
+            "`{}.position` has {} dimensions; the neighbour grid has at most 3",
+            schema.name,
+            f.lanes.len()
+        ));
+    }
+    let start = schema.column_offsets()[fi] as u32;
+    Ok((start..start + f.lanes.len() as u32).collect())
+}
+
+/// Declares the integer cell coordinates of agent `idx` into `out` and returns them.
+fn cell_coords(b: &mut Binds, agent: usize, pos: &[u32], cell: f64, idx: E, out: &mut Vec<S>) -> Vec<E> {
+    let inv = E::F(1.0 / cell, Scalar::F32);
+    pos.iter()
+        .enumerate()
+        .map(|(n, &col)| {
+            let cs = b.col_ty(agent, col);
+            let x = body::convert(cs, Scalar::F32, b.col(agent, col, idx.clone()));
+            let name = format!("cell{n}");
+            let floor = E::Un(aiic_runtime::ir::UnOp::Floor, Scalar::F32, Box::new(mul(x, inv.clone())));
+            out.push(let_(&name, Scalar::I32, cast(Scalar::I32, floor)));
+            var(&name)
+        })
+        .collect()
 }
 
 /// One change a gathering thread sums: `value` into column `col`.
@@ -892,27 +907,4 @@ fn holds_invariant(k: &Kernel, v: V, vary: &[bool]) -> bool {
         Op::Un(UnOp::Neg, a) => holds_invariant(k, a, vary),
         _ => false,
     }
-}
-
-/// `a * b * …` of expressions, left to right.
-fn product(parts: &[String]) -> String {
-    match parts {
-        [] => "1.0".into(),
-        [one] => one.clone(),
-        _ => format!("({})", parts.join(" * ")),
-    }
-}
-
-fn param_expr(b: &mut Binds, d: &dyn Dialect, p: u32, s: Scalar) -> String {
-    let buf = match s {
-        Scalar::F64 => Buf::ParamsF64,
-        Scalar::I32 => Buf::ParamsI32,
-        _ => Buf::ParamsF32,
-    };
-    format!("{}[{}]", b.get(buf, false), d.uint(p as u64))
-}
-
-fn indent(text: &str, n: usize) -> String {
-    let pad = " ".repeat(n);
-    text.lines().map(|l| if l.is_empty() { "\n".to_string() } else { format!("{pad}{l}\n") }).collect()
 }

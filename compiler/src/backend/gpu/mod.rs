@@ -2,6 +2,7 @@
 //! `dialect` of a C-like GPU language; `wgsl` is one such dialect, and `spirv` takes its output
 //! through naga to SPIR-V for Vulkan.
 
+pub mod ast;
 pub mod body;
 pub mod dialect;
 pub mod kernels;

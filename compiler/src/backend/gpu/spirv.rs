@@ -1,6 +1,7 @@
 //! SPIR-V for Vulkan: each kernel's WGSL is parsed and validated by naga, written as SPIR-V by
 //! naga's writer, and its workgroup size turned into a specialization constant.
 
+use super::dialect::print_kernel;
 use super::kernels::{generate, GpuCode};
 use super::wgsl::{Wgsl, WG_PLACEHOLDER};
 use aiic_runtime::ir::Module;
@@ -16,23 +17,20 @@ pub const WG_SPEC_ID: u32 = 0;
 /// A module's step as SPIR-V kernels, with the WGSL each came from.
 pub struct SpirvCode {
     pub code: GpuCode,
+    pub texts: Vec<String>,
     pub words: Vec<Vec<u32>>,
 }
 
 pub fn emit_module(m: &Module) -> Result<SpirvCode, String> {
-    let code = generate(m, &Wgsl)?;
-    let uses_f64 = code.texts.iter().any(|t| t.contains("f64"));
-    let words = code
-        .texts
+    let code = generate(m)?;
+    let texts: Vec<String> = code.kernels.iter().map(|k| print_kernel(&Wgsl, k)).collect();
+    let uses_f64 = texts.iter().any(|t| t.contains("f64"));
+    let words = texts
         .iter()
-        .zip(&code.plan.kernels)
-        .map(|(text, k)| {
-            // Compensated updates only work if `(t - x) - y` is computed as written.
-            let exact = k.bindings.iter().any(|b| matches!(b, aiic_runtime::gpu::Buf::Comp { .. }));
-            compile(text, uses_f64, exact).map_err(|e| format!("kernel `{}`: {e}", k.name))
-        })
+        .zip(&code.kernels)
+        .map(|(text, k)| compile(text, uses_f64, k.exact).map_err(|e| format!("kernel `{}`: {e}", k.name)))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(SpirvCode { code, words })
+    Ok(SpirvCode { code, texts, words })
 }
 
 /// WGSL → validated naga module → SPIR-V words; `exact` forbids the driver to fuse or reorder

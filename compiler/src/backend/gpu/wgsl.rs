@@ -1,6 +1,7 @@
 //! WGSL, the language the SPIR-V kernels are written in before naga checks and translates them.
 
-use super::dialect::{Binding, Dialect, Shared};
+use super::ast::{Binding, Shared};
+use super::dialect::Dialect;
 use aiic_runtime::ir::{Scalar, UnOp};
 
 /// The workgroup size as written in the WGSL: a value no kernel uses otherwise, which the
@@ -65,7 +66,7 @@ impl Dialect for Wgsl {
         format!("var {name}: {} = {e};", self.ty(s))
     }
 
-    fn var_array_u32(&self, name: &str, len: usize) -> String {
+    fn array_u32(&self, name: &str, len: usize) -> String {
         format!("var {name}: array<u32, {len}>;")
     }
 
@@ -77,7 +78,7 @@ impl Dialect for Wgsl {
         format!("{}({x})", self.ty(to))
     }
 
-    fn unary(&self, op: UnOp, s: Scalar, x: &str) -> String {
+    fn math(&self, op: UnOp, s: Scalar, x: &str) -> String {
         let f = match op {
             UnOp::Neg => return format!("(-{x})"),
             UnOp::Not => return format!("(!{x})"),
@@ -106,14 +107,6 @@ impl Dialect for Wgsl {
         format!("({x} % {y})")
     }
 
-    fn and(&self) -> &'static str {
-        "&"
-    }
-
-    fn or(&self) -> &'static str {
-        "|"
-    }
-
     fn atomic_add(&self, buf: &str, idx: &str, v: &str) -> String {
         format!("atomicAdd(&{buf}[{idx}], {v})")
     }
@@ -134,11 +127,11 @@ impl Dialect for Wgsl {
         format!("{WG_PLACEHOLDER}u")
     }
 
-    fn vec4(&self, parts: &[String; 4]) -> String {
+    fn vec4(&self, parts: &[String]) -> String {
         format!("vec4<f32>({})", parts.join(", "))
     }
 
-    fn kernel(&self, name: &str, bindings: &[Binding], shared: &[Shared], body: &str) -> String {
+    fn frame(&self, name: &str, bindings: &[Binding], shared: &[Shared], body: &str) -> String {
         let mut out = format!("// {name}\n");
         for (n, b) in bindings.iter().enumerate() {
             let elem = if b.atomic { "atomic<u32>".to_string() } else { self.ty(b.elem).to_string() };
