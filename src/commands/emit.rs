@@ -6,11 +6,11 @@ use aiic_compiler::ir::printer::print_module;
 use aiic_compiler::ir::Module;
 use std::path::Path;
 
-const PLANNED: &[&str] = &["ptx", "opencl", "onnx", "rt"];
-const TARGETS: &str = "ir, clif, wgsl, spirv-asm, spirv";
+const PLANNED: &[&str] = &["opencl", "onnx", "rt"];
+const TARGETS: &str = "ir, clif, wgsl, spirv-asm, spirv, ptx";
 
 pub fn run(args: &ProgramArgs, target: &str, out: Option<&Path>, color: bool) -> u8 {
-    if !["ir", "clif", "wgsl", "spirv", "spirv-asm"].contains(&target) {
+    if !["ir", "clif", "wgsl", "spirv", "spirv-asm", "ptx"].contains(&target) {
         if PLANNED.contains(&target) {
             eprintln!("error: this build of aiic has no `{target}` code generator; available: {TARGETS}");
             return exit::BACKEND_UNAVAILABLE;
@@ -35,6 +35,9 @@ pub fn run(args: &ProgramArgs, target: &str, out: Option<&Path>, color: bool) ->
         "clif" => aiic_compiler::backend::cpu::emit_module(m)
             .map(|kernels| kernels.into_iter().flatten().for_each(|text| println!("{text}")))
             .map_err(|e| format!("generating CPU code: {e}")),
+        "ptx" => aiic_compiler::backend::gpu::ptx::emit_module(m, aiic_compiler::backend::gpu::ptx::DEFAULT_BLOCK)
+            .map(|p| print!("{}", p.text))
+            .map_err(|e| format!("generating PTX: {e}")),
         _ => emit_spirv(m, target, out),
     };
     match result {

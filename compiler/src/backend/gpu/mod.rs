@@ -6,5 +6,6 @@ pub mod ast;
 pub mod body;
 pub mod dialect;
 pub mod kernels;
+pub mod ptx;
 pub mod spirv;
 pub mod wgsl;

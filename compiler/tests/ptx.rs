@@ -1,0 +1,69 @@
+//! The PTX of every example: kept under `snapshots/ptx/`, and assembled by `ptxas` for sm_80 and
+//! sm_90 where it is installed (CI installs it from the PyPI package `nvidia-cuda-nvcc-cu12`).
+
+mod common;
+use aiic_compiler::backend::gpu::ptx;
+use common::*;
+
+fn module(name: &str) -> aiic_compiler::ir::Module {
+    let src = if name == "mixed_types" {
+        std::fs::read_to_string(root().join("tests/programs/mixed_types.aii")).expect("readable")
+    } else {
+        example(name)
+    };
+    compile(&src).module.unwrap_or_else(|| panic!("{name} compiles"))
+}
+
+fn snapshot(name: &str) {
+    let code = ptx::emit_module(&module(name), ptx::DEFAULT_BLOCK).unwrap_or_else(|e| panic!("{name}: {e}"));
+    insta::with_settings!({ snapshot_path => "../../snapshots/ptx", prepend_module_to_snapshot => false, omit_expression => true }, {
+        insta::assert_snapshot!(name, code.text);
+    });
+}
+
+macro_rules! example_ptx {
+    ($($name:ident),*) => {$(
+        #[test]
+        fn $name() {
+            snapshot(stringify!($name));
+        }
+    )*};
+}
+
+example_ptx!(nbody, kepler, lj_gas, billiards, springs, mixed_types);
+
+fn ptxas() -> Option<std::path::PathBuf> {
+    let found = std::process::Command::new("ptxas").arg("--version").output().is_ok_and(|o| o.status.success());
+    found.then(|| "ptxas".into())
+}
+
+#[test]
+fn every_module_assembles_with_ptxas() {
+    let Some(ptxas) = ptxas() else {
+        eprintln!("skipped: ptxas is not on PATH (pip install nvidia-cuda-nvcc-cu12; its bin/ holds ptxas)");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("aiic-ptxas-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for name in EXAMPLES.iter().chain(&["mixed_types"]) {
+        for block in [64, ptx::DEFAULT_BLOCK] {
+            let code = ptx::emit_module(&module(name), block).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let path = dir.join(format!("{name}_{block}.ptx"));
+            std::fs::write(&path, &code.text).expect("write");
+            for arch in ["sm_80", "sm_90"] {
+                let out = std::process::Command::new(&ptxas)
+                    .args(["-arch", arch, "-o"])
+                    .arg(dir.join("out.cubin"))
+                    .arg(&path)
+                    .output()
+                    .expect("ptxas runs");
+                assert!(
+                    out.status.success(),
+                    "{name} ({block} threads) for {arch}:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
