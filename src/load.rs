@@ -78,6 +78,8 @@ pub struct Loaded {
     pub cpu_code: Option<Vec<Option<String>>>,
     /// SPIR-V kernels and their plan from an artifact; None means generate them.
     pub spirv: Option<(aiic_runtime::gpu::GpuPlan, Vec<Vec<u32>>)>,
+    /// The PTX module, its plan and its threads per block from an artifact.
+    pub ptx: Option<(aiic_runtime::gpu::GpuPlan, String, u32)>,
 }
 
 /// Loads the program a command names: `.aiib` artifacts are read, anything else compiled.
@@ -86,7 +88,7 @@ pub fn load_module(args: &ProgramArgs, color: bool) -> Result<Loaded, u8> {
     if !is_artifact {
         let c = compile(args, Need::Kernels, color)?;
         let module = c.module.ok_or(exit::USER_ERROR)?;
-        return Ok(Loaded { module, cpu_code: None, spirv: None });
+        return Ok(Loaded { module, cpu_code: None, spirv: None, ptx: None });
     }
     if args.system.is_some() {
         eprintln!("error: --system picks a system when compiling; {} is already built", args.file.display());
@@ -123,7 +125,8 @@ pub fn load_module(args: &ProgramArgs, color: bool) -> Result<Loaded, u8> {
         }
     }
     let spirv = match gpu.remove("vulkan") {
-        Some((plan, files)) => {
+        Some(g) => {
+            let (plan, files) = (g.plan, g.code);
             let mut words = Vec::new();
             for (k, bytes) in plan.kernels.iter().zip(&files) {
                 if bytes.len() % 4 != 0 || bytes.get(..4) != Some(&0x0723_0203u32.to_le_bytes()[..]) {
@@ -140,5 +143,12 @@ pub fn load_module(args: &ProgramArgs, color: bool) -> Result<Loaded, u8> {
         }
         None => None,
     };
-    Ok(Loaded { module, cpu_code: code.remove("cpu"), spirv })
+    let ptx = match gpu.remove("cuda") {
+        Some(g) => {
+            let text = g.code.into_iter().next().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+            Some((g.plan, text, g.block.unwrap_or(aiic_compiler::backend::gpu::ptx::DEFAULT_BLOCK)))
+        }
+        None => None,
+    };
+    Ok(Loaded { module, cpu_code: code.remove("cpu"), spirv, ptx })
 }

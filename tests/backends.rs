@@ -164,3 +164,58 @@ fn vulkan_neighbour_grid_matches_the_cpu_with_many_agents() {
         assert!(e < 1e-5, "lj_gas, 3000 atoms, on {device}: {field} differs by {e:e} (relative)");
     }
 }
+
+#[test]
+fn cuda_matches_the_interpreter_on_every_example() {
+    let device = match aiic_runtime::cuda::list_devices() {
+        Ok(list) if !list.is_empty() => list[0].name.clone(),
+        Ok(_) => return eprintln!("skipped: the CUDA driver found no device"),
+        Err(e) => return eprintln!("skipped: {e}"),
+    };
+    for name in EXAMPLES.iter().chain(&["mixed_types"]) {
+        let m = module(name);
+        let start = initial(&m).world.clone();
+        // Several block sizes, so that tiles both cover and split the agents.
+        for block in [256, 16] {
+            let code = aiic_compiler::backend::gpu::ptx::emit_module(&m, block).expect("ptx");
+            let mut gpu =
+                aiic_runtime::cuda::CudaBackend::new(&m, code.code.plan.clone(), &code.text, block, &start, None)
+                    .unwrap_or_else(|e| panic!("{name} on {device}: {e}"));
+            let mut interp = Interp::new(&m, 3);
+            interp.world = start.clone();
+            for _ in 0..100 {
+                interp.step().expect("interp step");
+                gpu.step().expect("cuda step");
+            }
+            let errs = field_errors(&m, &interp.world, gpu.world().expect("download"));
+            eprintln!("{name} on {device} ({block} threads): {errs:?}");
+            for (field, e) in &errs {
+                assert!(*e < 1e-5, "{name} on {device} ({block} threads): {field} differs by {e:e} (relative)");
+            }
+        }
+    }
+}
+
+#[test]
+fn cuda_neighbour_grid_matches_the_cpu_with_many_agents() {
+    if !aiic_runtime::cuda::list_devices().is_ok_and(|l| !l.is_empty()) {
+        return eprintln!("skipped: no CUDA device");
+    }
+    let m = module("lj_gas");
+    let mut sim = Interp::new(&m, 5);
+    sim.init(&HashMap::from([("Atom".to_string(), 3000u64)])).expect("init");
+    let start = sim.world.clone();
+    let cpu_code = aiic_compiler::backend::cpu::emit_module(&m).expect("cpu code");
+    let mut cpu = CpuBackend::new(&m, &cpu_code, &start, 2).expect("cpu backend");
+    let code = aiic_compiler::backend::gpu::ptx::emit_module(&m, 64).expect("ptx");
+    let mut gpu = aiic_runtime::cuda::CudaBackend::new(&m, code.code.plan.clone(), &code.text, 64, &start, None)
+        .unwrap_or_else(|e| panic!("lj_gas: {e}"));
+    for _ in 0..10 {
+        cpu.step().expect("cpu step");
+        gpu.step().expect("cuda step");
+    }
+    let cpu_world = cpu.world().expect("cpu state").clone();
+    for (field, e) in field_errors(&m, &cpu_world, gpu.world().expect("download")) {
+        assert!(e < 1e-5, "lj_gas, 3000 atoms, on CUDA: {field} differs by {e:e} (relative)");
+    }
+}

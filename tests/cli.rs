@@ -153,7 +153,7 @@ fn a_missing_file_is_a_clear_error() {
 
 #[test]
 fn an_unavailable_backend_named_explicitly_exits_3() {
-    let o = aiic(&["run", "examples/kepler.aii", "--target", "cuda"]);
+    let o = aiic(&["run", "examples/kepler.aii", "--target", "opencl"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
 }
 
@@ -467,4 +467,29 @@ fn an_artifact_with_spirv_runs_on_vulkan_like_its_source() {
         std::fs::read_to_string(out).expect("csv")
     };
     assert_eq!(run("examples/nbody.aii", "a.csv"), run(art.to_str().expect("utf8"), "b.csv"));
+}
+
+#[test]
+fn emit_ptx_prints_one_module_and_build_stores_it() {
+    let o = aiic(&["emit", "examples/lj_gas.aii", "--target", "ptx"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains(".target sm_80") && text.contains(".visible .entry aiic_k0("), "{text}");
+    assert!(text.contains("atom.global.add.u32"), "the neighbour grid is counted on the device: {text}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let art = dir.path().join("lj.aiib");
+    let o = aiic(&["build", "examples/lj_gas.aii", "-o", art.to_str().expect("utf8"), "--target", "cuda"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let stored = std::fs::read_to_string(art.join("cuda/000_module.ptx")).expect("the PTX module");
+    assert_eq!(stored, text, "the artifact holds what emit prints");
+}
+
+#[test]
+fn cuda_without_a_driver_exits_3_with_the_reason() {
+    if aiic(&["devices"]).stdout.windows(15).any(|w| w == b"cuda     availa") {
+        return eprintln!("skipped: this machine has a CUDA device");
+    }
+    let o = aiic(&["run", "examples/kepler.aii", "--target", "cuda"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("CUDA"), "{}", stderr(&o));
 }

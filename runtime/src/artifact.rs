@@ -28,11 +28,22 @@ pub struct Manifest {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct GpuFiles {
     pub plan: GpuPlan,
+    /// One file per device kernel, or one module holding every kernel (CUDA).
     pub files: Vec<String>,
+    /// Threads per block a whole-module target was written for.
+    #[serde(default)]
+    pub block: Option<u32>,
 }
 
-/// A GPU target's plan and the binary code of each device kernel.
-pub type GpuCode = BTreeMap<String, (GpuPlan, Vec<Vec<u8>>)>;
+/// A GPU target's code: its plan, the code of each device kernel (or one module of them all)
+/// and, for a module, the threads per block it was written for.
+pub struct GpuTarget {
+    pub plan: GpuPlan,
+    pub code: Vec<Vec<u8>>,
+    pub block: Option<u32>,
+}
+
+pub type GpuCode = BTreeMap<String, GpuTarget>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
@@ -83,18 +94,21 @@ pub fn write(
         targets.insert(target.clone(), names);
     }
     let mut gpu = BTreeMap::new();
-    for (target, (plan, kernels)) in gpu_code {
+    for (target, g) in gpu_code {
         let dir = tmp.join(target);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let mut files = Vec::new();
-        for (k, bytes) in plan.kernels.iter().zip(kernels) {
-            let name =
-                format!("{target}/{:03}_{}.{}", files.len(), k.name.replace(['.', '/'], "_"), target_ext(target));
+        for (n, bytes) in g.code.iter().enumerate() {
+            let stem = match g.block {
+                Some(_) => "module".to_string(),
+                None => g.plan.kernels.get(n).map_or(n.to_string(), |k| k.name.replace(['.', '/'], "_")),
+            };
+            let name = format!("{target}/{n:03}_{stem}.{}", target_ext(target));
             let file = tmp.join(&name);
             std::fs::write(&file, bytes).map_err(io(&file))?;
             files.push(name);
         }
-        gpu.insert(target.clone(), GpuFiles { plan: plan.clone(), files });
+        gpu.insert(target.clone(), GpuFiles { plan: g.plan.clone(), files, block: g.block });
     }
     let manifest = Manifest {
         format: FORMAT,
@@ -162,13 +176,14 @@ pub fn read(path: &Path) -> Result<(Manifest, TargetCode, GpuCode), ArtifactErro
                 std::fs::read(&f).map_err(io(&f))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if bytes.len() != g.plan.kernels.len() {
+        let expected = if g.block.is_some() { 1 } else { g.plan.kernels.len() };
+        if bytes.len() != expected {
             return Err(ArtifactError::Format {
                 path: mpath.clone(),
                 message: format!("{target}: {} files for {} kernels", bytes.len(), g.plan.kernels.len()),
             });
         }
-        gpu.insert(target.clone(), (g.plan.clone(), bytes));
+        gpu.insert(target.clone(), GpuTarget { plan: g.plan.clone(), code: bytes, block: g.block });
     }
     for k in &manifest.module.kernels {
         crate::ir::verify::verify(k)

@@ -3,6 +3,7 @@
 pub mod artifact;
 pub mod backend;
 pub mod cpu;
+pub mod cuda;
 pub mod gpu;
 pub mod grid;
 pub mod input;

@@ -1,19 +1,22 @@
 //! `aiic build`: check and compile a program into a `.aiib` artifact.
 
 use crate::{exit, load, ProgramArgs};
+use aiic_runtime::artifact::GpuTarget;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub fn run(args: &ProgramArgs, out: Option<&PathBuf>, targets: &str, color: bool) -> u8 {
     let mut wanted: Vec<&str> = targets.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
     if wanted.contains(&"all") {
-        wanted = vec!["cpu", "vulkan"];
+        wanted = vec!["cpu", "vulkan", "cuda"];
     }
     for t in &wanted {
         match *t {
-            "cpu" | "vulkan" => {}
-            "cuda" | "opencl" | "rt" | "onnx" => {
-                eprintln!("error: the `{t}` code generator is not part of this build of aiic; available: cpu, vulkan");
+            "cpu" | "vulkan" | "cuda" => {}
+            "opencl" | "rt" | "onnx" => {
+                eprintln!(
+                    "error: the `{t}` code generator is not part of this build of aiic; available: cpu, vulkan, cuda"
+                );
                 return exit::BACKEND_UNAVAILABLE;
             }
             t => {
@@ -43,11 +46,26 @@ pub fn run(args: &ProgramArgs, out: Option<&PathBuf>, targets: &str, color: bool
     if wanted.contains(&"vulkan") {
         match aiic_compiler::backend::gpu::spirv::emit_module(module) {
             Ok(s) => {
-                let bytes = s.words.iter().map(|w| w.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
-                gpu.insert("vulkan".to_string(), (s.code.plan, bytes));
+                let code = s.words.iter().map(|w| w.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+                gpu.insert("vulkan".to_string(), GpuTarget { plan: s.code.plan, code, block: None });
             }
             Err(e) => {
                 eprintln!("error: generating SPIR-V: {e}");
+                return exit::USER_ERROR;
+            }
+        }
+    }
+    if wanted.contains(&"cuda") {
+        let block = aiic_compiler::backend::gpu::ptx::DEFAULT_BLOCK;
+        match aiic_compiler::backend::gpu::ptx::emit_module(module, block) {
+            Ok(p) => {
+                gpu.insert(
+                    "cuda".to_string(),
+                    GpuTarget { plan: p.code.plan, code: vec![p.text.into_bytes()], block: Some(block) },
+                );
+            }
+            Err(e) => {
+                eprintln!("error: generating PTX: {e}");
                 return exit::USER_ERROR;
             }
         }
@@ -57,7 +75,7 @@ pub fn run(args: &ProgramArgs, out: Option<&PathBuf>, targets: &str, color: bool
     match aiic_runtime::artifact::write(&path, &source, module, &code, &gpu) {
         Ok(()) => {
             let n = code.values().map(|k| k.iter().flatten().count()).sum::<usize>()
-                + gpu.values().map(|(_, k)| k.len()).sum::<usize>();
+                + gpu.values().map(|g| g.code.len()).sum::<usize>();
             eprintln!(
                 "wrote {} ({} kernel file{} for {})",
                 path.display(),

@@ -21,8 +21,19 @@ pub fn run() -> u8 {
         Ok(_) => println!("vulkan   unavailable the Vulkan loader found no device"),
         Err(e) => println!("vulkan   unavailable {e}"),
     }
+    match aiic_runtime::cuda::list_devices() {
+        Ok(list) if !list.is_empty() => {
+            for (n, d) in list.iter().enumerate() {
+                println!(
+                    "cuda     available   --device {n}: {} (compute {}.{}, {:.0} GiB)",
+                    d.name, d.compute.0, d.compute.1, d.memory_gib
+                );
+            }
+        }
+        Ok(_) => println!("cuda     unavailable the CUDA driver found no device"),
+        Err(e) => println!("cuda     unavailable {e}"),
+    }
     for (t, why) in [
-        ("cuda", "not part of this build of aiic"),
         ("opencl", "not part of this build of aiic"),
         ("rt", "not part of this build of aiic"),
         ("onnx", "not part of this build of aiic"),

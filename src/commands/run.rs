@@ -56,7 +56,7 @@ pub struct RunArgs {
 }
 
 /// Targets named in the language contract that this build cannot run yet.
-pub const TARGETS: &[&str] = &["cuda", "opencl", "rt", "onnx"];
+pub const TARGETS: &[&str] = &["opencl", "rt", "onnx"];
 
 pub fn parse_counts(list: &[String]) -> Result<HashMap<String, u64>, String> {
     let mut out = HashMap::new();
@@ -90,15 +90,15 @@ pub fn load_with_counts(
 /// Checks a target name; `Err` carries the exit code.
 pub fn check_target(t: &str) -> Result<(), u8> {
     match t {
-        "auto" | "interp" | "cpu" | "vulkan" => Ok(()),
+        "auto" | "interp" | "cpu" | "vulkan" | "cuda" => Ok(()),
         t if TARGETS.contains(&t) => {
             eprintln!(
-                "error: the `{t}` backend is not part of this build of aiic; use --target vulkan, cpu, interp or auto"
+                "error: the `{t}` backend is not part of this build of aiic; use --target cuda, vulkan, cpu, interp or auto"
             );
             Err(exit::BACKEND_UNAVAILABLE)
         }
         t => {
-            eprintln!("error: unknown target `{t}`; targets: auto, vulkan, cpu, interp, {}", TARGETS.join(", "));
+            eprintln!("error: unknown target `{t}`; targets: auto, cuda, vulkan, cpu, interp, {}", TARGETS.join(", "));
             Err(exit::USER_ERROR)
         }
     }
@@ -158,7 +158,15 @@ fn executor<'m>(
     match at.target {
         "interp" => Ok(Box::new(sim)),
         "vulkan" => Ok(Box::new(vulkan(module, loaded, &sim.world, at.device)?)),
+        "cuda" => Ok(Box::new(cuda(module, loaded, &sim.world, at.device)?)),
         "auto" => {
+            // NVIDIA GPUs run CUDA; other GPUs Vulkan; the CPU otherwise.
+            if aiic_runtime::cuda::list_devices().is_ok_and(|d| d.len() > at.device.unwrap_or(0)) {
+                match cuda(module, loaded, &sim.world, at.device) {
+                    Ok(b) => return Ok(Box::new(b)),
+                    Err(e) => eprintln!("note: {e}; trying the next backend"),
+                }
+            }
             let gpu = aiic_runtime::vulkan::list_devices()
                 .ok()
                 .and_then(|d| d.into_iter().nth(at.device.unwrap_or(0)))
@@ -192,6 +200,32 @@ fn cpu<'m>(
     };
     let cpu = CpuBackend::new(module, code, &sim.world, threads).map_err(|e| format!("CPU backend: {e}"))?;
     Ok(Box::new(cpu))
+}
+
+fn cuda<'m>(
+    module: &'m Module,
+    loaded: &load::Loaded,
+    world: &aiic_runtime::World,
+    device: Option<usize>,
+) -> Result<aiic_runtime::cuda::CudaBackend<'m>, String> {
+    use aiic_compiler::backend::gpu::ptx;
+    // Tuning knob for measurements; artifacts carry the block size they were written for.
+    let wanted = std::env::var("AIIC_BLOCK").ok().and_then(|w| w.parse::<u32>().ok());
+    let (plan, text, block) = match (&loaded.ptx, wanted) {
+        (Some((plan, text, block)), None) => (plan.clone(), text.clone(), *block),
+        _ => {
+            // As on Vulkan: the widest block that still makes 128 blocks of the largest agent type.
+            let most = world.agents.iter().map(|a| a.count).max().unwrap_or(0);
+            let fitting = [512u32, 256, 128].into_iter().find(|&b| most / b as usize >= 128).unwrap_or(64);
+            let block = wanted.unwrap_or(fitting);
+            if block == 0 || block > 1024 || !block.is_multiple_of(aiic_runtime::gpu::TILE_UNROLL) {
+                return Err(format!("CUDA: {block} threads per block: give a multiple of 4 up to 1024"));
+            }
+            let p = ptx::emit_module(module, block).map_err(|e| format!("this program has no CUDA form: {e}"))?;
+            (p.code.plan, p.text, block)
+        }
+    };
+    aiic_runtime::cuda::CudaBackend::new(module, plan, &text, block, world, device).map_err(|e| format!("CUDA: {e}"))
 }
 
 fn vulkan<'m>(

@@ -485,7 +485,15 @@ impl Gen<'_> {
                         _ => None,
                     }));
                 }
-                SidePlan { side, need: needed(k, &roots), vary, terms, checks }
+                let need = needed(k, &roots);
+                let mut uses = vec![0u32; k.insts.len()];
+                for (v, inst) in k.insts.iter().enumerate() {
+                    if need[v] {
+                        inst.op.args().iter().for_each(|a| uses[*a as usize] += 1);
+                    }
+                }
+                roots.iter().for_each(|r| uses[*r as usize] += 1);
+                SidePlan { side, need, vary, uses, terms, checks }
             })
             .collect();
 
@@ -580,7 +588,9 @@ impl Gen<'_> {
             let mut t: Vec<S> = Vec::new();
             for (v, inst) in k.insts.iter().enumerate() {
                 if p.need[v] && p.vary[v] && !inst.op.is_effect() {
-                    t.push(let_(&format!("v{v}"), reg(inst.ty), body::expr(k, &col_ty, v as V, &names)));
+                    let e = invariant_last(k, v as V, &p.vary, &p.uses, &value)
+                        .unwrap_or_else(|| body::expr(k, &col_ty, v as V, &names));
+                    t.push(let_(&format!("v{v}"), reg(inst.ty), e));
                 }
             }
             let mut eff: Vec<S> = Vec::new();
@@ -803,6 +813,8 @@ struct SidePlan {
     side: Side,
     need: Vec<bool>,
     vary: Vec<bool>,
+    /// How many needed instructions (and effects) read each value.
+    uses: Vec<u32>,
     terms: Vec<Term>,
     checks: bool,
 }
@@ -837,6 +849,36 @@ fn cell_coords(b: &mut Binds, agent: usize, pos: &[u32], cell: f64, idx: E, out:
             var(&name)
         })
         .collect()
+}
+
+/// `(a + b) + c`, with `c` the same for every partner and `a + b` used nowhere else, as
+/// `a + (b + c)`, down the chain: the partner-independent term then meets the innermost product
+/// first, and every addition of the chain fuses with a multiplication (r² + ε² of softened
+/// forces becomes three multiply-adds). Only the f32 rounding changes.
+fn invariant_last(k: &Kernel, v: V, vary: &[bool], uses: &[u32], value: &dyn Fn(V) -> E) -> Option<E> {
+    use aiic_runtime::ir::BinOp;
+    let chain = |x: V| {
+        vary[x as usize]
+            && uses[x as usize] == 1
+            && k.insts[x as usize].ty.is_float()
+            && matches!(k.insts[x as usize].op, Op::Bin(BinOp::Add, ..))
+    };
+    let Op::Bin(BinOp::Add, a, b) = k.insts[v as usize].op else { return None };
+    if !k.insts[v as usize].ty.is_float() {
+        return None;
+    }
+    let (sum, c) = match (vary[a as usize], vary[b as usize]) {
+        (true, false) if chain(a) => (a, value(b)),
+        (false, true) if chain(b) => (b, value(a)),
+        _ => return None,
+    };
+    fn sink(k: &Kernel, x: V, c: E, chain: &dyn Fn(V) -> bool, value: &dyn Fn(V) -> E) -> E {
+        match k.insts[x as usize].op {
+            Op::Bin(aiic_runtime::ir::BinOp::Add, p, q) if chain(x) => add(value(p), sink(k, q, c, chain, value)),
+            _ => add(value(x), c),
+        }
+    }
+    Some(sink(k, sum, c, &chain, value))
 }
 
 /// One change a gathering thread sums: `value` into column `col`.

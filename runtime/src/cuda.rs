@@ -1,0 +1,310 @@
+//! The CUDA executor: the driver is loaded at run time through cudarc, the module's PTX is
+//! compiled by the driver for the device, and the step is captured once as a CUDA graph and
+//! replayed, which removes the per-launch cost that dominates small systems.
+
+use crate::backend::Backend;
+use crate::gpu::{self, Buf, GpuOp, GpuPlan, Launch};
+use crate::ir::interp::RunError;
+use crate::ir::Module;
+use crate::World;
+use cudarc::driver::{
+    sys, CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DriverError, LaunchConfig, PushKernelArg,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Steps between reads of the state to look for non-finite values and failed checks.
+const SCAN_EVERY: u64 = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CudaError {
+    #[error("no CUDA driver on this machine (libcuda could not be loaded)")]
+    NoDriver,
+    #[error("no CUDA device: {0}")]
+    NoDevice(String),
+    #[error("the driver could not compile the PTX: {0}")]
+    Jit(String),
+    #[error("{what}: {err}")]
+    Call { what: String, err: DriverError },
+}
+
+fn call(what: impl Into<String>) -> impl FnOnce(DriverError) -> CudaError {
+    let what = what.into();
+    move |err| CudaError::Call { what, err }
+}
+
+/// A CUDA device as `aiic devices` lists it.
+pub struct DeviceInfo {
+    pub name: String,
+    pub compute: (i32, i32),
+    pub memory_gib: f64,
+}
+
+/// The CUDA devices of this machine, or why there are none.
+pub fn list_devices() -> Result<Vec<DeviceInfo>, CudaError> {
+    // SAFETY: only looks for the driver library.
+    if !unsafe { sys::is_culib_present() } {
+        return Err(CudaError::NoDriver);
+    }
+    let n = CudaContext::device_count().map_err(call("counting CUDA devices"))?;
+    (0..n as usize)
+        .map(|i| {
+            let ctx = CudaContext::new(i).map_err(call(format!("opening CUDA device {i}")))?;
+            let name = ctx.name().map_err(call("reading the device name"))?;
+            let compute = ctx.compute_capability().map_err(call("reading the compute capability"))?;
+            let memory_gib = ctx.total_mem().map_err(call("reading the memory size"))? as f64 / (1u64 << 30) as f64;
+            Ok(DeviceInfo { name, compute, memory_gib })
+        })
+        .collect()
+}
+
+pub struct CudaBackend<'m> {
+    module: &'m Module,
+    plan: GpuPlan,
+    name: String,
+    block: u32,
+    max_grid: u32,
+    stream: Arc<CudaStream>,
+    functions: Vec<CudaFunction>,
+    buffers: HashMap<Buf, CudaSlice<u8>>,
+    graph: Option<CudaGraph>,
+    counts: Vec<usize>,
+    world: World,
+    fresh: bool,
+    last_scan: u64,
+    _ctx: Arc<CudaContext>,
+}
+
+impl<'m> CudaBackend<'m> {
+    /// Opens device `device` (0 by default), compiles `ptx` (written for `block` threads per
+    /// block) and uploads `world`.
+    pub fn new(
+        module: &'m Module,
+        plan: GpuPlan,
+        ptx: &str,
+        block: u32,
+        world: &World,
+        device: Option<usize>,
+    ) -> Result<Self, CudaError> {
+        // SAFETY: only looks for the driver library.
+        if !unsafe { sys::is_culib_present() } {
+            return Err(CudaError::NoDriver);
+        }
+        let count = CudaContext::device_count().map_err(call("counting CUDA devices"))? as usize;
+        let ordinal = device.unwrap_or(0);
+        if ordinal >= count {
+            return Err(CudaError::NoDevice(format!("--device {ordinal}: there are {count} CUDA devices")));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(call("opening the CUDA device"))?;
+        // SAFETY: one stream, ordered by itself; aiic needs no cross-stream tracking.
+        unsafe { ctx.disable_event_tracking() };
+        let name = ctx.name().map_err(call("reading the device name"))?;
+        let (major, minor) = ctx.compute_capability().map_err(call("reading the compute capability"))?;
+        // The text targets sm_80 and uses nothing newer: older chips get their own target.
+        let cc = (major * 10 + minor) as u32;
+        let text =
+            if cc < 80 { ptx.replacen(".target sm_80", &format!(".target sm_{cc}"), 1) } else { ptx.to_string() };
+        let cmodule = ctx.load_module(cudarc::nvrtc::Ptx::from_src(text)).map_err(|e| CudaError::Jit(e.to_string()))?;
+        let functions = (0..plan.kernels.len())
+            .map(|n| {
+                cmodule
+                    .load_function(&format!("aiic_k{n}"))
+                    .map_err(call(format!("finding kernel `{}` in the PTX", plan.kernels[n].name)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let max_grid = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X)
+            .map_err(call("reading the grid limit"))?
+            .max(1) as u32;
+        let stream = ctx.new_stream().map_err(call("creating a stream"))?;
+        let counts: Vec<usize> = world.agents.iter().map(|a| a.count).collect();
+        let mut me = CudaBackend {
+            module,
+            plan,
+            name,
+            block,
+            max_grid,
+            stream,
+            functions,
+            buffers: HashMap::new(),
+            graph: None,
+            counts,
+            world: world.clone(),
+            fresh: true,
+            last_scan: 0,
+            _ctx: ctx,
+        };
+        me.upload()?;
+        Ok(me)
+    }
+
+    fn upload(&mut self) -> Result<(), CudaError> {
+        let uniforms: Vec<f64> = self.module.uniforms.iter().map(|u| u.value).collect();
+        for b in self.plan.buffers() {
+            let (n, size) = self.plan.extent(self.module, b, &self.counts);
+            let bytes: Vec<u8> = match b {
+                Buf::Col { agent, col } => gpu::column_bytes(
+                    self.module.column_types[agent][col as usize],
+                    &self.world.agents[agent].columns[col as usize],
+                ),
+                Buf::Sizes => self.plan.sizes(&self.counts).iter().flat_map(|x| x.to_le_bytes()).collect(),
+                Buf::ParamsF32 | Buf::ParamsI32 | Buf::ParamsF64 => gpu::params_bytes(b, &uniforms),
+                _ => vec![0; n * size],
+            };
+            let mut bytes = bytes;
+            bytes.resize(bytes.len().max(16), 0);
+            let dev = self.stream.clone_htod(&bytes).map_err(call(format!("uploading {b:?}")))?;
+            self.buffers.insert(b, dev);
+        }
+        Ok(())
+    }
+
+    /// Queues the commands of `ops` on the stream.
+    fn enqueue(&mut self, ops: &[GpuOp]) -> Result<(), CudaError> {
+        for op in ops {
+            match op {
+                GpuOp::Zero(b) => {
+                    let buf = self.buffers.get_mut(b).ok_or_else(|| CudaError::NoDevice(format!("no buffer {b:?}")))?;
+                    self.stream.memset_zeros(buf).map_err(call("clearing a buffer"))?;
+                }
+                GpuOp::Launch(k) => {
+                    let dk = &self.plan.kernels[*k];
+                    let (x, y) = match dk.launch {
+                        Launch::Agents { agent } => {
+                            let blocks = self.counts[agent].div_ceil(self.block as usize) as u64;
+                            let x = blocks.min(self.max_grid as u64);
+                            (x as u32, blocks.div_ceil(x.max(1)) as u32)
+                        }
+                        Launch::Single => (1, 1),
+                    };
+                    if x == 0 {
+                        continue;
+                    }
+                    let cfg = LaunchConfig { grid_dim: (x, y, 1), block_dim: (self.block, 1, 1), shared_mem_bytes: 0 };
+                    let mut args = self.stream.launch_builder(&self.functions[*k]);
+                    for b in &dk.bindings {
+                        args.arg(&self.buffers[b]);
+                    }
+                    // SAFETY: the kernel takes one pointer per binding, in this order, and every
+                    // buffer holds the elements the plan sizes it for.
+                    unsafe { args.launch(cfg) }.map_err(call(format!("launching kernel `{}`", dk.name)))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn failure(&self, e: CudaError) -> RunError {
+        RunError::Invalid(format!("CUDA ({}): {e}", self.name))
+    }
+
+    fn download(&mut self) -> Result<(), RunError> {
+        self.stream.synchronize().map_err(|e| self.failure(call("running the step")(e)))?;
+        let read = |me: &Self, b: &Buf| -> Result<Vec<u8>, RunError> {
+            let dev = &me.buffers[b];
+            let mut host = vec![0u8; dev.len()];
+            me.stream.memcpy_dtoh(dev, &mut host).map_err(|e| me.failure(call("reading the state back")(e)))?;
+            Ok(host)
+        };
+        if self.buffers.contains_key(&Buf::Fail) {
+            let word = read(self, &Buf::Fail)?;
+            let word = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+            if let Some(msg) = gpu::fail_message(self.module, &self.plan, word) {
+                return Err(RunError::Check(msg));
+            }
+        }
+        for t in 0..self.world.agents.len() {
+            for c in 0..self.world.agents[t].columns.len() as u32 {
+                let key = Buf::Col { agent: t, col: c };
+                if !self.buffers.contains_key(&key) {
+                    continue;
+                }
+                let data = read(self, &key)?;
+                let comp_key = Buf::Comp { agent: t, col: c };
+                let comp = if self.buffers.contains_key(&comp_key) { Some(read(self, &comp_key)?) } else { None };
+                let s = self.module.column_types[t][c as usize];
+                gpu::column_values(s, &data, comp.as_deref(), &mut self.world.agents[t].columns[c as usize]);
+            }
+        }
+        self.fresh = true;
+        Ok(())
+    }
+
+    /// Threads per block the kernels run with.
+    pub fn block(&self) -> u32 {
+        self.block
+    }
+}
+
+impl Backend for CudaBackend<'_> {
+    fn name(&self) -> String {
+        format!("cuda ({})", self.name)
+    }
+
+    fn step(&mut self) -> Result<(), RunError> {
+        if self.graph.is_none() {
+            // The step is the same every time: capture it once, replay it each step.
+            let ops = self.plan.step.clone();
+            let mode = sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL;
+            self.stream.begin_capture(mode).map_err(|e| self.failure(call("capturing the step")(e)))?;
+            let queued = self.enqueue(&ops);
+            let graph = self.stream.end_capture(sys::CUgraphInstantiate_flags(0));
+            queued.map_err(|e| self.failure(e))?;
+            self.graph = graph.map_err(|e| self.failure(call("capturing the step")(e)))?;
+        }
+        match &self.graph {
+            Some(g) => g.launch().map_err(|e| self.failure(call("running the step")(e)))?,
+            None => {
+                let ops = self.plan.step.clone();
+                self.enqueue(&ops).map_err(|e| self.failure(e))?;
+            }
+        }
+        self.fresh = false;
+        self.world.step += 1;
+        Ok(())
+    }
+
+    fn prime(&mut self) -> Result<(), RunError> {
+        let ops = self.plan.prime.clone();
+        self.enqueue(&ops).map_err(|e| self.failure(e))?;
+        self.fresh = false;
+        Ok(())
+    }
+
+    fn world(&mut self) -> Result<&World, RunError> {
+        if !self.fresh {
+            self.download()?;
+        }
+        Ok(&self.world)
+    }
+
+    fn find_non_finite(&mut self) -> Result<Option<(usize, usize, String)>, RunError> {
+        if !self.fresh && self.world.step >= self.last_scan + SCAN_EVERY {
+            self.download()?;
+        }
+        if self.fresh && self.last_scan != self.world.step {
+            self.last_scan = self.world.step;
+            return Ok(self.world.find_non_finite());
+        }
+        Ok(None)
+    }
+
+    fn finish(&mut self) -> Result<(), RunError> {
+        self.stream.synchronize().map_err(|e| self.failure(call("running the step")(e)))
+    }
+
+    fn device_seconds(&mut self, steps: u64) -> Option<Result<f64, RunError>> {
+        let run = |me: &mut Self| -> Result<f64, RunError> {
+            let flags = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+            let start = me.stream.record_event(flags).map_err(|e| me.failure(call("timing")(e)))?;
+            for _ in 0..steps {
+                me.step()?;
+            }
+            let end = me.stream.record_event(flags).map_err(|e| me.failure(call("timing")(e)))?;
+            end.synchronize().map_err(|e| me.failure(call("timing")(e)))?;
+            let ms = start.elapsed_ms(&end).map_err(|e| me.failure(call("timing")(e)))?;
+            Ok(ms as f64 * 1e-3)
+        };
+        Some(run(self))
+    }
+}
