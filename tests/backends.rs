@@ -118,9 +118,11 @@ fn vulkan_matches_the_interpreter_on_every_example() {
     for name in EXAMPLES.iter().chain(&["mixed_types"]) {
         let m = module(name);
         let start = initial(&m).world.clone();
-        let code = aiic_compiler::backend::gpu::spirv::emit_module(&m).expect("spirv");
-        // Several workgroup sizes, so that tiles both cover and split the agents.
-        for wg in [None, Some(16)] {
+        // Several workgroup sizes, so that tiles both cover and split the agents, and one and
+        // two agents per thread.
+        for (wg, rows) in [(None, 1), (Some(16), 1), (Some(16), 2), (Some(32), 3)] {
+            let shape = aiic_compiler::backend::gpu::kernels::Options { rows };
+            let code = aiic_compiler::backend::gpu::spirv::emit_module_with(&m, shape).expect("spirv");
             let opts = aiic_runtime::vulkan::exec::Options { device: None, workgroup: wg };
             let mut gpu =
                 aiic_runtime::vulkan::exec::VulkanBackend::new(&m, code.code.plan.clone(), &code.words, &start, &opts)
@@ -133,7 +135,10 @@ fn vulkan_matches_the_interpreter_on_every_example() {
             }
             let errs = field_errors(&m, &interp.world, gpu.world().expect("download"));
             for (field, e) in &errs {
-                assert!(*e < 1e-5, "{name} on {device} (workgroup {wg:?}): {field} differs by {e:e} (relative)");
+                assert!(
+                    *e < 1e-5,
+                    "{name} on {device} (workgroup {wg:?}, {rows} rows): {field} differs by {e:e} (relative)"
+                );
             }
         }
     }
@@ -176,8 +181,9 @@ fn cuda_matches_the_interpreter_on_every_example() {
         let m = module(name);
         let start = initial(&m).world.clone();
         // Several block sizes, so that tiles both cover and split the agents.
-        for block in [256, 16] {
-            let code = aiic_compiler::backend::gpu::ptx::emit_module(&m, block).expect("ptx");
+        for (block, rows) in [(256, 1), (16, 1), (16, 2)] {
+            let shape = aiic_compiler::backend::gpu::kernels::Options { rows };
+            let code = aiic_compiler::backend::gpu::ptx::emit_module_with(&m, block, shape).expect("ptx");
             let mut gpu =
                 aiic_runtime::cuda::CudaBackend::new(&m, code.code.plan.clone(), &code.text, block, &start, None)
                     .unwrap_or_else(|e| panic!("{name} on {device}: {e}"));
@@ -188,9 +194,9 @@ fn cuda_matches_the_interpreter_on_every_example() {
                 gpu.step().expect("cuda step");
             }
             let errs = field_errors(&m, &interp.world, gpu.world().expect("download"));
-            eprintln!("{name} on {device} ({block} threads): {errs:?}");
+            eprintln!("{name} on {device} ({block} threads, {rows} rows): {errs:?}");
             for (field, e) in &errs {
-                assert!(*e < 1e-5, "{name} on {device} ({block} threads): {field} differs by {e:e} (relative)");
+                assert!(*e < 1e-5, "{name} on {device} ({block} threads, {rows} rows): {field} differs by {e:e}");
             }
         }
     }

@@ -91,3 +91,20 @@ fn the_workgroup_size_is_a_specialization_constant() {
         assert!(!asm.contains("LocalSize"), "{asm}");
     }
 }
+
+/// The workgroup size is specialized after naga folds constants, so no constant may hold a
+/// multiple of the placeholder: with several agents per thread, offsets are added, not multiplied.
+#[test]
+fn no_constant_is_a_multiple_of_the_workgroup_placeholder() {
+    use aiic_compiler::backend::gpu::{kernels::Options, wgsl::WG_PLACEHOLDER};
+    for rows in [1, 2, 3] {
+        let code = spirv::emit_module_with(&module("nbody"), Options { rows }).expect("spirv");
+        for w in &code.words {
+            let asm = spirv::disassemble(w);
+            for k in 2..=4 {
+                let multiple = format!(" {}\n", k * WG_PLACEHOLDER);
+                assert!(!asm.contains(&multiple), "{rows} rows: a folded {k}·wg:\n{asm}");
+            }
+        }
+    }
+}

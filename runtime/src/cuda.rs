@@ -171,7 +171,8 @@ impl<'m> CudaBackend<'m> {
                     let dk = &self.plan.kernels[*k];
                     let (x, y) = match dk.launch {
                         Launch::Agents { agent } => {
-                            let blocks = self.counts[agent].div_ceil(self.block as usize) as u64;
+                            let per = (self.block * dk.rows) as usize;
+                            let blocks = self.counts[agent].div_ceil(per) as u64;
                             let x = blocks.min(self.max_grid as u64);
                             (x as u32, blocks.div_ceil(x.max(1)) as u32)
                         }

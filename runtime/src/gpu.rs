@@ -76,6 +76,13 @@ pub struct DeviceKernel {
     pub launch: Launch,
     /// Bytes of workgroup memory per thread (tiles of partner columns, scan sums).
     pub shared_bytes: u32,
+    /// Agents each thread holds (`Launch::Agents`): a workgroup covers `rows` × its size.
+    #[serde(default = "one")]
+    pub rows: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// A uniform grid hashed into buckets, rebuilt on the device before each neighbour pass.

@@ -202,6 +202,16 @@ fn cpu<'m>(
     Ok(Box::new(cpu))
 }
 
+/// The shape of device kernels generated at run time; `AIIC_ROWS` overrides the agents per
+/// thread of all-pairs kernels, for measurements.
+fn gpu_options() -> aiic_compiler::backend::gpu::kernels::Options {
+    let mut opts = aiic_compiler::backend::gpu::kernels::Options::default();
+    if let Some(rows) = std::env::var("AIIC_ROWS").ok().and_then(|r| r.parse::<u32>().ok()) {
+        opts.rows = rows.clamp(1, 8);
+    }
+    opts
+}
+
 fn cuda<'m>(
     module: &'m Module,
     loaded: &load::Loaded,
@@ -214,14 +224,16 @@ fn cuda<'m>(
     let (plan, text, block) = match (&loaded.ptx, wanted) {
         (Some((plan, text, block)), None) => (plan.clone(), text.clone(), *block),
         _ => {
+            let opts = gpu_options();
             // As on Vulkan: the widest block that still makes 128 blocks of the largest agent type.
-            let most = world.agents.iter().map(|a| a.count).max().unwrap_or(0);
+            let most = world.agents.iter().map(|a| a.count).max().unwrap_or(0) / opts.rows as usize;
             let fitting = [512u32, 256, 128].into_iter().find(|&b| most / b as usize >= 128).unwrap_or(64);
             let block = wanted.unwrap_or(fitting);
             if block == 0 || block > 1024 || !block.is_multiple_of(aiic_runtime::gpu::TILE_UNROLL) {
                 return Err(format!("CUDA: {block} threads per block: give a multiple of 4 up to 1024"));
             }
-            let p = ptx::emit_module(module, block).map_err(|e| format!("this program has no CUDA form: {e}"))?;
+            let p = ptx::emit_module_with(module, block, opts)
+                .map_err(|e| format!("this program has no CUDA form: {e}"))?;
             (p.code.plan, p.text, block)
         }
     };
@@ -237,7 +249,7 @@ fn vulkan<'m>(
     let (plan, words) = match &loaded.spirv {
         Some((plan, words)) => (plan.clone(), words.clone()),
         None => {
-            let s = aiic_compiler::backend::gpu::spirv::emit_module(module)
+            let s = aiic_compiler::backend::gpu::spirv::emit_module_with(module, gpu_options())
                 .map_err(|e| format!("this program has no Vulkan form: {e}"))?;
             (s.code.plan, s.words)
         }

@@ -142,9 +142,10 @@ impl<'m> VulkanBackend<'m> {
             // workgroups to fill: the widest that still makes 128 of them, at least 64 wide.
             None => {
                 let most = world.agents.iter().map(|a| a.count).max().unwrap_or(0);
+                let rows = plan.kernels.iter().map(|k| k.rows).max().unwrap_or(1) as usize;
                 [512, 256, 128, 64]
                     .into_iter()
-                    .find(|&w| fits(w) && most / w as usize >= 128)
+                    .find(|&w| fits(w) && most / (w as usize * rows) >= 128)
                     .or_else(|| [64, 32, 16, 8, 4].into_iter().find(|&w| fits(w)))
                     .ok_or_else(|| VkError::Unsupported(format!("{}: too little workgroup memory", info.name)))?
             }
@@ -410,7 +411,8 @@ impl<'m> VulkanBackend<'m> {
                     GpuOp::Launch(k) => {
                         let (x, y) = match self.plan.kernels[*k].launch {
                             Launch::Agents { agent } => {
-                                let groups = self.counts[agent].div_ceil(self.wg as usize) as u64;
+                                let per = (self.wg * self.plan.kernels[*k].rows) as usize;
+                                let groups = self.counts[agent].div_ceil(per) as u64;
                                 let x = groups.min(self.max_groups as u64);
                                 (x as u32, groups.div_ceil(x.max(1)) as u32)
                             }

@@ -27,9 +27,23 @@ pub struct GpuCode {
     pub kernels: Vec<ast::Kernel>,
 }
 
-pub fn generate(m: &Module) -> Result<GpuCode, String> {
+/// How device kernels are shaped.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Agents each thread of an all-pairs kernel holds (register blocking): a partner read from
+    /// the tile then serves all of them, at the cost of fewer threads.
+    pub rows: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { rows: 1 }
+    }
+}
+
+pub fn generate(m: &Module, opts: Options) -> Result<GpuCode, String> {
     let plan = GpuPlan { kernels: Vec::new(), grids: Vec::new(), step: Vec::new(), prime: Vec::new() };
-    let mut g = Gen { m, plan, kernels: Vec::new() };
+    let mut g = Gen { m, plan, kernels: Vec::new(), rows: opts.rows.max(1) };
     let mut done: HashMap<usize, Vec<GpuOp>> = HashMap::new();
     let mut lists = [Vec::new(), Vec::new()];
     for (list, out) in [&m.step, &m.prime].into_iter().zip(lists.iter_mut()) {
@@ -58,6 +72,8 @@ struct Gen<'a> {
     m: &'a Module,
     plan: GpuPlan,
     kernels: Vec<ast::Kernel>,
+    /// Agents each thread of a tiled pair kernel holds.
+    rows: u32,
 }
 
 /// The buffers one kernel binds, in binding order.
@@ -171,9 +187,27 @@ impl Gen<'_> {
         let shared_bytes = shared.iter().map(Shared::bytes).sum();
         let bufs = b.list.iter().map(|(x, _)| *x).collect();
         let bindings = b.list.into_iter().map(|(_, bd)| bd).collect();
-        self.plan.kernels.push(DeviceKernel { name: name.clone(), source, bindings: bufs, launch, shared_bytes });
+        let dk = DeviceKernel { name: name.clone(), source, bindings: bufs, launch, shared_bytes, rows: 1 };
+        self.plan.kernels.push(dk);
         self.kernels.push(ast::Kernel { name, bindings, shared, body, exact });
         self.plan.kernels.len() - 1
+    }
+
+    /// A kernel whose threads hold `rows` agents each.
+    #[allow(clippy::too_many_arguments)]
+    fn push_rows(
+        &mut self,
+        name: String,
+        source: Option<usize>,
+        b: Binds,
+        launch: Launch,
+        shared: Vec<Shared>,
+        body: Vec<S>,
+        rows: u32,
+    ) -> usize {
+        let n = self.push(name, source, b, launch, shared, body, false);
+        self.plan.kernels[n].rows = rows;
+        n
     }
 
     fn kernel(&mut self, kid: usize) -> Result<Vec<GpuOp>, String> {
@@ -531,58 +565,89 @@ impl Gen<'_> {
             E::Sh(shared[t].name.clone(), Box::new(var("kk")), lane)
         };
 
+        // Tiled gathers hold `rows` agents per thread (register blocking): each partner read
+        // from the tile serves all of them. Thread `lid` of workgroup `grp` holds agents
+        // `grp·wg·rows + r·wg + lid`, so loads stay coalesced.
+        let rows = if tiled { self.rows } else { 1 };
         let mut out: Vec<S> = Vec::new();
         let n_own = b.borrow_mut().size(own_agent);
         let n_par = b.borrow_mut().size(par_agent);
         out.push(let_("n_own", Scalar::U32, n_own));
         out.push(let_("n_par", Scalar::U32, n_par));
-        out.push(let_("i", Scalar::U32, E::Gid));
-        out.push(let_("ic", Scalar::U32, bin(Bo::Min, var("i"), sub(var("n_own"), u(1)))));
-        out.push(let_("live", Scalar::Bool, lt(var("i"), var("n_own"))));
+        out.push(let_("blk", Scalar::U32, mul(mul(E::Grp, E::Wg), u(rows as u64))));
+        for r in 0..rows {
+            let i = add(plus_wg(var("blk"), r), E::Lid);
+            out.push(let_(&format!("i{r}"), Scalar::U32, i));
+            out.push(let_(
+                &format!("ic{r}"),
+                Scalar::U32,
+                bin(Bo::Min, var(&format!("i{r}")), sub(var("n_own"), u(1))),
+            ));
+            out.push(let_(&format!("live{r}"), Scalar::Bool, lt(var(&format!("i{r}")), var("n_own"))));
+        }
 
-        // Values that do not depend on the partner, once per thread.
-        for p in &plans {
-            let s = p.side.own;
-            let value = |v: V| var(&format!("h{s}_{v}"));
-            let load = |_slot: u8, col: u32| b.borrow_mut().col(own_agent, col, var("ic"));
-            let param = |pi: u32, sc: Scalar| b.borrow_mut().param(pi, sc);
-            let names = Names { value: &value, load: &load, param: &param };
-            for (v, inst) in k.insts.iter().enumerate() {
-                if p.need[v] && !p.vary[v] && !inst.op.is_effect() {
-                    out.push(let_(&format!("h{s}_{v}"), reg(inst.ty), body::expr(k, &col_ty, v as V, &names)));
+        // Values that do not depend on the partner, once per thread and row.
+        for r in 0..rows {
+            for p in &plans {
+                let s = p.side.own;
+                let value = |v: V| var(&format!("h{s}_{v}_{r}"));
+                let load = |_slot: u8, col: u32| b.borrow_mut().col(own_agent, col, var(&format!("ic{r}")));
+                let param = |pi: u32, sc: Scalar| b.borrow_mut().param(pi, sc);
+                let names = Names { value: &value, load: &load, param: &param };
+                for (v, inst) in k.insts.iter().enumerate() {
+                    if p.need[v] && !p.vary[v] && !inst.op.is_effect() {
+                        out.push(let_(&format!("h{s}_{v}_{r}"), reg(inst.ty), body::expr(k, &col_ty, v as V, &names)));
+                    }
                 }
             }
         }
-        // A sum per side and column; a factor every pair of a sum shares is applied once, at
-        // the end (`fac`).
+        // A sum per row, side and column; a factor every pair of a sum shares is applied once,
+        // at the end (`fac`).
         let mut acc_cols: Vec<u32> = Vec::new();
-        for p in &plans {
-            let s = p.side.own;
-            for t in &p.terms {
-                if !acc_cols.contains(&t.col) {
-                    acc_cols.push(t.col);
-                }
-                let cs = device_scalar(col_ty(s, t.col));
-                out.push(var_(&format!("acc{s}_{}", t.col), cs, body::constant(cs, 0.0)));
-                if let Some(f) = &t.factors {
-                    let prod = product(f.inv.iter().map(|v| var(&format!("h{s}_{v}"))).collect());
-                    let prod = if f.negate { E::Un(aiic_runtime::ir::UnOp::Neg, cs, Box::new(prod)) } else { prod };
-                    out.push(let_(&format!("fac{s}_{}", t.col), cs, prod));
+        for r in 0..rows {
+            for p in &plans {
+                let s = p.side.own;
+                for t in &p.terms {
+                    if !acc_cols.contains(&t.col) {
+                        acc_cols.push(t.col);
+                    }
+                    let cs = device_scalar(col_ty(s, t.col));
+                    out.push(var_(&format!("acc{s}_{}_{r}", t.col), cs, body::constant(cs, 0.0)));
+                    if let Some(f) = &t.factors {
+                        let prod = product(f.inv.iter().map(|v| var(&format!("h{s}_{v}_{r}"))).collect());
+                        let prod = if f.negate { E::Un(aiic_runtime::ir::UnOp::Neg, cs, Box::new(prod)) } else { prod };
+                        out.push(let_(&format!("fac{s}_{}_{r}", t.col), cs, prod));
+                    }
                 }
             }
         }
 
-        // The body of one pair, for side `p`, with the partner at index `jj` (tile slot `kk`).
-        let instance = |p: &SidePlan| -> Vec<S> {
+        // With several rows, partner values are read once per partner, before the rows use them;
+        // with one, where they are used (the form the Vulkan drivers measured fastest).
+        let partner = |col: u32| -> E {
+            if tiled {
+                tile_load(col)
+            } else {
+                b.borrow_mut().col(par_agent, col, var("jj"))
+            }
+        };
+        let prelude = || -> Vec<S> {
+            if rows == 1 {
+                return Vec::new();
+            }
+            par_cols
+                .iter()
+                .map(|&col| {
+                    let ty = device_scalar(m.column_types[par_agent][col as usize]);
+                    let_(&format!("pj_{col}"), ty, partner(col))
+                })
+                .collect()
+        };
+        // The body of one pair, for side `p` and row `r`, with the partner at index `jj`.
+        let instance = |p: &SidePlan, r: u32| -> Vec<S> {
             let s = p.side.own;
-            let value = |v: V| if p.vary[v as usize] { var(&format!("v{v}")) } else { var(&format!("h{s}_{v}")) };
-            let load = |_slot: u8, col: u32| {
-                if tiled {
-                    tile_load(col)
-                } else {
-                    b.borrow_mut().col(par_agent, col, var("jj"))
-                }
-            };
+            let value = |v: V| if p.vary[v as usize] { var(&format!("v{v}")) } else { var(&format!("h{s}_{v}_{r}")) };
+            let load = |_slot: u8, col: u32| if rows == 1 { partner(col) } else { var(&format!("pj_{col}")) };
             let param = |pi: u32, sc: Scalar| b.borrow_mut().param(pi, sc);
             let names = Names { value: &value, load: &load, param: &param };
             let mut t: Vec<S> = Vec::new();
@@ -621,14 +686,14 @@ impl Gen<'_> {
                     }
                     None => body::convert(reg(k.insts[t.value as usize].ty), cs, value(t.value)),
                 };
-                eff.push(incr(&format!("acc{s}_{}", t.col), x));
+                eff.push(incr(&format!("acc{s}_{}_{r}", t.col), x));
             }
             if p.checks {
                 for inst in &k.insts {
                     if let Op::Check { cond, msg } = inst.op {
                         let f = b.borrow_mut().get(Buf::Fail, true);
                         let not = E::Un(aiic_runtime::ir::UnOp::Not, Scalar::Bool, Box::new(value(cond)));
-                        let failed = bin(Bo::And, var("live"), not);
+                        let failed = bin(Bo::And, var(&format!("live{r}")), not);
                         eff.push(S::If(failed, vec![store(&f, u(0), fail_codes[msg as usize].clone())], Vec::new()));
                     }
                 }
@@ -640,22 +705,36 @@ impl Gen<'_> {
             vec![S::Block(t)]
         };
         let by_own = |own: u8| plans.iter().find(|p| p.side.own == own);
-        // Same type: the thread holds slot 0 when its partner's index is higher.
-        let visit_masked = || -> Vec<S> {
-            if !at.same {
-                return instance(&plans[0]);
+        // Every row on one side: `own` 0 when all partners of the tile lie above the rows.
+        let all_rows = |own: u8| -> Vec<S> {
+            let mut out = prelude();
+            if let Some(p) = by_own(own) {
+                (0..rows).for_each(|r| out.extend(instance(p, r)));
             }
-            let above = by_own(0).map(&instance).unwrap_or_default();
-            let below = by_own(1).map(&instance).unwrap_or_default();
-            vec![S::If(
-                bin(Bo::Gt, var("jj"), var("i")),
-                above,
-                vec![S::If(lt(var("jj"), var("i")), below, Vec::new())],
-            )]
+            out
+        };
+        // Same type: a row holds slot 0 when its partner's index is higher.
+        let visit_masked = || -> Vec<S> {
+            let mut out = prelude();
+            for r in 0..rows {
+                if !at.same {
+                    out.extend(instance(&plans[0], r));
+                    continue;
+                }
+                let above = by_own(0).map(|p| instance(p, r)).unwrap_or_default();
+                let below = by_own(1).map(|p| instance(p, r)).unwrap_or_default();
+                let i = var(&format!("i{r}"));
+                out.push(S::If(
+                    bin(Bo::Gt, var("jj"), i.clone()),
+                    above,
+                    vec![S::If(lt(var("jj"), i), below, Vec::new())],
+                ));
+            }
+            out
         };
 
         if tiled {
-            // Whole tiles run `TILE_UNROLL` partners per trip; the last tile tests each.
+            // Whole tiles run `TILE_UNROLL` partners per trip; the others test each.
             let kloop = |inner: Vec<S>, masked: bool| -> Vec<S> {
                 if masked {
                     let mut trip = vec![let_("jj", Scalar::U32, add(var("base"), var("kk")))];
@@ -694,15 +773,27 @@ impl Gen<'_> {
                 S::Barrier,
             ];
             if at.same {
-                trip.push(let_("blk", Scalar::U32, mul(E::Grp, E::Wg)));
-                let above = by_own(0).map(&instance).unwrap_or_default();
-                let below = by_own(1).map(&instance).unwrap_or_default();
-                let whole = vec![S::If(bin(Bo::Gt, var("base"), var("blk")), kloop(above, false), kloop(below, false))];
-                let clean = bin(Bo::And, full, bin(Bo::Ne, var("base"), var("blk")));
-                trip.push(S::If(clean, whole, kloop(visit_masked(), true)));
+                // A tile wholly above or below the workgroup's rows needs no test per pair.
+                // (With one row, only the tile at `blk` overlaps: the simpler test keeps the
+                // branch easy for drivers to see as uniform.)
+                let apart = if rows == 1 {
+                    bin(Bo::Ne, var("base"), var("blk"))
+                } else {
+                    let top = plus_wg(var("blk"), rows);
+                    bin(Bo::Or, bin(Bo::Ge, var("base"), top), bin(Bo::Le, add(var("base"), E::Wg), var("blk")))
+                };
+                let whole = vec![S::If(
+                    bin(Bo::Gt, var("base"), var("blk")),
+                    kloop(all_rows(0), false),
+                    kloop(all_rows(1), false),
+                )];
+                trip.push(S::If(bin(Bo::And, full, apart), whole, kloop(visit_masked(), true)));
             } else {
-                let inner = instance(&plans[0]);
-                trip.push(S::If(full, kloop(inner.clone(), false), kloop(inner, true)));
+                trip.push(S::If(
+                    full,
+                    kloop(all_rows(0).into_iter().chain(Vec::new()).collect(), false),
+                    kloop(visit_masked(), true),
+                ));
             }
             trip.push(incr("base", E::Wg));
             out.push(var_("base", Scalar::U32, u(0)));
@@ -714,7 +805,7 @@ impl Gen<'_> {
             let nb = b.borrow_mut().size(nslot);
             out.push(let_("nb", Scalar::U32, nb));
             let own_pos = position_columns(m, own_agent)?;
-            let cells = cell_coords(&mut b.borrow_mut(), own_agent, &own_pos, spec.cell, var("ic"), &mut out);
+            let cells = cell_coords(&mut b.borrow_mut(), own_agent, &own_pos, spec.cell, var("ic0"), &mut out);
             // The 3^dims cells around the agent's own; neighbouring cells may share a bucket,
             // and each bucket is visited once.
             let cells_n = 3u64.pow(cells.len() as u32);
@@ -768,33 +859,37 @@ impl Gen<'_> {
             ));
         }
 
-        // Write the thread's sums.
-        let mut write = Vec::new();
-        for col in &acc_cols {
-            let sums: Vec<E> = plans
-                .iter()
-                .flat_map(|p| p.terms.iter().map(move |t| (p.side.own, t)))
-                .filter(|(_, t)| t.col == *col)
-                .map(|(s, t)| match t.factors {
-                    Some(_) => mul(var(&format!("fac{s}_{col}")), var(&format!("acc{s}_{col}"))),
-                    None => var(&format!("acc{s}_{col}")),
-                })
-                .collect();
-            let mut it = sums.into_iter();
-            let first = it.next().unwrap_or(E::F(0.0, Scalar::F32));
-            let total = it.fold(first, add);
-            if at.via_delta {
-                let dl = b.borrow_mut().get(Buf::Delta { agent: own_agent, col: *col }, true);
-                write.push(store(&dl, var("i"), total));
-            } else {
-                let c = b.borrow_mut().get(Buf::Col { agent: own_agent, col: *col }, true);
-                write.push(store(&c, var("i"), add(ld(&c, var("i")), total)));
+        // Write each row's sums.
+        for r in 0..rows {
+            let mut write = Vec::new();
+            let i = var(&format!("i{r}"));
+            for col in &acc_cols {
+                let sums: Vec<E> = plans
+                    .iter()
+                    .flat_map(|p| p.terms.iter().map(move |t| (p.side.own, t)))
+                    .filter(|(_, t)| t.col == *col)
+                    .map(|(s, t)| match t.factors {
+                        Some(_) => mul(var(&format!("fac{s}_{col}_{r}")), var(&format!("acc{s}_{col}_{r}"))),
+                        None => var(&format!("acc{s}_{col}_{r}")),
+                    })
+                    .collect();
+                let mut it = sums.into_iter();
+                let first = it.next().unwrap_or(E::F(0.0, Scalar::F32));
+                let total = it.fold(first, add);
+                if at.via_delta {
+                    let dl = b.borrow_mut().get(Buf::Delta { agent: own_agent, col: *col }, true);
+                    write.push(store(&dl, i.clone(), total));
+                } else {
+                    let c = b.borrow_mut().get(Buf::Col { agent: own_agent, col: *col }, true);
+                    write.push(store(&c, i.clone(), add(ld(&c, i.clone()), total)));
+                }
             }
+            out.push(S::If(var(&format!("live{r}")), write, Vec::new()));
         }
-        out.push(S::If(var("live"), write, Vec::new()));
         let suffix = if at.same { String::new() } else { format!("_{}", m.agents[own_agent].name) };
         let name = format!("{}{suffix}", k.name);
-        Ok(self.push(name, Some(at.kid), b.into_inner(), Launch::Agents { agent: own_agent }, shared, out, false))
+        let launch = Launch::Agents { agent: own_agent };
+        Ok(self.push_rows(name, Some(at.kid), b.into_inner(), launch, shared, out, rows))
     }
 }
 
@@ -849,6 +944,12 @@ fn cell_coords(b: &mut Binds, agent: usize, pos: &[u32], cell: f64, idx: E, out:
             var(&name)
         })
         .collect()
+}
+
+/// `x + times·wg`, written as additions: the SPIR-V path specializes the workgroup size after
+/// naga has folded constant expressions, so `wg` never meets another constant.
+fn plus_wg(x: E, times: u32) -> E {
+    (0..times).fold(x, |e, _| add(e, E::Wg))
 }
 
 /// `(a + b) + c`, with `c` the same for every partner and `a + b` used nowhere else, as

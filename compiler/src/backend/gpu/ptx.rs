@@ -7,7 +7,7 @@
 //! `vec4` workgroup tile read at one index are fetched with one `ld.shared.v4`.
 
 use super::ast::{Bo, Kernel, Types, E, S};
-use super::kernels::{generate, GpuCode};
+use super::kernels::{generate, GpuCode, Options};
 use aiic_runtime::ir::{Module, Scalar, UnOp};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -33,7 +33,11 @@ pub fn entry_name(n: usize) -> String {
 }
 
 pub fn emit_module(m: &Module, block: u32) -> Result<PtxCode, String> {
-    let code = generate(m)?;
+    emit_module_with(m, block, Options::default())
+}
+
+pub fn emit_module_with(m: &Module, block: u32, opts: Options) -> Result<PtxCode, String> {
+    let code = generate(m, opts)?;
     let mut text = format!(
         "// aiic: {} ({} device kernels, {block} threads per block)\n.version {PTX_VERSION}\n.target sm_{PTX_TARGET}\n.address_size 64\n",
         m.name,

@@ -2,7 +2,7 @@
 //! naga's writer, and its workgroup size turned into a specialization constant.
 
 use super::dialect::print_kernel;
-use super::kernels::{generate, GpuCode};
+use super::kernels::{generate, GpuCode, Options};
 use super::wgsl::{Wgsl, WG_PLACEHOLDER};
 use aiic_runtime::ir::Module;
 use rspirv::dr::{Instruction, Operand};
@@ -22,7 +22,11 @@ pub struct SpirvCode {
 }
 
 pub fn emit_module(m: &Module) -> Result<SpirvCode, String> {
-    let code = generate(m)?;
+    emit_module_with(m, Options::default())
+}
+
+pub fn emit_module_with(m: &Module, opts: Options) -> Result<SpirvCode, String> {
+    let code = generate(m, opts)?;
     let texts: Vec<String> = code.kernels.iter().map(|k| print_kernel(&Wgsl, k)).collect();
     let uses_f64 = texts.iter().any(|t| t.contains("f64"));
     let words = texts
