@@ -60,6 +60,43 @@ fn field_errors(m: &Module, a: &World, b: &World) -> Vec<(String, f64)> {
     out
 }
 
+/// Runs `backend` and the interpreter for 100 steps from `start` and checks every field within
+/// the tolerance of f32 arithmetic; returns the errors, for the record.
+fn agrees_with_interpreter(m: &Module, start: &World, what: &str, backend: &mut dyn Backend) -> Vec<(String, f64)> {
+    let mut interp = Interp::new(m, 3);
+    interp.world = start.clone();
+    for _ in 0..100 {
+        interp.step().expect("interp step");
+        backend.step().unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+    let errs = field_errors(m, &interp.world, backend.world().expect("download"));
+    for (field, e) in &errs {
+        assert!(*e < 1e-5, "{what}: {field} differs by {e:e} (relative)");
+    }
+    errs
+}
+
+/// Many agents per cell and many cells: a neighbour grid built elsewhere finds the same
+/// neighbours as the CPU's (which the interpreter checks), including agents in hash buckets
+/// shared by cells.
+fn grid_agrees_with_the_cpu(what: &str, make: impl for<'m> FnOnce(&'m Module, &World) -> Box<dyn Backend + 'm>) {
+    let m = module("lj_gas");
+    let mut sim = Interp::new(&m, 5);
+    sim.init(&HashMap::from([("Atom".to_string(), 3000u64)])).expect("init");
+    let start = sim.world.clone();
+    let cpu_code = aiic_compiler::backend::cpu::emit_module(&m).expect("cpu code");
+    let mut cpu = CpuBackend::new(&m, &cpu_code, &start, 2).expect("cpu backend");
+    let mut other = make(&m, &start);
+    for _ in 0..10 {
+        cpu.step().expect("cpu step");
+        other.step().unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+    let cpu_world = cpu.world().expect("cpu state").clone();
+    for (field, e) in field_errors(&m, &cpu_world, other.world().expect("download")) {
+        assert!(e < 1e-5, "lj_gas, 3000 atoms, {what}: {field} differs by {e:e} (relative)");
+    }
+}
+
 #[test]
 fn cpu_matches_the_interpreter_on_every_example() {
     for name in EXAMPLES.iter().chain(&["mixed_types"]) {
@@ -68,16 +105,7 @@ fn cpu_matches_the_interpreter_on_every_example() {
         let code = aiic_compiler::backend::cpu::emit_module(&m).expect("cpu code");
         for threads in [1, 3] {
             let mut cpu = CpuBackend::new(&m, &code, &start, threads).expect("cpu backend");
-            let mut interp = Interp::new(&m, 3);
-            interp.world = start.clone();
-            for _ in 0..100 {
-                interp.step().expect("interp step");
-                cpu.step().expect("cpu step");
-            }
-            let errs = field_errors(&m, &interp.world, cpu.world().expect("download"));
-            for (field, e) in &errs {
-                assert!(*e < 1e-5, "{name} ({threads} threads): {field} differs by {e:e} (relative)");
-            }
+            agrees_with_interpreter(&m, &start, &format!("{name} ({threads} threads)"), &mut cpu);
         }
     }
 }
@@ -118,110 +146,76 @@ fn vulkan_matches_the_interpreter_on_every_example() {
     for name in EXAMPLES.iter().chain(&["mixed_types"]) {
         let m = module(name);
         let start = initial(&m).world.clone();
-        // Several workgroup sizes, so that tiles both cover and split the agents, and one and
-        // two agents per thread.
+        // Several workgroup sizes, so that tiles both cover and split the agents, and one to
+        // three agents per thread.
         for (wg, rows) in [(None, 1), (Some(16), 1), (Some(16), 2), (Some(32), 3)] {
             let shape = aiic_compiler::backend::gpu::kernels::Options { rows };
             let code = aiic_compiler::backend::gpu::spirv::emit_module_with(&m, shape).expect("spirv");
             let opts = aiic_runtime::vulkan::exec::Options { device: None, workgroup: wg };
+            let what = format!("{name} on {device} (workgroup {wg:?}, {rows} rows)");
             let mut gpu =
                 aiic_runtime::vulkan::exec::VulkanBackend::new(&m, code.code.plan.clone(), &code.words, &start, &opts)
-                    .unwrap_or_else(|e| panic!("{name} on {device}: {e}"));
-            let mut interp = Interp::new(&m, 3);
-            interp.world = start.clone();
-            for _ in 0..100 {
-                interp.step().expect("interp step");
-                gpu.step().expect("vulkan step");
-            }
-            let errs = field_errors(&m, &interp.world, gpu.world().expect("download"));
-            for (field, e) in &errs {
-                assert!(
-                    *e < 1e-5,
-                    "{name} on {device} (workgroup {wg:?}, {rows} rows): {field} differs by {e:e} (relative)"
-                );
-            }
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+            agrees_with_interpreter(&m, &start, &what, &mut gpu);
         }
     }
 }
 
-/// Many agents per cell and many cells: the grid the GPU builds finds the same neighbours as the
-/// CPU's (which the interpreter checks above), including agents in hash buckets shared by cells.
 #[test]
 fn vulkan_neighbour_grid_matches_the_cpu_with_many_agents() {
     let Some(device) = vulkan_device() else { return };
-    let m = module("lj_gas");
-    let mut sim = Interp::new(&m, 5);
-    sim.init(&HashMap::from([("Atom".to_string(), 3000u64)])).expect("init");
-    let start = sim.world.clone();
-    let cpu_code = aiic_compiler::backend::cpu::emit_module(&m).expect("cpu code");
-    let mut cpu = CpuBackend::new(&m, &cpu_code, &start, 2).expect("cpu backend");
-    let code = aiic_compiler::backend::gpu::spirv::emit_module(&m).expect("spirv");
-    let opts = aiic_runtime::vulkan::exec::Options { device: None, workgroup: Some(64) };
-    let mut gpu =
-        aiic_runtime::vulkan::exec::VulkanBackend::new(&m, code.code.plan.clone(), &code.words, &start, &opts)
+    grid_agrees_with_the_cpu(&format!("on {device}"), |m, start| {
+        let code = aiic_compiler::backend::gpu::spirv::emit_module(m).expect("spirv");
+        let opts = aiic_runtime::vulkan::exec::Options { device: None, workgroup: Some(64) };
+        let gpu = aiic_runtime::vulkan::exec::VulkanBackend::new(m, code.code.plan.clone(), &code.words, start, &opts)
             .unwrap_or_else(|e| panic!("lj_gas on {device}: {e}"));
-    for _ in 0..10 {
-        cpu.step().expect("cpu step");
-        gpu.step().expect("vulkan step");
-    }
-    let cpu_world = cpu.world().expect("cpu state").clone();
-    for (field, e) in field_errors(&m, &cpu_world, gpu.world().expect("download")) {
-        assert!(e < 1e-5, "lj_gas, 3000 atoms, on {device}: {field} differs by {e:e} (relative)");
+        Box::new(gpu)
+    });
+}
+
+/// The first CUDA device, or why there is none (the test then says so and checks nothing).
+fn cuda_device() -> Option<String> {
+    match aiic_runtime::cuda::list_devices() {
+        Ok(list) if !list.is_empty() => Some(list[0].name.clone()),
+        Ok(_) => {
+            eprintln!("skipped: the CUDA driver found no device");
+            None
+        }
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            None
+        }
     }
 }
 
 #[test]
 fn cuda_matches_the_interpreter_on_every_example() {
-    let device = match aiic_runtime::cuda::list_devices() {
-        Ok(list) if !list.is_empty() => list[0].name.clone(),
-        Ok(_) => return eprintln!("skipped: the CUDA driver found no device"),
-        Err(e) => return eprintln!("skipped: {e}"),
-    };
+    let Some(device) = cuda_device() else { return };
     for name in EXAMPLES.iter().chain(&["mixed_types"]) {
         let m = module(name);
         let start = initial(&m).world.clone();
-        // Several block sizes, so that tiles both cover and split the agents.
+        // Several block sizes, so that tiles both cover and split the agents, and one and two
+        // agents per thread.
         for (block, rows) in [(256, 1), (16, 1), (16, 2)] {
             let shape = aiic_compiler::backend::gpu::kernels::Options { rows };
             let code = aiic_compiler::backend::gpu::ptx::emit_module_with(&m, block, shape).expect("ptx");
+            let what = format!("{name} on {device} ({block} threads, {rows} rows)");
             let mut gpu =
                 aiic_runtime::cuda::CudaBackend::new(&m, code.code.plan.clone(), &code.text, block, &start, None)
-                    .unwrap_or_else(|e| panic!("{name} on {device}: {e}"));
-            let mut interp = Interp::new(&m, 3);
-            interp.world = start.clone();
-            for _ in 0..100 {
-                interp.step().expect("interp step");
-                gpu.step().expect("cuda step");
-            }
-            let errs = field_errors(&m, &interp.world, gpu.world().expect("download"));
-            eprintln!("{name} on {device} ({block} threads, {rows} rows): {errs:?}");
-            for (field, e) in &errs {
-                assert!(*e < 1e-5, "{name} on {device} ({block} threads, {rows} rows): {field} differs by {e:e}");
-            }
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let errs = agrees_with_interpreter(&m, &start, &what, &mut gpu);
+            eprintln!("{what}: {errs:?}");
         }
     }
 }
 
 #[test]
 fn cuda_neighbour_grid_matches_the_cpu_with_many_agents() {
-    if !aiic_runtime::cuda::list_devices().is_ok_and(|l| !l.is_empty()) {
-        return eprintln!("skipped: no CUDA device");
-    }
-    let m = module("lj_gas");
-    let mut sim = Interp::new(&m, 5);
-    sim.init(&HashMap::from([("Atom".to_string(), 3000u64)])).expect("init");
-    let start = sim.world.clone();
-    let cpu_code = aiic_compiler::backend::cpu::emit_module(&m).expect("cpu code");
-    let mut cpu = CpuBackend::new(&m, &cpu_code, &start, 2).expect("cpu backend");
-    let code = aiic_compiler::backend::gpu::ptx::emit_module(&m, 64).expect("ptx");
-    let mut gpu = aiic_runtime::cuda::CudaBackend::new(&m, code.code.plan.clone(), &code.text, 64, &start, None)
-        .unwrap_or_else(|e| panic!("lj_gas: {e}"));
-    for _ in 0..10 {
-        cpu.step().expect("cpu step");
-        gpu.step().expect("cuda step");
-    }
-    let cpu_world = cpu.world().expect("cpu state").clone();
-    for (field, e) in field_errors(&m, &cpu_world, gpu.world().expect("download")) {
-        assert!(e < 1e-5, "lj_gas, 3000 atoms, on CUDA: {field} differs by {e:e} (relative)");
-    }
+    let Some(device) = cuda_device() else { return };
+    grid_agrees_with_the_cpu(&format!("on {device}"), |m, start| {
+        let code = aiic_compiler::backend::gpu::ptx::emit_module(m, 64).expect("ptx");
+        let gpu = aiic_runtime::cuda::CudaBackend::new(m, code.code.plan.clone(), &code.text, 64, start, None)
+            .unwrap_or_else(|e| panic!("lj_gas on {device}: {e}"));
+        Box::new(gpu)
+    });
 }

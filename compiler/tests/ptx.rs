@@ -5,17 +5,8 @@ mod common;
 use aiic_compiler::backend::gpu::ptx;
 use common::*;
 
-fn module(name: &str) -> aiic_compiler::ir::Module {
-    let src = if name == "mixed_types" {
-        std::fs::read_to_string(root().join("tests/programs/mixed_types.aii")).expect("readable")
-    } else {
-        example(name)
-    };
-    compile(&src).module.unwrap_or_else(|| panic!("{name} compiles"))
-}
-
 fn snapshot(name: &str) {
-    let code = ptx::emit_module(&module(name), ptx::DEFAULT_BLOCK).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let code = ptx::emit_module(&program(name), ptx::DEFAULT_BLOCK).unwrap_or_else(|e| panic!("{name}: {e}"));
     insta::with_settings!({ snapshot_path => "../../snapshots/ptx", prepend_module_to_snapshot => false, omit_expression => true }, {
         insta::assert_snapshot!(name, code.text);
     });
@@ -47,7 +38,7 @@ fn every_module_assembles_with_ptxas() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     for name in EXAMPLES.iter().chain(&["mixed_types"]) {
         for block in [64, ptx::DEFAULT_BLOCK] {
-            let code = ptx::emit_module(&module(name), block).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let code = ptx::emit_module(&program(name), block).unwrap_or_else(|e| panic!("{name}: {e}"));
             let path = dir.join(format!("{name}_{block}.ptx"));
             std::fs::write(&path, &code.text).expect("write");
             for arch in ["sm_80", "sm_90"] {

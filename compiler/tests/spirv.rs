@@ -5,17 +5,8 @@ mod common;
 use aiic_compiler::backend::gpu::spirv;
 use common::*;
 
-fn module(name: &str) -> aiic_compiler::ir::Module {
-    let src = if name == "mixed_types" {
-        std::fs::read_to_string(root().join("tests/programs/mixed_types.aii")).expect("readable")
-    } else {
-        example(name)
-    };
-    compile(&src).module.unwrap_or_else(|| panic!("{name} compiles"))
-}
-
 fn snapshot(name: &str) {
-    let code = spirv::emit_module(&module(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let code = spirv::emit_module(&program(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     let wgsl = code.texts.join("\n");
     let asm: Vec<String> = code
         .code
@@ -59,7 +50,7 @@ fn every_kernel_passes_spirv_val() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut checked = 0;
     for name in EXAMPLES.iter().chain(&["mixed_types"]) {
-        let code = spirv::emit_module(&module(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let code = spirv::emit_module(&program(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         for (k, words) in code.code.plan.kernels.iter().zip(&code.words) {
             let path = dir.join(format!("{name}_{}.spv", k.name.replace(['.', '/'], "_")));
             std::fs::write(&path, words.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>()).expect("write");
@@ -83,7 +74,7 @@ fn every_kernel_passes_spirv_val() {
 
 #[test]
 fn the_workgroup_size_is_a_specialization_constant() {
-    let code = spirv::emit_module(&module("nbody")).expect("spirv");
+    let code = spirv::emit_module(&program("nbody")).expect("spirv");
     for w in &code.words {
         let asm = spirv::disassemble(w);
         assert!(asm.contains("SpecId 0"), "{asm}");
@@ -98,7 +89,7 @@ fn the_workgroup_size_is_a_specialization_constant() {
 fn no_constant_is_a_multiple_of_the_workgroup_placeholder() {
     use aiic_compiler::backend::gpu::{kernels::Options, wgsl::WG_PLACEHOLDER};
     for rows in [1, 2, 3] {
-        let code = spirv::emit_module_with(&module("nbody"), Options { rows }).expect("spirv");
+        let code = spirv::emit_module_with(&program("nbody"), Options { rows }).expect("spirv");
         for w in &code.words {
             let asm = spirv::disassemble(w);
             for k in 2..=4 {

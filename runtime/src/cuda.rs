@@ -13,9 +13,6 @@ use cudarc::driver::{
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Steps between reads of the state to look for non-finite values and failed checks.
-const SCAN_EVERY: u64 = 64;
-
 #[derive(Debug, thiserror::Error)]
 pub enum CudaError {
     #[error("no CUDA driver on this machine (libcuda could not be loaded)")]
@@ -69,9 +66,7 @@ pub struct CudaBackend<'m> {
     buffers: HashMap<Buf, CudaSlice<u8>>,
     graph: Option<CudaGraph>,
     counts: Vec<usize>,
-    world: World,
-    fresh: bool,
-    last_scan: u64,
+    host: gpu::HostCopy,
     _ctx: Arc<CudaContext>,
 }
 
@@ -129,9 +124,7 @@ impl<'m> CudaBackend<'m> {
             buffers: HashMap::new(),
             graph: None,
             counts,
-            world: world.clone(),
-            fresh: true,
-            last_scan: 0,
+            host: gpu::HostCopy::new(world.clone()),
             _ctx: ctx,
         };
         me.upload()?;
@@ -145,7 +138,7 @@ impl<'m> CudaBackend<'m> {
             let bytes: Vec<u8> = match b {
                 Buf::Col { agent, col } => gpu::column_bytes(
                     self.module.column_types[agent][col as usize],
-                    &self.world.agents[agent].columns[col as usize],
+                    &self.host.world.agents[agent].columns[col as usize],
                 ),
                 Buf::Sizes => self.plan.sizes(&self.counts).iter().flat_map(|x| x.to_le_bytes()).collect(),
                 Buf::ParamsF32 | Buf::ParamsI32 | Buf::ParamsF64 => gpu::params_bytes(b, &uniforms),
@@ -214,8 +207,8 @@ impl<'m> CudaBackend<'m> {
                 return Err(RunError::Check(msg));
             }
         }
-        for t in 0..self.world.agents.len() {
-            for c in 0..self.world.agents[t].columns.len() as u32 {
+        for t in 0..self.host.world.agents.len() {
+            for c in 0..self.host.world.agents[t].columns.len() as u32 {
                 let key = Buf::Col { agent: t, col: c };
                 if !self.buffers.contains_key(&key) {
                     continue;
@@ -224,10 +217,10 @@ impl<'m> CudaBackend<'m> {
                 let comp_key = Buf::Comp { agent: t, col: c };
                 let comp = if self.buffers.contains_key(&comp_key) { Some(read(self, &comp_key)?) } else { None };
                 let s = self.module.column_types[t][c as usize];
-                gpu::column_values(s, &data, comp.as_deref(), &mut self.world.agents[t].columns[c as usize]);
+                gpu::column_values(s, &data, comp.as_deref(), &mut self.host.world.agents[t].columns[c as usize]);
             }
         }
-        self.fresh = true;
+        self.host.fresh = true;
         Ok(())
     }
 
@@ -260,34 +253,29 @@ impl Backend for CudaBackend<'_> {
                 self.enqueue(&ops).map_err(|e| self.failure(e))?;
             }
         }
-        self.fresh = false;
-        self.world.step += 1;
+        self.host.ran(1);
         Ok(())
     }
 
     fn prime(&mut self) -> Result<(), RunError> {
         let ops = self.plan.prime.clone();
         self.enqueue(&ops).map_err(|e| self.failure(e))?;
-        self.fresh = false;
+        self.host.fresh = false;
         Ok(())
     }
 
     fn world(&mut self) -> Result<&World, RunError> {
-        if !self.fresh {
+        if !self.host.fresh {
             self.download()?;
         }
-        Ok(&self.world)
+        Ok(&self.host.world)
     }
 
     fn find_non_finite(&mut self) -> Result<Option<(usize, usize, String)>, RunError> {
-        if !self.fresh && self.world.step >= self.last_scan + SCAN_EVERY {
+        if self.host.scan_due() {
             self.download()?;
         }
-        if self.fresh && self.last_scan != self.world.step {
-            self.last_scan = self.world.step;
-            return Ok(self.world.find_non_finite());
-        }
-        Ok(None)
+        Ok(self.host.scan())
     }
 
     fn finish(&mut self) -> Result<(), RunError> {

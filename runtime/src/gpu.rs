@@ -8,6 +8,7 @@
 //! slot 1's otherwise. Each pair is therefore computed twice, once by each of its agents.
 
 use crate::ir::{Module, Scalar};
+use crate::World;
 use serde::{Deserialize, Serialize};
 
 /// A device buffer a kernel binds.
@@ -219,4 +220,43 @@ pub fn fail_message(m: &Module, plan: &GpuPlan, word: u32) -> Option<String> {
             .and_then(|k| k.messages.get(msg).cloned())
             .unwrap_or_else(|| "a run-time check failed".into()),
     )
+}
+
+/// Steps between reads of a device's state to look for non-finite values and failed checks.
+pub const SCAN_EVERY: u64 = 64;
+
+/// The host's copy of a device's state, and when to look at it: reading it back costs a
+/// transfer and a wait, so executors look for non-finite values every [`SCAN_EVERY`] steps and
+/// whenever outputs or the monitor read the state anyway.
+pub struct HostCopy {
+    pub world: World,
+    /// The copy equals the device's state (no step ran since it was read).
+    pub fresh: bool,
+    last_scan: u64,
+}
+
+impl HostCopy {
+    pub fn new(world: World) -> Self {
+        HostCopy { world, fresh: true, last_scan: 0 }
+    }
+
+    /// Records that `steps` steps ran on the device.
+    pub fn ran(&mut self, steps: u64) {
+        self.fresh = false;
+        self.world.step += steps;
+    }
+
+    /// Whether the state should be read back now to be looked at.
+    pub fn scan_due(&self) -> bool {
+        !self.fresh && self.world.step >= self.last_scan + SCAN_EVERY
+    }
+
+    /// The first non-finite value of a copy just read, looked for once per step.
+    pub fn scan(&mut self) -> Option<(usize, usize, String)> {
+        if self.fresh && self.last_scan != self.world.step {
+            self.last_scan = self.world.step;
+            return self.world.find_non_finite();
+        }
+        None
+    }
 }

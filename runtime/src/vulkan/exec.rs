@@ -16,8 +16,6 @@ use std::collections::HashMap;
 
 /// Steps submitted before the host waits for them.
 const IN_FLIGHT: u32 = 8;
-/// Steps between reads of the state to look for non-finite values and failed checks.
-const SCAN_EVERY: u64 = 64;
 
 pub struct Options {
     /// Index into the device list (`aiic devices`); the first (a discrete GPU if any) by default.
@@ -60,14 +58,9 @@ pub struct VulkanBackend<'m> {
     wg: u32,
     max_groups: u32,
     counts: Vec<usize>,
-    world: World,
+    host: gpu::HostCopy,
     /// Steps submitted and not yet waited for.
     pending: u32,
-    /// Steps run since the state was last read.
-    unread: u64,
-    /// The state on the host is the device's (no step ran since it was read).
-    fresh: bool,
-    last_scan: u64,
     // Last, so that it is dropped after the device made from it.
     _instance: Instance,
 }
@@ -183,11 +176,8 @@ impl<'m> VulkanBackend<'m> {
             wg,
             max_groups: limits.max_compute_work_group_count[0].max(1),
             counts,
-            world: world.clone(),
+            host: gpu::HostCopy::new(world.clone()),
             pending: 0,
-            unread: 0,
-            fresh: true,
-            last_scan: 0,
             _instance: instance,
         };
         me.create_buffers()?;
@@ -492,7 +482,7 @@ impl<'m> VulkanBackend<'m> {
             let bytes: Vec<u8> = match *b {
                 Buf::Col { agent, col } => gpu::column_bytes(
                     self.module.column_types[agent][col as usize],
-                    &self.world.agents[agent].columns[col as usize],
+                    &self.host.world.agents[agent].columns[col as usize],
                 ),
                 Buf::Sizes => self.plan.sizes(&self.counts).iter().flat_map(|x| x.to_le_bytes()).collect(),
                 Buf::ParamsF32 | Buf::ParamsI32 | Buf::ParamsF64 => gpu::params_bytes(*b, &uniforms),
@@ -520,7 +510,7 @@ impl<'m> VulkanBackend<'m> {
     /// Reads the state (and the failed-check word) back into `self.world`.
     fn download(&mut self) -> Result<(), RunError> {
         let mut want: Vec<Buf> = Vec::new();
-        for (t, a) in self.world.agents.iter().enumerate() {
+        for (t, a) in self.host.world.agents.iter().enumerate() {
             for c in 0..a.columns.len() as u32 {
                 for b in [Buf::Col { agent: t, col: c }, Buf::Comp { agent: t, col: c }] {
                     if self.buffers.contains_key(&b) {
@@ -562,8 +552,8 @@ impl<'m> VulkanBackend<'m> {
                 return Err(RunError::Check(msg));
             }
         }
-        for t in 0..self.world.agents.len() {
-            for c in 0..self.world.agents[t].columns.len() {
+        for t in 0..self.host.world.agents.len() {
+            for c in 0..self.host.world.agents[t].columns.len() {
                 let key = Buf::Col { agent: t, col: c as u32 };
                 if !places.contains_key(&key) {
                     continue;
@@ -573,11 +563,10 @@ impl<'m> VulkanBackend<'m> {
                     .map(|_| bytes_at(&Buf::Comp { agent: t, col: c as u32 }));
                 let s = self.module.column_types[t][c];
                 let data = bytes_at(&key).to_vec();
-                gpu::column_values(s, &data, comp, &mut self.world.agents[t].columns[c]);
+                gpu::column_values(s, &data, comp, &mut self.host.world.agents[t].columns[c]);
             }
         }
-        self.fresh = true;
-        self.unread = 0;
+        self.host.fresh = true;
         Ok(())
     }
 
@@ -615,9 +604,7 @@ impl Backend for VulkanBackend<'_> {
         unsafe { self.device.queue_submit(self.queue, &submit, vk::Fence::null()) }
             .map_err(|r| self.failure(VkError::Call { what: "submitting a step".into(), result: r }))?;
         self.pending += 1;
-        self.unread += 1;
-        self.fresh = false;
-        self.world.step += 1;
+        self.host.ran(1);
         if self.pending >= IN_FLIGHT {
             self.wait().map_err(|e| self.failure(e))?;
         }
@@ -627,27 +614,22 @@ impl Backend for VulkanBackend<'_> {
     fn prime(&mut self) -> Result<(), RunError> {
         let ops = self.plan.prime.clone();
         self.run_once("running the first force pass", |me, cb| me.record(cb, &ops)).map_err(|e| self.failure(e))?;
-        self.fresh = false;
+        self.host.fresh = false;
         Ok(())
     }
 
     fn world(&mut self) -> Result<&World, RunError> {
-        if !self.fresh {
+        if !self.host.fresh {
             self.download()?;
         }
-        Ok(&self.world)
+        Ok(&self.host.world)
     }
 
     fn find_non_finite(&mut self) -> Result<Option<(usize, usize, String)>, RunError> {
-        // Reading the state back costs a transfer: look every few steps, and whenever it was read.
-        if !self.fresh && self.world.step >= self.last_scan + SCAN_EVERY {
+        if self.host.scan_due() {
             self.download()?;
         }
-        if self.fresh && self.last_scan != self.world.step {
-            self.last_scan = self.world.step;
-            return Ok(self.world.find_non_finite());
-        }
-        Ok(None)
+        Ok(self.host.scan())
     }
 
     fn finish(&mut self) -> Result<(), RunError> {
@@ -671,9 +653,7 @@ impl Backend for VulkanBackend<'_> {
             // SAFETY: both queries were written by the finished command buffer.
             unsafe { me.device.get_query_pool_results(pool, 0, &mut ts, vk::QueryResultFlags::TYPE_64) }
                 .map_err(VkError::call("reading timestamps"))?;
-            me.fresh = false;
-            me.unread += steps;
-            me.world.step += steps;
+            me.host.ran(steps);
             Ok(ts[1].saturating_sub(ts[0]) as f64 * period * 1e-9)
         };
         Some(run(self).map_err(|e| self.failure(e)))
