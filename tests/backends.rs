@@ -15,6 +15,13 @@ use std::path::PathBuf;
 
 const EXAMPLES: &[&str] = &["nbody", "kepler", "lj_gas", "billiards", "springs"];
 
+/// Device tests run one at a time: Mesa's lavapipe and PoCL each bring an LLVM into this one
+/// process, and compiling on both at once from two threads crashes.
+fn one_device_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn module(name: &str) -> Module {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let path = if name == "mixed_types" {
@@ -142,6 +149,7 @@ fn vulkan_device() -> Option<String> {
 
 #[test]
 fn vulkan_matches_the_interpreter_on_every_example() {
+    let _device = one_device_at_a_time();
     let Some(device) = vulkan_device() else { return };
     for name in EXAMPLES.iter().chain(&["mixed_types"]) {
         let m = module(name);
@@ -163,6 +171,7 @@ fn vulkan_matches_the_interpreter_on_every_example() {
 
 #[test]
 fn vulkan_neighbour_grid_matches_the_cpu_with_many_agents() {
+    let _device = one_device_at_a_time();
     let Some(device) = vulkan_device() else { return };
     grid_agrees_with_the_cpu(&format!("on {device}"), |m, start| {
         let code = aiic_compiler::backend::gpu::spirv::emit_module(m).expect("spirv");
@@ -190,6 +199,7 @@ fn cuda_device() -> Option<String> {
 
 #[test]
 fn cuda_matches_the_interpreter_on_every_example() {
+    let _device = one_device_at_a_time();
     let Some(device) = cuda_device() else { return };
     for name in EXAMPLES.iter().chain(&["mixed_types"]) {
         let m = module(name);
@@ -211,11 +221,59 @@ fn cuda_matches_the_interpreter_on_every_example() {
 
 #[test]
 fn cuda_neighbour_grid_matches_the_cpu_with_many_agents() {
+    let _device = one_device_at_a_time();
     let Some(device) = cuda_device() else { return };
     grid_agrees_with_the_cpu(&format!("on {device}"), |m, start| {
         let code = aiic_compiler::backend::gpu::ptx::emit_module(m, 64).expect("ptx");
         let gpu = aiic_runtime::cuda::CudaBackend::new(m, code.code.plan.clone(), &code.text, 64, start, None)
             .unwrap_or_else(|e| panic!("lj_gas on {device}: {e}"));
+        Box::new(gpu)
+    });
+}
+
+/// The first OpenCL device, or why there is none (the test then says so and checks nothing).
+fn opencl_device() -> Option<String> {
+    match aiic_runtime::opencl::list_devices() {
+        Ok(list) if !list.is_empty() => Some(list[0].name.clone()),
+        Ok(_) => {
+            eprintln!("skipped: the OpenCL runtime found no device (install pocl-opencl-icd)");
+            None
+        }
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn opencl_matches_the_interpreter_on_every_example() {
+    let _device = one_device_at_a_time();
+    let Some(device) = opencl_device() else { return };
+    for name in EXAMPLES.iter().chain(&["mixed_types"]) {
+        let m = module(name);
+        let start = initial(&m).world.clone();
+        for (wg, rows) in [(None, 1), (Some(16), 1), (Some(16), 2)] {
+            let shape = aiic_compiler::backend::gpu::kernels::Options { rows };
+            let code = aiic_compiler::backend::gpu::opencl::emit_module(&m, shape).expect("opencl");
+            let what = format!("{name} on {device} (workgroup {wg:?}, {rows} rows)");
+            let mut gpu =
+                aiic_runtime::opencl::OpenClBackend::new(&m, code.code.plan.clone(), &code.text, &start, None, wg)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+            agrees_with_interpreter(&m, &start, &what, &mut gpu);
+        }
+    }
+}
+
+#[test]
+fn opencl_neighbour_grid_matches_the_cpu_with_many_agents() {
+    let _device = one_device_at_a_time();
+    let Some(device) = opencl_device() else { return };
+    grid_agrees_with_the_cpu(&format!("on {device}"), |m, start| {
+        let code = aiic_compiler::backend::gpu::opencl::emit_module(m, Default::default()).expect("opencl");
+        let gpu =
+            aiic_runtime::opencl::OpenClBackend::new(m, code.code.plan.clone(), &code.text, start, None, Some(64))
+                .unwrap_or_else(|e| panic!("lj_gas on {device}: {e}"));
         Box::new(gpu)
     });
 }

@@ -153,7 +153,7 @@ fn a_missing_file_is_a_clear_error() {
 
 #[test]
 fn an_unavailable_backend_named_explicitly_exits_3() {
-    let o = aiic(&["run", "examples/kepler.aii", "--target", "opencl"]);
+    let o = aiic(&["run", "examples/kepler.aii", "--target", "onnx"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
 }
 
@@ -492,4 +492,12 @@ fn cuda_without_a_driver_exits_3_with_the_reason() {
     let o = aiic(&["run", "examples/kepler.aii", "--target", "cuda"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("CUDA"), "{}", stderr(&o));
+}
+
+#[test]
+fn emit_opencl_prints_one_program() {
+    let o = aiic(&["emit", "examples/nbody.aii", "--target", "opencl"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("__kernel void aiic_k0(") && text.contains("__local float4 t4_0[WG];"), "{text}");
 }

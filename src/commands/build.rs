@@ -13,7 +13,14 @@ pub fn run(args: &ProgramArgs, out: Option<&PathBuf>, targets: &str, color: bool
     for t in &wanted {
         match *t {
             "cpu" | "vulkan" | "cuda" => {}
-            "opencl" | "rt" | "onnx" => {
+            "opencl" => {
+                eprintln!(
+                    "error: OpenCL programs are built for the device when a run starts (and cached per device); \
+                     the artifact's IR is enough: `aiic run sim.aiib --target opencl`"
+                );
+                return exit::USER_ERROR;
+            }
+            "rt" | "onnx" => {
                 eprintln!(
                     "error: the `{t}` code generator is not part of this build of aiic; available: cpu, vulkan, cuda"
                 );

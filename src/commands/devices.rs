@@ -33,11 +33,17 @@ pub fn run() -> u8 {
         Ok(_) => println!("cuda     unavailable the CUDA driver found no device"),
         Err(e) => println!("cuda     unavailable {e}"),
     }
-    for (t, why) in [
-        ("opencl", "not part of this build of aiic"),
-        ("rt", "not part of this build of aiic"),
-        ("onnx", "not part of this build of aiic"),
-    ] {
+    match aiic_runtime::opencl::list_devices() {
+        Ok(list) if !list.is_empty() => {
+            for (n, d) in list.iter().enumerate() {
+                let kind = if d.is_gpu { "GPU" } else { "not a GPU; slower than --target cpu" };
+                println!("opencl   available   --device {n}: {} ({}, {}, {kind})", d.name, d.platform, d.version);
+            }
+        }
+        Ok(_) => println!("opencl   unavailable the OpenCL runtime found no device"),
+        Err(e) => println!("opencl   unavailable {e}"),
+    }
+    for (t, why) in [("rt", "not part of this build of aiic"), ("onnx", "not part of this build of aiic")] {
         println!("{t:<8} unavailable {why}");
     }
     exit::OK

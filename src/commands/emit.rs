@@ -6,11 +6,11 @@ use aiic_compiler::ir::printer::print_module;
 use aiic_compiler::ir::Module;
 use std::path::Path;
 
-const PLANNED: &[&str] = &["opencl", "onnx", "rt"];
-const TARGETS: &str = "ir, clif, wgsl, spirv-asm, spirv, ptx";
+const PLANNED: &[&str] = &["onnx", "rt"];
+const TARGETS: &str = "ir, clif, wgsl, spirv-asm, spirv, ptx, opencl";
 
 pub fn run(args: &ProgramArgs, target: &str, out: Option<&Path>, color: bool) -> u8 {
-    if !["ir", "clif", "wgsl", "spirv", "spirv-asm", "ptx"].contains(&target) {
+    if !["ir", "clif", "wgsl", "spirv", "spirv-asm", "ptx", "opencl"].contains(&target) {
         if PLANNED.contains(&target) {
             eprintln!("error: this build of aiic has no `{target}` code generator; available: {TARGETS}");
             return exit::BACKEND_UNAVAILABLE;
@@ -38,6 +38,9 @@ pub fn run(args: &ProgramArgs, target: &str, out: Option<&Path>, color: bool) ->
         "ptx" => aiic_compiler::backend::gpu::ptx::emit_module(m, aiic_compiler::backend::gpu::ptx::DEFAULT_BLOCK)
             .map(|p| print!("{}", p.text))
             .map_err(|e| format!("generating PTX: {e}")),
+        "opencl" => aiic_compiler::backend::gpu::opencl::emit_module(m, Default::default())
+            .map(|p| print!("{}", p.text))
+            .map_err(|e| format!("generating OpenCL C: {e}")),
         _ => emit_spirv(m, target, out),
     };
     match result {

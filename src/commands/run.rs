@@ -56,7 +56,7 @@ pub struct RunArgs {
 }
 
 /// Targets named in the language contract that this build cannot run yet.
-pub const TARGETS: &[&str] = &["opencl", "rt", "onnx"];
+pub const TARGETS: &[&str] = &["rt", "onnx"];
 
 pub fn parse_counts(list: &[String]) -> Result<HashMap<String, u64>, String> {
     let mut out = HashMap::new();
@@ -90,15 +90,18 @@ pub fn load_with_counts(
 /// Checks a target name; `Err` carries the exit code.
 pub fn check_target(t: &str) -> Result<(), u8> {
     match t {
-        "auto" | "interp" | "cpu" | "vulkan" | "cuda" => Ok(()),
+        "auto" | "interp" | "cpu" | "vulkan" | "cuda" | "opencl" => Ok(()),
         t if TARGETS.contains(&t) => {
             eprintln!(
-                "error: the `{t}` backend is not part of this build of aiic; use --target cuda, vulkan, cpu, interp or auto"
+                "error: the `{t}` backend is not part of this build of aiic; use --target cuda, vulkan, opencl, cpu, interp or auto"
             );
             Err(exit::BACKEND_UNAVAILABLE)
         }
         t => {
-            eprintln!("error: unknown target `{t}`; targets: auto, cuda, vulkan, cpu, interp, {}", TARGETS.join(", "));
+            eprintln!(
+                "error: unknown target `{t}`; targets: auto, cuda, vulkan, opencl, cpu, interp, {}",
+                TARGETS.join(", ")
+            );
             Err(exit::USER_ERROR)
         }
     }
@@ -159,6 +162,7 @@ fn executor<'m>(
         "interp" => Ok(Box::new(sim)),
         "vulkan" => Ok(Box::new(vulkan(module, loaded, &sim.world, at.device)?)),
         "cuda" => Ok(Box::new(cuda(module, loaded, &sim.world, at.device)?)),
+        "opencl" => Ok(Box::new(opencl(module, &sim.world, at.device)?)),
         "auto" => {
             // NVIDIA GPUs run CUDA; other GPUs Vulkan; the CPU otherwise.
             if aiic_runtime::cuda::list_devices().is_ok_and(|d| d.len() > at.device.unwrap_or(0)) {
@@ -173,6 +177,17 @@ fn executor<'m>(
                 .filter(|d| !d.is_cpu || at.device.is_some());
             if gpu.is_some() {
                 match vulkan(module, loaded, &sim.world, at.device) {
+                    Ok(b) => return Ok(Box::new(b)),
+                    Err(e) => eprintln!("note: {e}; trying the next backend"),
+                }
+            }
+            // OpenCL only for a GPU: a CPU implementation is slower than aiic's own CPU code.
+            let cl_gpu = aiic_runtime::opencl::list_devices()
+                .ok()
+                .and_then(|d| d.into_iter().nth(at.device.unwrap_or(0)))
+                .is_some_and(|d| d.is_gpu);
+            if cl_gpu {
+                match opencl(module, &sim.world, at.device) {
                     Ok(b) => return Ok(Box::new(b)),
                     Err(e) => eprintln!("note: {e}; running on the CPU instead"),
                 }
@@ -210,6 +225,18 @@ fn gpu_options() -> aiic_compiler::backend::gpu::kernels::Options {
         opts.rows = rows.clamp(1, 8);
     }
     opts
+}
+
+fn opencl<'m>(
+    module: &'m Module,
+    world: &aiic_runtime::World,
+    device: Option<usize>,
+) -> Result<aiic_runtime::opencl::OpenClBackend<'m>, String> {
+    let code = aiic_compiler::backend::gpu::opencl::emit_module(module, gpu_options())
+        .map_err(|e| format!("this program has no OpenCL form: {e}"))?;
+    let workgroup = std::env::var("AIIC_WORKGROUP").ok().and_then(|w| w.parse().ok());
+    aiic_runtime::opencl::OpenClBackend::new(module, code.code.plan, &code.text, world, device, workgroup)
+        .map_err(|e| format!("OpenCL: {e}"))
 }
 
 fn cuda<'m>(

@@ -26,14 +26,15 @@ pub trait Dialect {
     /// The workgroup size as the kernel spells it.
     fn wg(&self) -> String;
     fn vec4(&self, parts: &[String]) -> String;
-    /// The kernel's frame: bindings, workgroup arrays, and a body that uses `gid`, `lid`, `grp`.
-    fn frame(&self, name: &str, bindings: &[Binding], shared: &[Shared], body: &str) -> String;
+    /// The kernel's frame: its entry point, bindings, workgroup arrays, and a body that uses
+    /// `gid`, `lid`, `grp`.
+    fn frame(&self, name: &str, entry: &str, bindings: &[Binding], shared: &[Shared], body: &str) -> String;
 }
 
-pub fn print_kernel(d: &dyn Dialect, k: &Kernel) -> String {
+pub fn print_kernel(d: &dyn Dialect, k: &Kernel, entry: &str) -> String {
     let mut body = String::new();
     stmts(d, &k.body, 0, &mut body);
-    d.frame(&k.name, &k.bindings, &k.shared, &body)
+    d.frame(&k.name, entry, &k.bindings, &k.shared, &body)
 }
 
 fn stmts(d: &dyn Dialect, list: &[S], depth: usize, out: &mut String) {

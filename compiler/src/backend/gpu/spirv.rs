@@ -27,7 +27,7 @@ pub fn emit_module(m: &Module) -> Result<SpirvCode, String> {
 
 pub fn emit_module_with(m: &Module, opts: Options) -> Result<SpirvCode, String> {
     let code = generate(m, opts)?;
-    let texts: Vec<String> = code.kernels.iter().map(|k| print_kernel(&Wgsl, k)).collect();
+    let texts: Vec<String> = code.kernels.iter().map(|k| print_kernel(&Wgsl, k, "main")).collect();
     let uses_f64 = texts.iter().any(|t| t.contains("f64"));
     let words = texts
         .iter()

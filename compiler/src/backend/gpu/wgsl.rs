@@ -131,7 +131,7 @@ impl Dialect for Wgsl {
         format!("vec4<f32>({})", parts.join(", "))
     }
 
-    fn frame(&self, name: &str, bindings: &[Binding], shared: &[Shared], body: &str) -> String {
+    fn frame(&self, name: &str, entry: &str, bindings: &[Binding], shared: &[Shared], body: &str) -> String {
         let mut out = format!("// {name}\n");
         for (n, b) in bindings.iter().enumerate() {
             let elem = if b.atomic { "atomic<u32>".to_string() } else { self.ty(b.elem).to_string() };
@@ -143,7 +143,7 @@ impl Dialect for Wgsl {
             out += &format!("var<workgroup> {}: array<{elem}, {WG_PLACEHOLDER}>;\n", s.name);
         }
         out += &format!(
-            "\n@compute @workgroup_size({WG_PLACEHOLDER})\nfn main(@builtin(local_invocation_id) lid3: vec3<u32>, \
+            "\n@compute @workgroup_size({WG_PLACEHOLDER})\nfn {entry}(@builtin(local_invocation_id) lid3: vec3<u32>, \
              @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {{\n"
         );
         out += "  let lid = lid3.x;\n  let grp = wid.x + wid.y * nw.x;\n";

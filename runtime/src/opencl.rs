@@ -1,0 +1,349 @@
+//! The OpenCL executor: the ICD loader is opened at run time (opencl3's dynamic loading), the
+//! program is built for the chosen device with its workgroup size as the macro `WG` (the build
+//! log is shown on failure), and built binaries are cached per device and source.
+
+use crate::backend::Backend;
+use crate::gpu::{self, Buf, GpuOp, GpuPlan, Launch};
+use crate::ir::interp::RunError;
+use crate::ir::Module;
+use crate::World;
+use opencl3::command_queue::{CommandQueue, CL_QUEUE_PROFILING_ENABLE};
+use opencl3::context::Context;
+use opencl3::device::{Device, CL_DEVICE_TYPE_ALL, CL_DEVICE_TYPE_GPU};
+use opencl3::kernel::{ExecuteKernel, Kernel};
+use opencl3::memory::{Buffer, ClMem, CL_MEM_READ_WRITE};
+use opencl3::program::Program;
+use opencl3::types::CL_BLOCKING;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClError {
+    #[error("no OpenCL runtime on this machine (the ICD loader libOpenCL could not be loaded)")]
+    NoRuntime,
+    #[error("no OpenCL device: {0}")]
+    NoDevice(String),
+    #[error("building the OpenCL program for {device} failed:\n{log}")]
+    Build { device: String, log: String },
+    #[error("{0}")]
+    Call(String),
+}
+
+fn call<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> ClError + '_ {
+    move |e| ClError::Call(format!("{what}: {e}"))
+}
+
+/// An OpenCL device as `aiic devices` lists it.
+pub struct DeviceInfo {
+    pub name: String,
+    pub platform: String,
+    pub version: String,
+    pub is_gpu: bool,
+}
+
+fn devices() -> Result<Vec<(Device, DeviceInfo)>, ClError> {
+    if !cl3::is_opencl_runtime_available() {
+        return Err(ClError::NoRuntime);
+    }
+    let mut out = Vec::new();
+    for p in opencl3::platform::get_platforms().map_err(call("listing OpenCL platforms"))? {
+        let platform = p.name().unwrap_or_default();
+        for id in p.get_devices(CL_DEVICE_TYPE_ALL).unwrap_or_default() {
+            let d = Device::new(id);
+            let info = DeviceInfo {
+                name: d.name().unwrap_or_default(),
+                platform: platform.clone(),
+                version: d.version().unwrap_or_default(),
+                is_gpu: d.dev_type().is_ok_and(|t| t & CL_DEVICE_TYPE_GPU != 0),
+            };
+            out.push((d, info));
+        }
+    }
+    // GPUs first, in platform order.
+    out.sort_by_key(|(_, i)| !i.is_gpu);
+    Ok(out)
+}
+
+/// The OpenCL devices of this machine, GPUs first, or why there are none.
+pub fn list_devices() -> Result<Vec<DeviceInfo>, ClError> {
+    Ok(devices()?.into_iter().map(|(_, i)| i).collect())
+}
+
+pub struct OpenClBackend<'m> {
+    module: &'m Module,
+    plan: GpuPlan,
+    name: String,
+    wg: usize,
+    queue: CommandQueue,
+    kernels: Vec<Kernel>,
+    buffers: HashMap<Buf, Buffer<u8>>,
+    counts: Vec<usize>,
+    host: gpu::HostCopy,
+    _context: Context,
+}
+
+/// Where built programs are kept, per device and source.
+fn cache_path(device: &str, source: &str, wg: usize) -> Option<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (device, source, wg, env!("CARGO_PKG_VERSION")).hash(&mut h);
+    Some(base.join("aiic").join("opencl").join(format!("{:016x}.bin", h.finish())))
+}
+
+impl<'m> OpenClBackend<'m> {
+    /// Builds `source` for device `device` (GPUs first; 0 by default) and uploads `world`.
+    pub fn new(
+        module: &'m Module,
+        plan: GpuPlan,
+        source: &str,
+        world: &World,
+        device: Option<usize>,
+        workgroup: Option<usize>,
+    ) -> Result<Self, ClError> {
+        let list = devices()?;
+        let pick = device.unwrap_or(0);
+        let (dev, info) = list
+            .into_iter()
+            .nth(pick)
+            .ok_or_else(|| ClError::NoDevice(format!("--device {pick}: see `aiic devices`")))?;
+        let context = Context::from_device(&dev).map_err(call("creating an OpenCL context"))?;
+        let max_wg = dev.max_work_group_size().map_err(call("reading the device limits"))?;
+        let local = dev.local_mem_size().map_err(call("reading the device limits"))? as usize;
+        let tile: usize = plan.kernels.iter().map(|k| k.shared_bytes as usize).max().unwrap_or(0);
+        let most = world.agents.iter().map(|a| a.count).max().unwrap_or(0);
+        let fits = |w: usize| w <= max_wg && w * tile <= local && w.is_multiple_of(gpu::TILE_UNROLL as usize);
+        let wg = match workgroup {
+            Some(w) if fits(w) => w,
+            Some(w) => return Err(ClError::NoDevice(format!("{}: a workgroup of {w} exceeds its limits", info.name))),
+            None => [256usize, 128, 64]
+                .into_iter()
+                .find(|&w| fits(w) && most / w >= 128)
+                .or_else(|| [64usize, 32, 16, 8, 4].into_iter().find(|&w| fits(w)))
+                .ok_or_else(|| ClError::NoDevice(format!("{}: too little local memory", info.name)))?,
+        };
+        let options = format!("-D WG={wg}");
+        // A program built before for this device and source is loaded from its binary.
+        let cached = cache_path(&info.name, source, wg);
+        let from_cache = cached.as_ref().and_then(|p| std::fs::read(p).ok()).and_then(|bin| {
+            // SAFETY: the binary was written by this code for this device and source.
+            let mut p = unsafe { Program::create_from_binary(&context, &[dev.id()], &[&bin]) }.ok()?;
+            p.build(&[dev.id()], &options).ok()?;
+            Some(p)
+        });
+        let program = match from_cache {
+            Some(p) => p,
+            None => {
+                let p = Program::create_and_build_from_source(&context, source, &options)
+                    .map_err(|log| ClError::Build { device: info.name.clone(), log })?;
+                if let (Some(path), Ok(bins)) = (&cached, p.get_binaries()) {
+                    if let (Some(dir), Some(bin)) = (path.parent(), bins.first()) {
+                        let _ = std::fs::create_dir_all(dir);
+                        let _ = crate::artifact::write_atomic(path, bin);
+                    }
+                }
+                p
+            }
+        };
+        let kernels = (0..plan.kernels.len())
+            .map(|n| Kernel::create(&program, &format!("aiic_k{n}")).map_err(call("finding a kernel in the program")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let queue = CommandQueue::create_default(&context, CL_QUEUE_PROFILING_ENABLE)
+            .map_err(call("creating a command queue"))?;
+        let counts: Vec<usize> = world.agents.iter().map(|a| a.count).collect();
+        let mut me = OpenClBackend {
+            module,
+            plan,
+            name: info.name,
+            wg,
+            queue,
+            kernels,
+            buffers: HashMap::new(),
+            counts,
+            host: gpu::HostCopy::new(world.clone()),
+            _context: context,
+        };
+        me.upload()?;
+        Ok(me)
+    }
+
+    fn upload(&mut self) -> Result<(), ClError> {
+        let uniforms: Vec<f64> = self.module.uniforms.iter().map(|u| u.value).collect();
+        for b in self.plan.buffers() {
+            let (n, size) = self.plan.extent(self.module, b, &self.counts);
+            let mut bytes: Vec<u8> = match b {
+                Buf::Col { agent, col } => gpu::column_bytes(
+                    self.module.column_types[agent][col as usize],
+                    &self.host.world.agents[agent].columns[col as usize],
+                ),
+                Buf::Sizes => self.plan.sizes(&self.counts).iter().flat_map(|x| x.to_le_bytes()).collect(),
+                Buf::ParamsF32 | Buf::ParamsI32 | Buf::ParamsF64 => gpu::params_bytes(b, &uniforms),
+                _ => vec![0; n * size],
+            };
+            bytes.resize(bytes.len().max(16), 0);
+            // SAFETY: a buffer of the context, filled by the blocking write below.
+            let mut buf =
+                unsafe { Buffer::<u8>::create(&self._context, CL_MEM_READ_WRITE, bytes.len(), std::ptr::null_mut()) }
+                    .map_err(call("allocating a buffer"))?;
+            // SAFETY: `bytes` outlives the blocking write.
+            unsafe { self.queue.enqueue_write_buffer(&mut buf, CL_BLOCKING, 0, &bytes, &[]) }
+                .map_err(call("uploading the state"))?;
+            self.buffers.insert(b, buf);
+        }
+        Ok(())
+    }
+
+    fn enqueue(&mut self, ops: &[GpuOp]) -> Result<Option<opencl3::event::Event>, ClError> {
+        let mut last = None;
+        for op in ops {
+            match op {
+                GpuOp::Zero(b) => {
+                    let buf = self.buffers.get_mut(b).ok_or_else(|| ClError::Call(format!("no buffer {b:?}")))?;
+                    let size = buf.size().map_err(call("sizing a buffer"))?;
+                    // SAFETY: the pattern outlives the call (it is copied when enqueued).
+                    last = Some(
+                        unsafe { self.queue.enqueue_fill_buffer(buf, &[0u8], 0, size, &[]) }
+                            .map_err(call("clearing a buffer"))?,
+                    );
+                }
+                GpuOp::Launch(k) => {
+                    let dk = &self.plan.kernels[*k];
+                    let (x, y) = match dk.launch {
+                        Launch::Agents { agent } => {
+                            let groups = self.counts[agent].div_ceil(self.wg * dk.rows as usize);
+                            let x = groups.min(65_535);
+                            (x, groups.div_ceil(x.max(1)))
+                        }
+                        Launch::Single => (1, 1),
+                    };
+                    if x == 0 {
+                        continue;
+                    }
+                    let mut exec = ExecuteKernel::new(&self.kernels[*k]);
+                    for b in &dk.bindings {
+                        // SAFETY: the kernel takes one global pointer per binding, in this order.
+                        unsafe { exec.set_arg(&self.buffers[b]) };
+                    }
+                    exec.set_global_work_sizes(&[x * self.wg, y]).set_local_work_sizes(&[self.wg, 1]);
+                    // SAFETY: every argument is set and every buffer holds what the plan sizes.
+                    last = Some(
+                        unsafe { exec.enqueue_nd_range(&self.queue) }
+                            .map_err(|e| ClError::Call(format!("launching kernel `{}`: {e}", dk.name)))?,
+                    );
+                }
+            }
+        }
+        Ok(last)
+    }
+
+    fn failure(&self, e: ClError) -> RunError {
+        RunError::Invalid(format!("OpenCL ({}): {e}", self.name))
+    }
+
+    fn read(&self, b: &Buf) -> Result<Vec<u8>, RunError> {
+        let buf = &self.buffers[b];
+        let size = buf.size().map_err(|e| self.failure(call("sizing a buffer")(e)))?;
+        let mut host = vec![0u8; size];
+        // SAFETY: a blocking read into a slice of the buffer's size.
+        unsafe { self.queue.enqueue_read_buffer(buf, CL_BLOCKING, 0, &mut host, &[]) }
+            .map_err(|e| self.failure(call("reading the state back")(e)))?;
+        Ok(host)
+    }
+
+    fn download(&mut self) -> Result<(), RunError> {
+        if self.buffers.contains_key(&Buf::Fail) {
+            let word = self.read(&Buf::Fail)?;
+            let word = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+            if let Some(msg) = gpu::fail_message(self.module, &self.plan, word) {
+                return Err(RunError::Check(msg));
+            }
+        }
+        for t in 0..self.host.world.agents.len() {
+            for c in 0..self.host.world.agents[t].columns.len() as u32 {
+                let key = Buf::Col { agent: t, col: c };
+                if !self.buffers.contains_key(&key) {
+                    continue;
+                }
+                let data = self.read(&key)?;
+                let comp_key = Buf::Comp { agent: t, col: c };
+                let comp = if self.buffers.contains_key(&comp_key) { Some(self.read(&comp_key)?) } else { None };
+                let s = self.module.column_types[t][c as usize];
+                gpu::column_values(s, &data, comp.as_deref(), &mut self.host.world.agents[t].columns[c as usize]);
+            }
+        }
+        self.host.fresh = true;
+        Ok(())
+    }
+
+    /// The workgroup size the program was built with.
+    pub fn workgroup(&self) -> usize {
+        self.wg
+    }
+}
+
+impl Backend for OpenClBackend<'_> {
+    fn name(&self) -> String {
+        format!("opencl ({})", self.name)
+    }
+
+    fn step(&mut self) -> Result<(), RunError> {
+        let ops = self.plan.step.clone();
+        self.enqueue(&ops).map_err(|e| self.failure(e))?;
+        // Keep a bounded amount of work queued.
+        if self.host.world.step % 8 == 7 {
+            self.queue.finish().map_err(|e| self.failure(call("running the step")(e)))?;
+        }
+        self.host.ran(1);
+        Ok(())
+    }
+
+    fn prime(&mut self) -> Result<(), RunError> {
+        let ops = self.plan.prime.clone();
+        self.enqueue(&ops).map_err(|e| self.failure(e))?;
+        self.host.fresh = false;
+        Ok(())
+    }
+
+    fn world(&mut self) -> Result<&World, RunError> {
+        if !self.host.fresh {
+            self.download()?;
+        }
+        Ok(&self.host.world)
+    }
+
+    fn find_non_finite(&mut self) -> Result<Option<(usize, usize, String)>, RunError> {
+        if self.host.scan_due() {
+            self.download()?;
+        }
+        Ok(self.host.scan())
+    }
+
+    fn finish(&mut self) -> Result<(), RunError> {
+        self.queue.finish().map_err(|e| self.failure(call("running the step")(e)))
+    }
+
+    fn device_seconds(&mut self, steps: u64) -> Option<Result<f64, RunError>> {
+        let run = |me: &mut Self| -> Result<f64, RunError> {
+            me.finish()?;
+            let ops = me.plan.step.clone();
+            let mut total = 0u64;
+            for _ in 0..steps {
+                // The step's commands run in order: time each and add them up.
+                for op in &ops {
+                    if let Some(ev) = me.enqueue(std::slice::from_ref(op)).map_err(|e| me.failure(e))? {
+                        ev.wait().map_err(|e| me.failure(call("timing")(e)))?;
+                        let (s, e) = (ev.profiling_command_start(), ev.profiling_command_end());
+                        if let (Ok(s), Ok(e)) = (s, e) {
+                            total += e.saturating_sub(s);
+                        }
+                    }
+                }
+                me.host.ran(1);
+            }
+            Ok(total as f64 * 1e-9)
+        };
+        Some(run(self))
+    }
+}
