@@ -277,3 +277,20 @@ fn opencl_neighbour_grid_matches_the_cpu_with_many_agents() {
         Box::new(gpu)
     });
 }
+
+#[test]
+fn an_opencl_build_failure_shows_the_build_log() {
+    let _device = one_device_at_a_time();
+    let Some(_) = opencl_device() else { return };
+    let m = module("kepler");
+    let start = initial(&m).world.clone();
+    let code = aiic_compiler::backend::gpu::opencl::emit_module(&m, Default::default()).expect("opencl");
+    let broken = code.text.replace("const uint lid", "const uint lid = undefined_name +");
+    match aiic_runtime::opencl::OpenClBackend::new(&m, code.code.plan.clone(), &broken, &start, None, None) {
+        Ok(_) => panic!("a broken program built"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains("building the OpenCL program") && msg.contains("undefined_name"), "{msg}");
+        }
+    }
+}
