@@ -132,20 +132,8 @@ impl<'m> CudaBackend<'m> {
     }
 
     fn upload(&mut self) -> Result<(), CudaError> {
-        let uniforms: Vec<f64> = self.module.uniforms.iter().map(|u| u.value).collect();
         for b in self.plan.buffers() {
-            let (n, size) = self.plan.extent(self.module, b, &self.counts);
-            let bytes: Vec<u8> = match b {
-                Buf::Col { agent, col } => gpu::column_bytes(
-                    self.module.column_types[agent][col as usize],
-                    &self.host.world.agents[agent].columns[col as usize],
-                ),
-                Buf::Sizes => self.plan.sizes(&self.counts).iter().flat_map(|x| x.to_le_bytes()).collect(),
-                Buf::ParamsF32 | Buf::ParamsI32 | Buf::ParamsF64 => gpu::params_bytes(b, &uniforms),
-                _ => vec![0; n * size],
-            };
-            let mut bytes = bytes;
-            bytes.resize(bytes.len().max(16), 0);
+            let bytes = gpu::initial_bytes(self.module, &self.plan, b, &self.host.world);
             let dev = self.stream.clone_htod(&bytes).map_err(call(format!("uploading {b:?}")))?;
             self.buffers.insert(b, dev);
         }
@@ -194,34 +182,15 @@ impl<'m> CudaBackend<'m> {
 
     fn download(&mut self) -> Result<(), RunError> {
         self.stream.synchronize().map_err(|e| self.failure(call("running the step")(e)))?;
-        let read = |me: &Self, b: &Buf| -> Result<Vec<u8>, RunError> {
-            let dev = &me.buffers[b];
+        let (buffers, stream, name) = (&self.buffers, &self.stream, &self.name);
+        gpu::read_back(self.module, &self.plan, &mut self.host, |b| {
+            let Some(dev) = buffers.get(b) else { return Ok(None) };
             let mut host = vec![0u8; dev.len()];
-            me.stream.memcpy_dtoh(dev, &mut host).map_err(|e| me.failure(call("reading the state back")(e)))?;
-            Ok(host)
-        };
-        if self.buffers.contains_key(&Buf::Fail) {
-            let word = read(self, &Buf::Fail)?;
-            let word = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
-            if let Some(msg) = gpu::fail_message(self.module, &self.plan, word) {
-                return Err(RunError::Check(msg));
-            }
-        }
-        for t in 0..self.host.world.agents.len() {
-            for c in 0..self.host.world.agents[t].columns.len() as u32 {
-                let key = Buf::Col { agent: t, col: c };
-                if !self.buffers.contains_key(&key) {
-                    continue;
-                }
-                let data = read(self, &key)?;
-                let comp_key = Buf::Comp { agent: t, col: c };
-                let comp = if self.buffers.contains_key(&comp_key) { Some(read(self, &comp_key)?) } else { None };
-                let s = self.module.column_types[t][c as usize];
-                gpu::column_values(s, &data, comp.as_deref(), &mut self.host.world.agents[t].columns[c as usize]);
-            }
-        }
-        self.host.fresh = true;
-        Ok(())
+            stream
+                .memcpy_dtoh(dev, &mut host)
+                .map_err(|e| RunError::Invalid(format!("CUDA ({name}): reading the state back: {e}")))?;
+            Ok(Some(host))
+        })
     }
 
     /// Threads per block the kernels run with.

@@ -260,3 +260,48 @@ impl HostCopy {
         None
     }
 }
+
+/// The initial contents of buffer `b`: state columns from `world`, agent and bucket counts,
+/// parameters, or zeros; at least 16 bytes, since no GPU API takes an empty buffer.
+pub fn initial_bytes(m: &Module, plan: &GpuPlan, b: Buf, world: &World) -> Vec<u8> {
+    let counts: Vec<usize> = world.agents.iter().map(|a| a.count).collect();
+    let (n, size) = plan.extent(m, b, &counts);
+    let mut bytes = match b {
+        Buf::Col { agent, col } => {
+            column_bytes(m.column_types[agent][col as usize], &world.agents[agent].columns[col as usize])
+        }
+        Buf::Sizes => plan.sizes(&counts).iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Buf::ParamsF32 | Buf::ParamsI32 | Buf::ParamsF64 => {
+            params_bytes(b, &m.uniforms.iter().map(|u| u.value).collect::<Vec<_>>())
+        }
+        _ => vec![0; n * size],
+    };
+    bytes.resize(bytes.len().max(16), 0);
+    bytes
+}
+
+/// Brings a device's state into `host`: `read` gives a buffer's bytes (`None` where the device
+/// has no such buffer). A failed check, recorded in the fail word, is reported first.
+pub fn read_back(
+    m: &Module,
+    plan: &GpuPlan,
+    host: &mut HostCopy,
+    mut read: impl FnMut(&Buf) -> Result<Option<Vec<u8>>, crate::ir::interp::RunError>,
+) -> Result<(), crate::ir::interp::RunError> {
+    if let Some(word) = read(&Buf::Fail)? {
+        let word = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        if let Some(msg) = fail_message(m, plan, word) {
+            return Err(crate::ir::interp::RunError::Check(msg));
+        }
+    }
+    for t in 0..host.world.agents.len() {
+        for c in 0..host.world.agents[t].columns.len() as u32 {
+            let Some(data) = read(&Buf::Col { agent: t, col: c })? else { continue };
+            let comp = read(&Buf::Comp { agent: t, col: c })?;
+            let s = m.column_types[t][c as usize];
+            column_values(s, &data, comp.as_deref(), &mut host.world.agents[t].columns[c as usize]);
+        }
+    }
+    host.fresh = true;
+    Ok(())
+}

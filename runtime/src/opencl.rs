@@ -170,19 +170,8 @@ impl<'m> OpenClBackend<'m> {
     }
 
     fn upload(&mut self) -> Result<(), ClError> {
-        let uniforms: Vec<f64> = self.module.uniforms.iter().map(|u| u.value).collect();
         for b in self.plan.buffers() {
-            let (n, size) = self.plan.extent(self.module, b, &self.counts);
-            let mut bytes: Vec<u8> = match b {
-                Buf::Col { agent, col } => gpu::column_bytes(
-                    self.module.column_types[agent][col as usize],
-                    &self.host.world.agents[agent].columns[col as usize],
-                ),
-                Buf::Sizes => self.plan.sizes(&self.counts).iter().flat_map(|x| x.to_le_bytes()).collect(),
-                Buf::ParamsF32 | Buf::ParamsI32 | Buf::ParamsF64 => gpu::params_bytes(b, &uniforms),
-                _ => vec![0; n * size],
-            };
-            bytes.resize(bytes.len().max(16), 0);
+            let bytes = gpu::initial_bytes(self.module, &self.plan, b, &self.host.world);
             // SAFETY: a buffer of the context, filled by the blocking write below.
             let mut buf =
                 unsafe { Buffer::<u8>::create(&self._context, CL_MEM_READ_WRITE, bytes.len(), std::ptr::null_mut()) }
@@ -242,39 +231,18 @@ impl<'m> OpenClBackend<'m> {
         RunError::Invalid(format!("OpenCL ({}): {e}", self.name))
     }
 
-    fn read(&self, b: &Buf) -> Result<Vec<u8>, RunError> {
-        let buf = &self.buffers[b];
-        let size = buf.size().map_err(|e| self.failure(call("sizing a buffer")(e)))?;
-        let mut host = vec![0u8; size];
-        // SAFETY: a blocking read into a slice of the buffer's size.
-        unsafe { self.queue.enqueue_read_buffer(buf, CL_BLOCKING, 0, &mut host, &[]) }
-            .map_err(|e| self.failure(call("reading the state back")(e)))?;
-        Ok(host)
-    }
-
     fn download(&mut self) -> Result<(), RunError> {
-        if self.buffers.contains_key(&Buf::Fail) {
-            let word = self.read(&Buf::Fail)?;
-            let word = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
-            if let Some(msg) = gpu::fail_message(self.module, &self.plan, word) {
-                return Err(RunError::Check(msg));
-            }
-        }
-        for t in 0..self.host.world.agents.len() {
-            for c in 0..self.host.world.agents[t].columns.len() as u32 {
-                let key = Buf::Col { agent: t, col: c };
-                if !self.buffers.contains_key(&key) {
-                    continue;
-                }
-                let data = self.read(&key)?;
-                let comp_key = Buf::Comp { agent: t, col: c };
-                let comp = if self.buffers.contains_key(&comp_key) { Some(self.read(&comp_key)?) } else { None };
-                let s = self.module.column_types[t][c as usize];
-                gpu::column_values(s, &data, comp.as_deref(), &mut self.host.world.agents[t].columns[c as usize]);
-            }
-        }
-        self.host.fresh = true;
-        Ok(())
+        let (buffers, queue, name) = (&self.buffers, &self.queue, &self.name);
+        gpu::read_back(self.module, &self.plan, &mut self.host, |b| {
+            let Some(buf) = buffers.get(b) else { return Ok(None) };
+            let failed = |e: opencl3::error_codes::ClError| {
+                RunError::Invalid(format!("OpenCL ({name}): reading the state back: {e}"))
+            };
+            let mut host = vec![0u8; buf.size().map_err(failed)?];
+            // SAFETY: a blocking read into a slice of the buffer's size.
+            unsafe { queue.enqueue_read_buffer(buf, CL_BLOCKING, 0, &mut host, &[]) }.map_err(failed)?;
+            Ok(Some(host))
+        })
     }
 
     /// The workgroup size the program was built with.

@@ -476,18 +476,9 @@ impl<'m> VulkanBackend<'m> {
     fn upload(&mut self) -> Result<(), VkError> {
         let mut at = 0usize;
         let mut copies: Vec<(vk::Buffer, vk::BufferCopy)> = Vec::new();
-        let uniforms: Vec<f64> = self.module.uniforms.iter().map(|u| u.value).collect();
         for (b, buf) in &self.buffers {
-            let (n, size) = self.plan.extent(self.module, *b, &self.counts);
-            let bytes: Vec<u8> = match *b {
-                Buf::Col { agent, col } => gpu::column_bytes(
-                    self.module.column_types[agent][col as usize],
-                    &self.host.world.agents[agent].columns[col as usize],
-                ),
-                Buf::Sizes => self.plan.sizes(&self.counts).iter().flat_map(|x| x.to_le_bytes()).collect(),
-                Buf::ParamsF32 | Buf::ParamsI32 | Buf::ParamsF64 => gpu::params_bytes(*b, &uniforms),
-                _ => vec![0; n * size],
-            };
+            let mut bytes = gpu::initial_bytes(self.module, &self.plan, *b, &self.host.world);
+            bytes.truncate(buf.bytes as usize);
             // SAFETY: the staging buffer holds the sum of every buffer's size.
             unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.staging_ptr.add(at), bytes.len()) };
             if !bytes.is_empty() {
