@@ -37,6 +37,15 @@ pub struct DeviceInfo {
     pub memory_gib: f64,
 }
 
+/// How many CUDA devices there are (0 without a driver), without opening any.
+pub fn device_count() -> usize {
+    // SAFETY: only looks for the driver library.
+    if !unsafe { sys::is_culib_present() } {
+        return 0;
+    }
+    CudaContext::device_count().map_or(0, |n| n.max(0) as usize)
+}
+
 /// The CUDA devices of this machine, or why there are none.
 pub fn list_devices() -> Result<Vec<DeviceInfo>, CudaError> {
     // SAFETY: only looks for the driver library.
@@ -192,11 +201,6 @@ impl<'m> CudaBackend<'m> {
             Ok(Some(host))
         })
     }
-
-    /// Threads per block the kernels run with.
-    pub fn block(&self) -> u32 {
-        self.block
-    }
 }
 
 impl Backend for CudaBackend<'_> {
@@ -218,8 +222,10 @@ impl Backend for CudaBackend<'_> {
         match &self.graph {
             Some(g) => g.launch().map_err(|e| self.failure(call("running the step")(e)))?,
             None => {
-                let ops = self.plan.step.clone();
-                self.enqueue(&ops).map_err(|e| self.failure(e))?;
+                let ops = std::mem::take(&mut self.plan.step);
+                let queued = self.enqueue(&ops);
+                self.plan.step = ops;
+                queued.map_err(|e| self.failure(e))?;
             }
         }
         self.host.ran(1);

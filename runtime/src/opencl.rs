@@ -244,11 +244,6 @@ impl<'m> OpenClBackend<'m> {
             Ok(Some(host))
         })
     }
-
-    /// The workgroup size the program was built with.
-    pub fn workgroup(&self) -> usize {
-        self.wg
-    }
 }
 
 impl Backend for OpenClBackend<'_> {
@@ -257,8 +252,11 @@ impl Backend for OpenClBackend<'_> {
     }
 
     fn step(&mut self) -> Result<(), RunError> {
-        let ops = self.plan.step.clone();
-        self.enqueue(&ops).map_err(|e| self.failure(e))?;
+        // The schedule is lent out for the call rather than copied each step.
+        let ops = std::mem::take(&mut self.plan.step);
+        let queued = self.enqueue(&ops);
+        self.plan.step = ops;
+        queued.map_err(|e| self.failure(e))?;
         // Keep a bounded amount of work queued.
         if self.host.world.step % 8 == 7 {
             self.queue.finish().map_err(|e| self.failure(call("running the step")(e)))?;

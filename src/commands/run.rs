@@ -165,7 +165,7 @@ fn executor<'m>(
         "opencl" => Ok(Box::new(opencl(module, &sim.world, at.device)?)),
         "auto" => {
             // NVIDIA GPUs run CUDA; other GPUs Vulkan; the CPU otherwise.
-            if aiic_runtime::cuda::list_devices().is_ok_and(|d| d.len() > at.device.unwrap_or(0)) {
+            if aiic_runtime::cuda::device_count() > at.device.unwrap_or(0) {
                 match cuda(module, loaded, &sim.world, at.device) {
                     Ok(b) => return Ok(Box::new(b)),
                     Err(e) => eprintln!("note: {e}; trying the next backend"),

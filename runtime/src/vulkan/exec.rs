@@ -571,11 +571,6 @@ impl<'m> VulkanBackend<'m> {
             RunError::Invalid(e.to_string())
         }
     }
-
-    /// The workgroup size the kernels run with.
-    pub fn workgroup(&self) -> u32 {
-        self.wg
-    }
 }
 
 /// Bytes of workgroup memory per thread of the kernel that needs the most.
