@@ -79,7 +79,9 @@ impl Diagnostic {
         let name = |s: &Span| sources.get(s.file).name.clone();
         let (line, col) = sources.line_col(self.span.file, self.span.start);
         let mut report = Report::build(kind, name(&self.span), self.span.start)
-            .with_config(Config::default().with_color(color))
+            // Spans are byte offsets; ariadne counts characters unless told, which misplaces labels
+            // after any non-ASCII text (a `−` or `²` in a comment).
+            .with_config(Config::default().with_color(color).with_index_type(ariadne::IndexType::Byte))
             .with_code(self.code)
             .with_message(format!("{} (line {line}, column {col})", self.message))
             .with_label(Label::new((name(&self.span), self.span.start..self.span.end)).with_message(&self.label));

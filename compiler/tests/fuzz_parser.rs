@@ -1,6 +1,8 @@
 //! Property-based fuzzing of the front end: whatever the text, compiling it returns diagnostics
 //! or a program, and never panics. Runs a short campaign in `cargo test`; raise PROPTEST_CASES
-//! for a longer one.
+//! for a longer one. A failing input is kept in `fuzz_parser.proptest-regressions` beside this
+//! file and tried first on every later run. (The mutation campaigns over whole programs, through
+//! code generation and a run, are the `aiic-fuzz` crate's.)
 
 mod common;
 use common::*;
@@ -134,7 +136,7 @@ fn mutated_example() -> impl Strategy<Value = String> {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(200),
-        failure_persistence: None,
+        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"))),
         ..ProptestConfig::default()
     })]
 

@@ -703,7 +703,11 @@ impl<'a> Checker<'a> {
         let mut names: Vec<String> = cx.scopes.iter().flat_map(|s| s.keys().cloned()).collect();
         names.extend(self.const_names.keys().cloned());
         names.extend(self.param_names.keys().cloned());
-        names.into_iter().filter(|c| edit_distance(c, n) <= 2 && c.len() > 1).min_by_key(|c| edit_distance(c, n))
+        // Ties go to the first name in alphabetical order, so the hint does not depend on hashing.
+        names
+            .into_iter()
+            .filter(|c| edit_distance(c, n) <= 2 && c.len() > 1)
+            .min_by_key(|c| (edit_distance(c, n), c.clone()))
     }
 
     pub fn derive_use(&mut self, cx: &mut BodyCx, slot: Slot, agent: usize, field: FieldId, span: Span) -> HExpr {

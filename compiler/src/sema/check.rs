@@ -103,7 +103,14 @@ impl<'a> Checker<'a> {
                 );
                 Ty::Error
             }
-            ast::TypeExpr::AnyAgent(_) => Ty::Error,
+            // Generic functions handle `agent` parameters before resolving types: anywhere else
+            // it names no type, and staying silent here would let an untyped value reach lowering.
+            ast::TypeExpr::AnyAgent(span) => {
+                self.error(Diagnostic::error("E0202", *span, "`agent` is not a type here").with_hint(
+                    "`agent` stands for any agent only in a function's parameters; name an agent or a value type",
+                ));
+                Ty::Error
+            }
             ast::TypeExpr::Tuple(ts, _) => Ty::Tuple(ts.iter().map(|t| self.resolve_type(t)).collect()),
             ast::TypeExpr::Generic { name, args, consts, dims, span } => {
                 let elem = match args.first().map(|a| self.resolve_type(a)) {
@@ -155,6 +162,19 @@ impl<'a> Checker<'a> {
             return None;
         }
         match crate::lower::eval_const(&h, &cx.locals) {
+            // An infinite or NaN constant poisons everything it touches, the proofs included.
+            Ok(lanes) if lanes.iter().any(|v| !v.is_finite()) => {
+                let shown: Vec<String> = lanes.iter().map(|v| v.to_string()).collect();
+                self.error(
+                    Diagnostic::error(
+                        "E0215",
+                        e.span,
+                        format!("this constant is not a finite number: it evaluates to {}", shown.join(", ")),
+                    )
+                    .with_hint("look for an overflow, a division by zero or a function outside its domain"),
+                );
+                None
+            }
             Ok(lanes) => Some(ConstValue { ty: h.ty.settled(), lanes }),
             Err(why) => {
                 self.error(
@@ -352,8 +372,11 @@ impl<'a> Checker<'a> {
             }
             self.agents[id].fields = fields;
         }
-        // Check each derive expression once where it is declared, so errors are reported there.
-        for ((agent, field), e) in self.derive_ast.clone() {
+        // Check each derive expression once where it is declared, so errors are reported there,
+        // in declaration order so that the same program always gives the same report.
+        let mut derives: Vec<_> = self.derive_ast.clone().into_iter().collect();
+        derives.sort_by_key(|(at, _)| *at);
+        for ((agent, field), e) in derives {
             let mut cx = BodyCx::new(Mode::Interaction);
             let slot = cx.add_slot(agent);
             let h = self.derive_use(&mut cx, slot, agent, field, e.span);
