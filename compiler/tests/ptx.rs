@@ -2,6 +2,8 @@
 //! sm_90 where it is installed (CI installs it from the PyPI package `nvidia-cuda-nvcc-cu12`).
 
 mod common;
+#[path = "../../tests/support/require.rs"]
+mod require;
 use aiic_compiler::backend::gpu::ptx;
 use common::*;
 
@@ -30,9 +32,12 @@ fn ptxas() -> Option<std::path::PathBuf> {
 
 #[test]
 fn every_module_assembles_with_ptxas() {
+    require::listed();
     let Some(ptxas) = ptxas() else {
-        eprintln!("skipped: ptxas is not on PATH (pip install nvidia-cuda-nvcc-cu12; its bin/ holds ptxas)");
-        return;
+        return require::skip(
+            "ptxas",
+            "ptxas is not on PATH (pip install nvidia-cuda-nvcc-cu12; its bin/ holds ptxas)",
+        );
     };
     let dir = std::env::temp_dir().join(format!("aiic-ptxas-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

@@ -2,6 +2,8 @@
 //! validation (inside `emit_module`), and `spirv-val` where SPIRV-Tools is installed.
 
 mod common;
+#[path = "../../tests/support/require.rs"]
+mod require;
 use aiic_compiler::backend::gpu::spirv;
 use common::*;
 
@@ -42,9 +44,9 @@ fn spirv_val() -> bool {
 
 #[test]
 fn every_kernel_passes_spirv_val() {
+    require::listed();
     if !spirv_val() {
-        eprintln!("skipped: spirv-val is not installed (Debian package spirv-tools)");
-        return;
+        return require::skip("spirv-val", "spirv-val is not installed (Debian package spirv-tools)");
     }
     let dir = std::env::temp_dir().join(format!("aiic-spirv-val-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
