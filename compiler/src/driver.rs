@@ -38,8 +38,10 @@ pub fn compile_source(name: &str, path: Option<&Path>, text: String, options: &C
     out.diags.list.extend(check_diags.list);
     let Some(program) = program else { return out };
     match crate::lower::lower_program(&program) {
-        Ok(m) => {
+        Ok(mut m) => {
             let mut report = crate::passes::conserve::prove(&m, &out.sources);
+            // After the proofs, which read the laws as written: this adds scratch columns and kernels.
+            crate::passes::measure::plan(&mut m);
             out.diags.list.append(&mut report.diags);
             out.proofs = Some(report);
             out.module = Some(m);

@@ -15,6 +15,11 @@ pub trait Backend {
     /// The first non-finite value: `(agent type, agent index, column name)`. Executors whose
     /// state lives on a device may look only every few steps (and whenever it is read back).
     fn find_non_finite(&mut self) -> Result<Option<(usize, usize, String)>, RunError>;
+    /// Measures the conservation laws where the state lives; `None` where this executor cannot,
+    /// and the caller measures its state on the host.
+    fn laws(&mut self) -> Result<Option<Vec<crate::monitor::LawSample>>, RunError> {
+        Ok(None)
+    }
     /// Waits until every step asked for has run.
     fn finish(&mut self) -> Result<(), RunError> {
         Ok(())
@@ -40,5 +45,8 @@ impl Backend for Interp<'_> {
     }
     fn find_non_finite(&mut self) -> Result<Option<(usize, usize, String)>, RunError> {
         Ok(self.world.find_non_finite())
+    }
+    fn laws(&mut self) -> Result<Option<Vec<crate::monitor::LawSample>>, RunError> {
+        Interp::laws(self).map(Some)
     }
 }

@@ -25,6 +25,17 @@ pub enum CudaError {
     Call { what: String, err: DriverError },
 }
 
+impl CudaError {
+    /// Whether this only says that CUDA is not usable here because nothing is installed (no
+    /// driver library, or a driver that sees no device), rather than that the driver failed.
+    pub fn is_absent(&self) -> bool {
+        matches!(
+            self,
+            CudaError::NoDriver | CudaError::Call { err: DriverError(sys::CUresult::CUDA_ERROR_NO_DEVICE), .. }
+        )
+    }
+}
+
 fn call(what: impl Into<String>) -> impl FnOnce(DriverError) -> CudaError {
     let what = what.into();
     move |err| CudaError::Call { what, err }
@@ -62,6 +73,11 @@ pub fn list_devices() -> Result<Vec<DeviceInfo>, CudaError> {
             Ok(DeviceInfo { name, compute, memory_gib })
         })
         .collect()
+}
+
+/// The CUDA devices, none (no driver or device), or the failure of an installed driver.
+pub fn probe() -> crate::probe::Probe<DeviceInfo> {
+    crate::probe::Probe::classify(list_devices(), CudaError::is_absent, "the CUDA driver found no device")
 }
 
 pub struct CudaBackend<'m> {
@@ -167,6 +183,7 @@ impl<'m> CudaBackend<'m> {
                             (x as u32, blocks.div_ceil(x.max(1)) as u32)
                         }
                         Launch::Single => (1, 1),
+                        Launch::Groups(g) => (g, 1),
                     };
                     if x == 0 {
                         continue;
@@ -255,6 +272,25 @@ impl Backend for CudaBackend<'_> {
 
     fn finish(&mut self) -> Result<(), RunError> {
         self.stream.synchronize().map_err(|e| self.failure(call("running the step")(e)))
+    }
+
+    fn laws(&mut self) -> Result<Option<Vec<crate::monitor::LawSample>>, RunError> {
+        if self.plan.laws.len() != self.module.laws.len() {
+            return Ok(None);
+        }
+        let ops = gpu::law_ops(&self.plan);
+        self.enqueue(&ops).map_err(|e| self.failure(e))?;
+        self.stream.synchronize().map_err(|e| self.failure(call("measuring the laws")(e)))?;
+        let (buffers, stream, name) = (&self.buffers, &self.stream, &self.name);
+        gpu::law_samples(self.module, &self.plan, |b| {
+            let dev = buffers.get(b).ok_or_else(|| RunError::Invalid(format!("CUDA ({name}): no buffer {b:?}")))?;
+            let mut host = vec![0u8; dev.len()];
+            stream
+                .memcpy_dtoh(dev, &mut host)
+                .map_err(|e| RunError::Invalid(format!("CUDA ({name}): reading the law sums: {e}")))?;
+            Ok(host)
+        })
+        .map(Some)
     }
 
     fn device_seconds(&mut self, steps: u64) -> Option<Result<f64, RunError>> {

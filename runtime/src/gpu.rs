@@ -53,7 +53,17 @@ pub enum Buf {
     GridSorted {
         grid: usize,
     },
+    /// f64 per-workgroup sums of a law term's scratch columns: [`PARTIALS`] rows of `outputs`.
+    Partials {
+        law: usize,
+        term: usize,
+        outputs: u32,
+    },
 }
+
+/// Workgroups of a law term's sum kernel: its threads stride over the agents, and each
+/// workgroup leaves one row of sums. Only these rows cross the bus.
+pub const PARTIALS: u32 = 128;
 
 /// Partners a pair kernel visits per loop trip over a whole tile: workgroup sizes are multiples.
 pub const TILE_UNROLL: u32 = 4;
@@ -65,6 +75,8 @@ pub enum Launch {
     Agents { agent: usize },
     /// One workgroup.
     Single,
+    /// A fixed number of workgroups.
+    Groups(u32),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +123,19 @@ pub struct GpuPlan {
     pub step: Vec<GpuOp>,
     /// The first force passes, run once before the first step.
     pub prime: Vec<GpuOp>,
+    /// Per law, per term: how it is measured on the device. Empty where laws are measured on
+    /// the host.
+    #[serde(default)]
+    pub laws: Vec<Vec<GpuTerm>>,
+}
+
+/// A law term on the device: `fill` writes every agent's share into scratch columns (see
+/// `ir::TermPlan`), then device kernel `sum` adds them up into `Buf::Partials`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuTerm {
+    pub fill: Vec<GpuOp>,
+    pub sum: usize,
+    pub partials: Buf,
 }
 
 /// The type a column is computed and stored in on GPUs (f16 and bf16 are widened, as on the CPU).
@@ -131,8 +156,9 @@ impl GpuPlan {
     /// Every buffer some kernel binds or the step fills.
     pub fn buffers(&self) -> Vec<Buf> {
         let mut out: Vec<Buf> = Vec::new();
+        let fills = self.laws.iter().flatten().flat_map(|t| &t.fill);
         let all = self.kernels.iter().flat_map(|k| k.bindings.iter().copied()).chain(
-            self.step.iter().chain(&self.prime).filter_map(|op| match op {
+            self.step.iter().chain(&self.prime).chain(fills).filter_map(|op| match op {
                 GpuOp::Zero(b) => Some(*b),
                 GpuOp::Launch(_) => None,
             }),
@@ -143,6 +169,23 @@ impl GpuPlan {
             }
         }
         out
+    }
+
+    /// Removes the law kernels (which the generator writes after the step's), for a device that
+    /// cannot run them; its laws are then measured on the host. Returns how many kernels remain.
+    pub fn drop_laws(&mut self) -> usize {
+        let first = self
+            .laws
+            .iter()
+            .flatten()
+            .flat_map(|t| {
+                t.fill.iter().filter_map(|op| if let GpuOp::Launch(k) = op { Some(*k) } else { None }).chain([t.sum])
+            })
+            .min()
+            .unwrap_or(self.kernels.len());
+        self.laws.clear();
+        self.kernels.truncate(first);
+        first
     }
 
     /// The contents of `Buf::Sizes` for these agent counts.
@@ -168,6 +211,7 @@ impl GpuPlan {
             Buf::GridCell { grid } | Buf::GridSorted { grid } => (counts[self.grids[grid].agent], 4),
             Buf::GridCount { grid } => (buckets(counts[self.grids[grid].agent]), 4),
             Buf::GridStart { grid } => (buckets(counts[self.grids[grid].agent]) + 1, 4),
+            Buf::Partials { outputs, .. } => (PARTIALS as usize * outputs as usize, 8),
         }
     }
 }
@@ -295,7 +339,13 @@ pub fn read_back(
         }
     }
     for t in 0..host.world.agents.len() {
+        let kinds: Vec<crate::FieldKind> =
+            m.agents[t].fields.iter().flat_map(|f| f.lanes.iter().map(|_| f.kind)).collect();
         for c in 0..host.world.agents[t].columns.len() as u32 {
+            // Scratch columns (integrator temporaries, law shares) are never shown or measured.
+            if kinds.get(c as usize) == Some(&crate::FieldKind::Scratch) {
+                continue;
+            }
             let Some(data) = read(&Buf::Col { agent: t, col: c })? else { continue };
             let comp = read(&Buf::Comp { agent: t, col: c })?;
             let s = m.column_types[t][c as usize];
@@ -304,4 +354,40 @@ pub fn read_back(
     }
     host.fresh = true;
     Ok(())
+}
+
+/// The commands that measure every law on the device: each term's fill, then its sum.
+pub fn law_ops(plan: &GpuPlan) -> Vec<GpuOp> {
+    plan.laws.iter().flatten().flat_map(|t| t.fill.iter().cloned().chain([GpuOp::Launch(t.sum)])).collect()
+}
+
+/// The laws from the partial sums [`law_ops`] left on the device (`read` gives a buffer's
+/// bytes): each term's rows are added in f64 with compensation and combined as the interpreter
+/// combines its sums.
+pub fn law_samples(
+    m: &Module,
+    plan: &GpuPlan,
+    mut read: impl FnMut(&Buf) -> Result<Vec<u8>, crate::ir::interp::RunError>,
+) -> Result<Vec<crate::monitor::LawSample>, crate::ir::interp::RunError> {
+    let uniforms: Vec<f64> = m.uniforms.iter().map(|u| u.value).collect();
+    let mut out = Vec::with_capacity(plan.laws.len());
+    for (l, terms) in plan.laws.iter().enumerate() {
+        let mut sums = Vec::with_capacity(terms.len());
+        for t in terms {
+            let Buf::Partials { outputs, .. } = t.partials else { continue };
+            let bytes = read(&t.partials)?;
+            let value = |i: usize| {
+                bytes.get(8 * i..8 * i + 8).map_or(f64::NAN, |b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            };
+            let outputs = outputs as usize;
+            let row: Vec<f64> = (0..outputs)
+                .map(|o| {
+                    (0..PARTIALS as usize).map(|g| value(g * outputs + o)).collect::<crate::sum::NeumaierSum>().value()
+                })
+                .collect();
+            sums.push(row);
+        }
+        out.push(crate::ir::interp::law_sample(m, l, &sums, &uniforms)?);
+    }
+    Ok(out)
 }

@@ -12,6 +12,7 @@ pub mod monitor;
 pub mod opencl;
 pub mod output;
 pub mod plot;
+pub mod probe;
 pub mod sum;
 pub mod vulkan;
 pub mod world;

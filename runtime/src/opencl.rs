@@ -21,12 +21,22 @@ use std::path::PathBuf;
 pub enum ClError {
     #[error("no OpenCL runtime on this machine (the ICD loader libOpenCL could not be loaded)")]
     NoRuntime,
+    #[error("no OpenCL platform on this machine (the ICD loader found no driver; install one, e.g. pocl-opencl-icd)")]
+    NoPlatform,
     #[error("no OpenCL device: {0}")]
     NoDevice(String),
     #[error("building the OpenCL program for {device} failed:\n{log}")]
     Build { device: String, log: String },
     #[error("{0}")]
     Call(String),
+}
+
+impl ClError {
+    /// Whether this only says that OpenCL is not installed here (no loader, no platform), rather
+    /// than that an installed loader or driver failed.
+    pub fn is_absent(&self) -> bool {
+        matches!(self, ClError::NoRuntime | ClError::NoPlatform)
+    }
 }
 
 fn call<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> ClError + '_ {
@@ -42,19 +52,32 @@ pub struct DeviceInfo {
 }
 
 fn devices() -> Result<Vec<(Device, DeviceInfo)>, ClError> {
+    use cl3::error_codes::{CL_DEVICE_NOT_FOUND, CL_PLATFORM_NOT_FOUND_KHR};
     if !cl3::is_opencl_runtime_available() {
         return Err(ClError::NoRuntime);
     }
+    let platforms = match opencl3::platform::get_platforms() {
+        Ok(p) => p,
+        // The ICD loader's answer when no platform (driver) is registered.
+        Err(e) if e.0 == CL_PLATFORM_NOT_FOUND_KHR => return Err(ClError::NoPlatform),
+        Err(e) => return Err(call("listing OpenCL platforms")(e)),
+    };
     let mut out = Vec::new();
-    for p in opencl3::platform::get_platforms().map_err(call("listing OpenCL platforms"))? {
-        let platform = p.name().unwrap_or_default();
-        for id in p.get_devices(CL_DEVICE_TYPE_ALL).unwrap_or_default() {
+    for p in platforms {
+        let platform = p.name().map_err(call("reading an OpenCL platform's name"))?;
+        let ids = match p.get_devices(CL_DEVICE_TYPE_ALL) {
+            Ok(ids) => ids,
+            Err(e) if e.0 == CL_DEVICE_NOT_FOUND => Vec::new(),
+            Err(e) => return Err(ClError::Call(format!("listing the devices of OpenCL platform {platform}: {e}"))),
+        };
+        for id in ids {
             let d = Device::new(id);
+            let what = format!("reading a device of OpenCL platform {platform}");
             let info = DeviceInfo {
-                name: d.name().unwrap_or_default(),
+                name: d.name().map_err(call(&what))?,
                 platform: platform.clone(),
-                version: d.version().unwrap_or_default(),
-                is_gpu: d.dev_type().is_ok_and(|t| t & CL_DEVICE_TYPE_GPU != 0),
+                version: d.version().map_err(call(&what))?,
+                is_gpu: d.dev_type().map_err(call(&what))? & CL_DEVICE_TYPE_GPU != 0,
             };
             out.push((d, info));
         }
@@ -67,6 +90,11 @@ fn devices() -> Result<Vec<(Device, DeviceInfo)>, ClError> {
 /// The OpenCL devices of this machine, GPUs first, or why there are none.
 pub fn list_devices() -> Result<Vec<DeviceInfo>, ClError> {
     Ok(devices()?.into_iter().map(|(_, i)| i).collect())
+}
+
+/// The OpenCL devices, none (OpenCL not installed), or the failure of an installed loader or driver.
+pub fn probe() -> crate::probe::Probe<DeviceInfo> {
+    crate::probe::Probe::classify(list_devices(), ClError::is_absent, "the OpenCL platforms offer no device")
 }
 
 pub struct OpenClBackend<'m> {
@@ -124,6 +152,12 @@ impl<'m> OpenClBackend<'m> {
                 .or_else(|| [64usize, 32, 16, 8, 4].into_iter().find(|&w| fits(w)))
                 .ok_or_else(|| ClError::NoDevice(format!("{}: too little local memory", info.name)))?,
         };
+        // Laws are measured in f64; a device without it measures them on the host instead.
+        let mut plan = plan;
+        let fp64 = dev.extensions().map_err(call("reading the device extensions"))?.contains("cl_khr_fp64");
+        if !fp64 {
+            plan.drop_laws();
+        }
         let options = format!("-D WG={wg}");
         // A program built before for this device and source is loaded from its binary.
         let cached = cache_path(&info.name, source, wg);
@@ -206,6 +240,7 @@ impl<'m> OpenClBackend<'m> {
                             (x, groups.div_ceil(x.max(1)))
                         }
                         Launch::Single => (1, 1),
+                        Launch::Groups(g) => (g as usize, 1),
                     };
                     if x == 0 {
                         continue;
@@ -288,6 +323,26 @@ impl Backend for OpenClBackend<'_> {
 
     fn finish(&mut self) -> Result<(), RunError> {
         self.queue.finish().map_err(|e| self.failure(call("running the step")(e)))
+    }
+
+    fn laws(&mut self) -> Result<Option<Vec<crate::monitor::LawSample>>, RunError> {
+        if self.plan.laws.len() != self.module.laws.len() {
+            return Ok(None);
+        }
+        let ops = gpu::law_ops(&self.plan);
+        self.enqueue(&ops).map_err(|e| self.failure(e))?;
+        let (buffers, queue, name) = (&self.buffers, &self.queue, &self.name);
+        gpu::law_samples(self.module, &self.plan, |b| {
+            let failed = |e: opencl3::error_codes::ClError| {
+                RunError::Invalid(format!("OpenCL ({name}): reading the law sums: {e}"))
+            };
+            let buf = buffers.get(b).ok_or_else(|| RunError::Invalid(format!("OpenCL ({name}): no buffer {b:?}")))?;
+            let mut host = vec![0u8; buf.size().map_err(failed)?];
+            // SAFETY: a blocking read into a slice of the buffer's size, after the queued sums.
+            unsafe { queue.enqueue_read_buffer(buf, CL_BLOCKING, 0, &mut host, &[]) }.map_err(failed)?;
+            Ok(host)
+        })
+        .map(Some)
     }
 
     fn device_seconds(&mut self, steps: u64) -> Option<Result<f64, RunError>> {

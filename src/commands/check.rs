@@ -12,6 +12,9 @@ pub fn run(args: &ProgramArgs, explain: bool, color: bool) -> u8 {
         if let Some(p) = proofs {
             print!("{}", explain_proofs(p));
         }
+        if let Some(m) = compiled.as_ref().ok().and_then(|c| c.module.as_ref()) {
+            print!("{}", aiic_compiler::passes::measure::describe(m));
+        }
     }
     match compiled {
         Ok(c) => {

@@ -1,6 +1,7 @@
 //! `aiic devices`: what this machine can run, and why the rest is missing.
 
 use crate::exit;
+use aiic_runtime::probe::Probe;
 
 pub fn run() -> u8 {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -10,43 +11,36 @@ pub fn run() -> u8 {
     };
     println!("cpu      {isa}");
     println!("interp   available   reference interpreter (f64), every program");
-    match aiic_runtime::vulkan::list_devices() {
-        Ok(list) if !list.is_empty() => {
-            for (n, d) in list.iter().enumerate() {
-                let f64 = if d.f64 { "f64" } else { "no f64" };
-                let slow = if d.is_cpu { "; runs on the CPU, slower than --target cpu" } else { "" };
-                println!("vulkan   available   --device {n}: {} ({}, {}, {f64}{slow})", d.name, d.kind, d.api);
-            }
-        }
-        Ok(_) => println!("vulkan   unavailable the Vulkan loader found no device"),
-        Err(e) => println!("vulkan   unavailable {e}"),
-    }
-    match aiic_runtime::cuda::list_devices() {
-        Ok(list) if !list.is_empty() => {
-            for (n, d) in list.iter().enumerate() {
-                println!(
-                    "cuda     available   --device {n}: {} (compute {}.{}, {:.0} GiB)",
-                    d.name, d.compute.0, d.compute.1, d.memory_gib
-                );
-            }
-        }
-        Ok(_) => println!("cuda     unavailable the CUDA driver found no device"),
-        Err(e) => println!("cuda     unavailable {e}"),
-    }
-    match aiic_runtime::opencl::list_devices() {
-        Ok(list) if !list.is_empty() => {
-            for (n, d) in list.iter().enumerate() {
-                let kind = if d.is_gpu { "GPU" } else { "not a GPU; slower than --target cpu" };
-                println!("opencl   available   --device {n}: {} ({}, {}, {kind})", d.name, d.platform, d.version);
-            }
-        }
-        Ok(_) => println!("opencl   unavailable the OpenCL runtime found no device"),
-        Err(e) => println!("opencl   unavailable {e}"),
-    }
+    show("vulkan", aiic_runtime::vulkan::probe(), |d| {
+        let f64 = if d.f64 { "f64" } else { "no f64" };
+        let slow = if d.is_cpu { "; runs on the CPU, slower than --target cpu" } else { "" };
+        format!("{} ({}, {}, {f64}{slow})", d.name, d.kind, d.api)
+    });
+    show("cuda", aiic_runtime::cuda::probe(), |d| {
+        format!("{} (compute {}.{}, {:.0} GiB)", d.name, d.compute.0, d.compute.1, d.memory_gib)
+    });
+    show("opencl", aiic_runtime::opencl::probe(), |d| {
+        let kind = if d.is_gpu { "GPU" } else { "not a GPU; slower than --target cpu" };
+        format!("{} ({}, {}, {kind})", d.name, d.platform, d.version)
+    });
     for (t, why) in [("rt", "not part of this build of aiic"), ("onnx", "not part of this build of aiic")] {
         println!("{t:<8} unavailable {why}");
     }
     exit::OK
+}
+
+/// One line per device, or one saying why there is none: `unavailable` when the backend is not
+/// installed here, `failed` when an installed loader or driver gave an error.
+fn show<T>(target: &str, probe: Probe<T>, describe: impl Fn(&T) -> String) {
+    match probe {
+        Probe::Found(list) => {
+            for (n, d) in list.iter().enumerate() {
+                println!("{target:<8} available   --device {n}: {}", describe(d));
+            }
+        }
+        Probe::Absent(why) => println!("{target:<8} unavailable {why}"),
+        Probe::Broken(err) => println!("{target:<8} failed      {err}"),
+    }
 }
 
 /// Whether Cranelift supports this processor, and its name.

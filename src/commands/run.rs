@@ -7,7 +7,7 @@ use aiic_compiler::ir::Module;
 use aiic_runtime::backend::Backend;
 use aiic_runtime::cpu::exec::CpuBackend;
 use aiic_runtime::monitor::{LawInfo, Monitor};
-use aiic_runtime::output::{open_writer, FrameWriter};
+use aiic_runtime::output::{open_writer, BackgroundWriter};
 use clap::Args;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -171,8 +171,7 @@ fn executor<'m>(
                     Err(e) => eprintln!("note: {e}; trying the next backend"),
                 }
             }
-            let gpu = aiic_runtime::vulkan::list_devices()
-                .ok()
+            let gpu = found(aiic_runtime::vulkan::probe(), "Vulkan")
                 .and_then(|d| d.into_iter().nth(at.device.unwrap_or(0)))
                 .filter(|d| !d.is_cpu || at.device.is_some());
             if gpu.is_some() {
@@ -182,8 +181,7 @@ fn executor<'m>(
                 }
             }
             // OpenCL only for a GPU: a CPU implementation is slower than aiic's own CPU code.
-            let cl_gpu = aiic_runtime::opencl::list_devices()
-                .ok()
+            let cl_gpu = found(aiic_runtime::opencl::probe(), "OpenCL")
                 .and_then(|d| d.into_iter().nth(at.device.unwrap_or(0)))
                 .is_some_and(|d| d.is_gpu);
             if cl_gpu {
@@ -195,6 +193,18 @@ fn executor<'m>(
             cpu(module, cpu_code, sim, at.threads)
         }
         _ => cpu(module, cpu_code, sim, at.threads),
+    }
+}
+
+/// The devices a probe found; a broken loader or driver is said, not passed over in silence.
+fn found<T>(probe: aiic_runtime::probe::Probe<T>, what: &str) -> Option<Vec<T>> {
+    match probe {
+        aiic_runtime::probe::Probe::Found(list) => Some(list),
+        aiic_runtime::probe::Probe::Absent(_) => None,
+        aiic_runtime::probe::Probe::Broken(e) => {
+            eprintln!("note: {what}: {e}; trying the next backend");
+            None
+        }
     }
 }
 
@@ -328,9 +338,9 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
         let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
     }
 
-    let mut writer: Option<Box<dyn FrameWriter>> = match &args.out {
+    let mut writer: Option<BackgroundWriter> = match &args.out {
         Some(path) => match open_writer(path, &module.agents) {
-            Ok(w) => Some(w),
+            Ok(w) => Some(BackgroundWriter::new(w)),
             Err(e) => {
                 eprintln!("error: {e}");
                 return exit::USER_ERROR;
@@ -338,16 +348,21 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
         },
         None => None,
     };
-    let write = |w: &mut Option<Box<dyn FrameWriter>>, exec: &mut Box<dyn Backend + '_>| -> Result<(), String> {
+    // Frames are written on a thread of their own while the run goes on.
+    let write = |w: &mut Option<BackgroundWriter>, exec: &mut Box<dyn Backend + '_>| -> Result<(), String> {
         match w {
             Some(w) => {
-                let world = exec.world().map_err(|e| e.to_string())?;
-                w.write_frame(world).map_err(|e| e.to_string())
+                let world = exec.world().map_err(|e| e.to_string())?.clone();
+                w.write(world).map_err(|e| e.to_string())
             }
             None => Ok(()),
         }
     };
     let measure = |exec: &mut Box<dyn Backend + '_>| -> Result<Vec<aiic_runtime::monitor::LawSample>, String> {
+        // Where the state lives when the executor can; else its state is measured on the host.
+        if let Some(samples) = exec.laws().map_err(|e| e.to_string())? {
+            return Ok(samples);
+        }
         let world = exec.world().map_err(|e| e.to_string())?;
         Interp::laws_of(module, world, args.seed).map_err(|e| e.to_string())
     };

@@ -138,6 +138,13 @@ pub fn print_module(m: &Module) -> String {
                     format!("zero {} [{}]", m.agents[*agent].name, names.join(", "))
                 }
                 Sched::Run(k) => format!("run {}", m.kernels[*k].name),
+                Sched::Exact { agent, cols } => {
+                    let names: Vec<String> = cols
+                        .iter()
+                        .map(|(f, t)| format!("{} -> {}", column_name(m, *agent, *f), column_name(m, *agent, *t)))
+                        .collect();
+                    format!("exact {} [{}]", m.agents[*agent].name, names.join(", "))
+                }
             })
             .collect()
     };
@@ -174,6 +181,12 @@ pub fn print_module(m: &Module) -> String {
             m.kernels[law.combine].name,
             terms.join(", ")
         );
+        for (t, plan) in law.measure.iter().enumerate() {
+            let _ = writeln!(s, "  measure term {t} ({:?}) into {}:", plan.visits, m.agents[plan.agent].name);
+            for l in sched(&plan.fill) {
+                let _ = writeln!(s, "    {l}");
+            }
+        }
     }
     s
 }

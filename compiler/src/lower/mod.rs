@@ -359,6 +359,7 @@ impl<'p> ModuleLower<'p> {
             combine,
             tolerance: law.tolerance,
             assume: law.assume,
+            measure: Vec::new(),
         })
     }
 

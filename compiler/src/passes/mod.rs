@@ -3,4 +3,5 @@
 pub mod canon;
 pub mod conserve;
 pub mod force;
+pub mod measure;
 pub mod simplify;

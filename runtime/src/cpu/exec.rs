@@ -411,6 +411,15 @@ impl<'m> CpuBackend<'m> {
                     }
                 }
                 Sched::Run(k) => self.run_kernel(*k)?,
+                Sched::Exact { agent, cols } => {
+                    for &(from, to) in cols {
+                        let comp = self.comps[*agent][from as usize].as_ref();
+                        let exact: Vec<f64> = (0..self.counts[*agent])
+                            .map(|i| self.cols[*agent][from as usize].get(i) - comp.map_or(0.0, |c| c[i] as f64))
+                            .collect();
+                        self.cols[*agent][to as usize] = Column::F64(exact);
+                    }
+                }
             }
         }
         Ok(())
@@ -453,7 +462,13 @@ impl Backend for CpuBackend<'_> {
     fn world(&mut self) -> Result<&World, RunError> {
         for (t, cols) in self.cols.iter().enumerate() {
             let data = &mut self.world.agents[t];
+            let kinds: Vec<FieldKind> =
+                self.module.agents[t].fields.iter().flat_map(|f| f.lanes.iter().map(|_| f.kind)).collect();
             for (c, col) in cols.iter().enumerate() {
+                // Scratch columns (integrator temporaries, law shares) are never shown or measured.
+                if kinds.get(c) == Some(&FieldKind::Scratch) {
+                    continue;
+                }
                 let comp = self.comps[t][c].as_ref();
                 for i in 0..data.count {
                     // The compensation holds what the stored value lacks, with the sign flipped.
@@ -466,6 +481,35 @@ impl Backend for CpuBackend<'_> {
 
     fn find_non_finite(&mut self) -> Result<Option<(usize, usize, String)>, RunError> {
         Ok(self.first_non_finite())
+    }
+
+    fn laws(&mut self) -> Result<Option<Vec<crate::monitor::LawSample>>, RunError> {
+        let m = self.module;
+        let planned = m.laws.iter().all(|l| l.measure.len() == l.terms.len());
+        let compiled = m.laws.iter().flat_map(|l| &l.measure).flat_map(|t| &t.fill).all(|s| match s {
+            Sched::Run(k) => self.code.entries.get(*k).is_some_and(Option::is_some),
+            Sched::Zero { .. } | Sched::Exact { .. } => true,
+        });
+        if !planned || !compiled {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(m.laws.len());
+        for (l, law) in m.laws.iter().enumerate() {
+            let mut sums = Vec::with_capacity(law.measure.len());
+            for t in &law.measure {
+                self.run_schedule(&t.fill)?;
+                let cols = &self.cols[t.agent];
+                let n = self.counts[t.agent];
+                sums.push(
+                    t.cols
+                        .iter()
+                        .map(|&c| (0..n).map(|i| cols[c as usize].get(i)).collect::<crate::sum::NeumaierSum>().value())
+                        .collect(),
+                );
+            }
+            out.push(crate::ir::interp::law_sample(m, l, &sums, &self.uniforms)?);
+        }
+        Ok(Some(out))
     }
 }
 

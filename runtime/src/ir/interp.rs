@@ -320,6 +320,13 @@ impl<'m> Interp<'m> {
                 Sched::Run(k) => {
                     self.run_kernel(*k, &[])?;
                 }
+                // The interpreter's state is exact already.
+                Sched::Exact { agent, cols } => {
+                    for &(from, to) in cols {
+                        let data = &mut self.world.agents[*agent].columns;
+                        data[to as usize] = data[from as usize].clone();
+                    }
+                }
             }
         }
         Ok(())
@@ -431,24 +438,31 @@ impl<'m> Interp<'m> {
     /// Measures every conservation law of the module on the current state.
     pub fn laws(&mut self) -> Result<Vec<LawSample>, RunError> {
         let mut samples = Vec::new();
-        for law in &self.module.laws {
-            let mut inputs = Vec::new();
-            let mut scale = vec![0.0; law.lanes as usize];
-            for &t in &law.terms {
-                let out = self.run_kernel(t, &[])?;
-                for (l, pair) in out.chunks(2).enumerate() {
-                    inputs.push(pair[0]);
-                    if let Some(s) = scale.get_mut(l) {
-                        *s += pair[1];
-                    }
-                }
-            }
-            let value = self.run_kernel(law.combine, &inputs)?;
-            let scale = scale.iter().map(|s| s * s).sum::<f64>().sqrt();
-            samples.push(LawSample { value, scale });
+        for (l, law) in self.module.laws.iter().enumerate() {
+            let sums = law.terms.iter().map(|&t| self.run_kernel(t, &[])).collect::<Result<Vec<_>, _>>()?;
+            samples.push(law_sample(self.module, l, &sums, &self.uniforms)?);
         }
         Ok(samples)
     }
+}
+
+/// Law `law` of `m` from the outputs of its terms (`sums[t]`: the value and the magnitude of
+/// each lane, in turn), on every executor alike: values enter the combiner, magnitudes the scale.
+pub fn law_sample(m: &Module, law: usize, sums: &[Vec<f64>], uniforms: &[f64]) -> Result<LawSample, RunError> {
+    let law = &m.laws[law];
+    let mut inputs = Vec::new();
+    let mut scale = vec![0.0; law.lanes as usize];
+    for out in sums {
+        for (l, pair) in out.chunks(2).enumerate() {
+            inputs.push(pair[0]);
+            if let (Some(s), Some(mag)) = (scale.get_mut(l), pair.get(1)) {
+                *s += mag;
+            }
+        }
+    }
+    let value = eval_uniform(&m.kernels[law.combine], uniforms, &inputs)?;
+    let scale = scale.iter().map(|s| s * s).sum::<f64>().sqrt();
+    Ok(LawSample { value, scale })
 }
 
 /// Visits the (i, j) pairs a pair kernel covers, in a deterministic order, stopping at the first error.

@@ -282,6 +282,13 @@ pub enum Sched {
         cols: Vec<u32>,
     },
     Run(KernelId),
+    /// Copies the exact value of each f32 column `from` of agent type `agent` (its stored value
+    /// less the compensation of its compensated updates) into f64 column `to`. Law terms read
+    /// compensated state through these copies, so they measure what the interpreter measures.
+    Exact {
+        agent: usize,
+        cols: Vec<(u32, u32)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -315,6 +322,36 @@ pub struct Law {
     pub combine: KernelId,
     pub tolerance: Option<f64>,
     pub assume: bool,
+    /// How executors measure each term where the state lives, in term order (see
+    /// [`TermPlan`]); empty where only the interpreter can (then the state is measured on the host).
+    #[serde(default)]
+    pub measure: Vec<TermPlan>,
+}
+
+/// How a law term is summed on an executor: `fill` writes each agent's share of every output of
+/// the term kernel into f64 scratch columns `cols` of agent type `agent` (pair terms through a
+/// pair kernel that adds each pair's value to its first agent), and the executor then sums those
+/// columns where they live. The term's values are computed in f64 throughout, as the
+/// interpreter computes them, so executors and the reference agree to rounding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TermPlan {
+    pub agent: usize,
+    /// Zeroes the columns, then runs the kernels that fill them.
+    pub fill: Vec<Sched>,
+    /// Per output of the term kernel (value and magnitude of each lane), its scratch column.
+    pub cols: Vec<u32>,
+    /// How the agents' shares are found, as `--explain` reports it.
+    pub visits: Visits,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Visits {
+    /// `sum(x: A)`: one share per agent.
+    Agents,
+    /// `pairs(a, b)` over every pair.
+    AllPairs,
+    /// `pairs(a, b)` over the pairs closer than `radius`: the term is provably zero beyond it.
+    Within { radius: f64 },
 }
 
 /// An interaction the step runs, as the proofs and `--explain` need it.

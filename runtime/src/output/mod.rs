@@ -4,6 +4,7 @@
 //! `write_frame` returns: a kill between frames loses nothing, and a kill in the middle of a frame
 //! loses at most that frame.
 
+mod background;
 mod csv;
 mod npy;
 mod vtk;
@@ -32,7 +33,9 @@ pub enum OutputError {
     Invalid { path: PathBuf, message: String },
 }
 
-pub trait FrameWriter {
+pub use background::BackgroundWriter;
+
+pub trait FrameWriter: Send {
     /// Appends the state of `world` as frame number `world.step`.
     fn write_frame(&mut self, world: &World) -> Result<(), OutputError>;
     /// Flushes and closes; returns every file written.

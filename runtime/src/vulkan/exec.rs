@@ -62,7 +62,7 @@ pub struct VulkanBackend<'m> {
     /// Steps submitted and not yet waited for.
     pending: u32,
     // Last, so that it is dropped after the device made from it.
-    _instance: Instance,
+    instance: std::sync::Arc<Instance>,
 }
 
 fn memory_type(mem: &vk::PhysicalDeviceMemoryProperties, bits: u32, want: vk::MemoryPropertyFlags) -> Option<u32> {
@@ -80,7 +80,7 @@ impl<'m> VulkanBackend<'m> {
         world: &World,
         opts: &Options,
     ) -> Result<Self, VkError> {
-        let instance = Instance::new()?;
+        let instance = super::shared_instance()?;
         let devices = instance.devices()?;
         if devices.is_empty() {
             return Err(VkError::NoDevice("the Vulkan loader found no device".into()));
@@ -92,11 +92,17 @@ impl<'m> VulkanBackend<'m> {
                 devices.len()
             ))
         })?;
-        let uses_f64 = module.column_types.iter().flatten().any(|s| *s == crate::ir::Scalar::F64)
-            || module.kernels.iter().any(|k| k.insts.iter().any(|i| i.ty == crate::ir::Scalar::F64));
-        if uses_f64 && !info.f64 {
+        let mut plan = plan;
+        let mut spirv = spirv;
+        // Laws are measured in f64; a device without it measures them on the host instead.
+        let laws_from = plan.clone().drop_laws();
+        if !info.f64 && spirv.iter().take(laws_from).any(|w| declares_float64(w)) {
             return Err(VkError::Unsupported(format!("{} has no 64-bit floats, which this program uses", info.name)));
         }
+        if !info.f64 {
+            spirv = &spirv[..plan.drop_laws()];
+        }
+        let uses_f64 = spirv.iter().any(|w| declares_float64(w));
         let inst = &instance.instance;
         // SAFETY: queries of a device of this instance.
         let (props, families, mem) = unsafe {
@@ -178,7 +184,7 @@ impl<'m> VulkanBackend<'m> {
             counts,
             host: gpu::HostCopy::new(world.clone()),
             pending: 0,
-            _instance: instance,
+            instance,
         };
         me.create_buffers()?;
         me.create_pipelines(spirv)?;
@@ -407,6 +413,7 @@ impl<'m> VulkanBackend<'m> {
                                 (x as u32, groups.div_ceil(x.max(1)) as u32)
                             }
                             Launch::Single => (1, 1),
+                            Launch::Groups(g) => (g, 1),
                         };
                         if x == 0 {
                             continue;
@@ -502,7 +509,13 @@ impl<'m> VulkanBackend<'m> {
     fn download(&mut self) -> Result<(), RunError> {
         let mut want: Vec<Buf> = Vec::new();
         for (t, a) in self.host.world.agents.iter().enumerate() {
+            let kinds: Vec<crate::FieldKind> =
+                self.module.agents[t].fields.iter().flat_map(|f| f.lanes.iter().map(|_| f.kind)).collect();
             for c in 0..a.columns.len() as u32 {
+                // Scratch columns (integrator temporaries, law shares) are never shown or measured.
+                if kinds.get(c as usize) == Some(&crate::FieldKind::Scratch) {
+                    continue;
+                }
                 for b in [Buf::Col { agent: t, col: c }, Buf::Comp { agent: t, col: c }] {
                     if self.buffers.contains_key(&b) {
                         want.push(b);
@@ -580,7 +593,8 @@ fn plan_tile_bytes(plan: &GpuPlan) -> u64 {
 
 impl Backend for VulkanBackend<'_> {
     fn name(&self) -> String {
-        format!("vulkan ({})", self.device_name)
+        let layer = if self.instance.validating() { ", Khronos validation layer on" } else { "" };
+        format!("vulkan ({}{layer})", self.device_name)
     }
 
     fn step(&mut self) -> Result<(), RunError> {
@@ -620,6 +634,39 @@ impl Backend for VulkanBackend<'_> {
 
     fn finish(&mut self) -> Result<(), RunError> {
         self.wait().map_err(|e| self.failure(e))
+    }
+
+    fn laws(&mut self) -> Result<Option<Vec<crate::monitor::LawSample>>, RunError> {
+        if self.plan.laws.len() != self.module.laws.len() {
+            return Ok(None);
+        }
+        let ops = gpu::law_ops(&self.plan);
+        let mut places: HashMap<Buf, u64> = HashMap::new();
+        let mut copies = Vec::new();
+        let mut at = 0u64;
+        for t in self.plan.laws.iter().flatten() {
+            let buf = &self.buffers[&t.partials];
+            places.insert(t.partials, at);
+            copies.push((buf.buffer, vk::BufferCopy { src_offset: 0, dst_offset: at, size: buf.bytes }));
+            at += buf.bytes;
+        }
+        let staging = self.staging.buffer;
+        self.run_once("measuring the laws", |me, cb| {
+            me.record(cb, &ops);
+            for (src, c) in &copies {
+                // SAFETY: `cb` is recording; the regions lie inside both buffers.
+                unsafe { me.device.cmd_copy_buffer(cb, *src, staging, std::slice::from_ref(c)) };
+            }
+        })
+        .map_err(|e| self.failure(e))?;
+        gpu::law_samples(self.module, &self.plan, |b| {
+            let (Some(&at), Some(buf)) = (places.get(b), self.buffers.get(b)) else {
+                return Err(RunError::Invalid(format!("Vulkan: no buffer {b:?}")));
+            };
+            // SAFETY: the copies finished (`run_once` waited), and the region lies in the mapping.
+            Ok(unsafe { std::slice::from_raw_parts(self.staging_ptr.add(at as usize), buf.bytes as usize) }.to_vec())
+        })
+        .map(Some)
     }
 
     fn device_seconds(&mut self, steps: u64) -> Option<Result<f64, RunError>> {
@@ -670,4 +717,23 @@ impl Drop for VulkanBackend<'_> {
             d.destroy_device(None);
         }
     }
+}
+
+/// Whether a SPIR-V module declares the `Float64` capability (`OpCapability Float64`).
+fn declares_float64(words: &[u32]) -> bool {
+    const OP_CAPABILITY: u32 = 17;
+    const FLOAT64: u32 = 10;
+    let mut at = 5;
+    while at + 1 < words.len() {
+        let (count, op) = ((words[at] >> 16) as usize, words[at] & 0xffff);
+        if op != OP_CAPABILITY {
+            // Capabilities come first in a module.
+            return false;
+        }
+        if words[at + 1] == FLOAT64 {
+            return true;
+        }
+        at += count.max(1);
+    }
+    false
 }

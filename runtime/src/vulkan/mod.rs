@@ -10,6 +10,8 @@ use std::ffi::CStr;
 pub enum VkError {
     #[error("no Vulkan loader on this machine ({0}); install the Vulkan loader (libvulkan1) and a driver")]
     NoLoader(String),
+    #[error("no Vulkan driver on this machine (the loader found none); install one, e.g. mesa-vulkan-drivers")]
+    NoDriver,
     #[error("no Vulkan device: {0}")]
     NoDevice(String),
     #[error("{what}: {result}")]
@@ -22,6 +24,12 @@ impl VkError {
     pub fn call(what: impl Into<String>) -> impl FnOnce(vk::Result) -> VkError {
         let what = what.into();
         move |result| VkError::Call { what, result }
+    }
+
+    /// Whether this only says that Vulkan is not installed here (no loader, no driver), rather
+    /// than that an installed loader or driver failed.
+    pub fn is_absent(&self) -> bool {
+        matches!(self, VkError::NoLoader(_) | VkError::NoDriver)
     }
 
     /// Whether the GPU itself failed (lost, or out of memory), rather than the request.
@@ -71,6 +79,11 @@ unsafe extern "system" fn report(
 }
 
 impl Instance {
+    /// Whether the Khronos validation layer is loaded and reports to stderr.
+    pub fn validating(&self) -> bool {
+        self.debug.is_some()
+    }
+
     pub fn new() -> Result<Self, VkError> {
         // SAFETY: loading the system's Vulkan loader runs its initialisation, as any Vulkan program does.
         let entry = unsafe { ash::Entry::load() }.map_err(|e| VkError::NoLoader(e.to_string()))?;
@@ -95,7 +108,7 @@ impl Instance {
             .enabled_extension_names(&ext_ptrs);
         // SAFETY: the create info and the strings it points to outlive the call.
         let instance = unsafe { entry.create_instance(&info, None) }.map_err(|r| match r {
-            vk::Result::ERROR_INCOMPATIBLE_DRIVER => VkError::NoDevice("no Vulkan driver is installed".into()),
+            vk::Result::ERROR_INCOMPATIBLE_DRIVER => VkError::NoDriver,
             r => VkError::Call { what: "creating a Vulkan instance".into(), result: r },
         })?;
         let debug = if validate {
@@ -111,7 +124,15 @@ impl Instance {
                 )
                 .pfn_user_callback(Some(report));
             // SAFETY: the callback is a plain function that lives for the whole program.
-            unsafe { du.create_debug_utils_messenger(&info, None) }.ok().map(|m| (du, m))
+            let messenger = unsafe { du.create_debug_utils_messenger(&info, None) };
+            match messenger {
+                Ok(m) => Some((du, m)),
+                Err(r) => {
+                    // SAFETY: nothing else was made from the instance yet.
+                    unsafe { instance.destroy_instance(None) };
+                    return Err(VkError::call("connecting to the validation layer")(r));
+                }
+            }
         } else {
             None
         };
@@ -161,8 +182,27 @@ impl Drop for Instance {
     }
 }
 
+/// The process's instance, made on first use and kept for the life of the process: a driver
+/// that is unloaded with its last instance and loaded again with the next (NVIDIA's) takes static
+/// thread-local storage each time, and fails to load after a few dozen times.
+pub fn shared_instance() -> Result<std::sync::Arc<Instance>, VkError> {
+    static SHARED: std::sync::Mutex<Option<std::sync::Arc<Instance>>> = std::sync::Mutex::new(None);
+    let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(i) = slot.as_ref() {
+        return Ok(i.clone());
+    }
+    let made = std::sync::Arc::new(Instance::new()?);
+    *slot = Some(made.clone());
+    Ok(made)
+}
+
 /// The Vulkan devices of this machine, or why there are none.
 pub fn list_devices() -> Result<Vec<DeviceInfo>, VkError> {
-    let inst = Instance::new()?;
+    let inst = shared_instance()?;
     Ok(inst.devices()?.into_iter().map(|(_, d)| d).collect())
+}
+
+/// The Vulkan devices, none (Vulkan not installed), or the failure of an installed loader or driver.
+pub fn probe() -> crate::probe::Probe<DeviceInfo> {
+    crate::probe::Probe::classify(list_devices(), VkError::is_absent, "the Vulkan loader found no device")
 }

@@ -16,7 +16,9 @@ use super::ast::{
 };
 use super::body::{self, depends_on, needed, product, reg, Names};
 use aiic_runtime::cpu::abi::{compensated_columns, compensated_stores};
-use aiic_runtime::gpu::{device_scalar, Buf, DeviceKernel, GpuOp, GpuPlan, GridSpec, Launch, TILE_UNROLL};
+use aiic_runtime::gpu::{
+    device_scalar, Buf, DeviceKernel, GpuOp, GpuPlan, GpuTerm, GridSpec, Launch, PARTIALS, TILE_UNROLL,
+};
 use aiic_runtime::ir::{Kernel, Module, Op, Pattern, Scalar, Sched, V};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -42,7 +44,8 @@ impl Default for Options {
 }
 
 pub fn generate(m: &Module, opts: Options) -> Result<GpuCode, String> {
-    let plan = GpuPlan { kernels: Vec::new(), grids: Vec::new(), step: Vec::new(), prime: Vec::new() };
+    let plan =
+        GpuPlan { kernels: Vec::new(), grids: Vec::new(), step: Vec::new(), prime: Vec::new(), laws: Vec::new() };
     let mut g = Gen { m, plan, kernels: Vec::new(), rows: opts.rows.max(1) };
     let mut done: HashMap<usize, Vec<GpuOp>> = HashMap::new();
     let mut lists = [Vec::new(), Vec::new()];
@@ -59,12 +62,23 @@ pub fn generate(m: &Module, opts: Options) -> Result<GpuCode, String> {
                     }
                     out.extend(done[k].iter().cloned());
                 }
+                Sched::Exact { agent, cols } => out.push(GpuOp::Launch(g.exact(*agent, cols))),
             }
         }
     }
     let [step, prime] = lists;
     g.plan.step = step;
     g.plan.prime = prime;
+    // A law term without a device form leaves the laws to the host, which always can.
+    let before = (g.plan.kernels.len(), g.kernels.len(), g.plan.grids.len());
+    match g.laws() {
+        Ok(laws) => g.plan.laws = laws,
+        Err(_) => {
+            g.plan.kernels.truncate(before.0);
+            g.kernels.truncate(before.1);
+            g.plan.grids.truncate(before.2);
+        }
+    }
     Ok(GpuCode { plan: g.plan, kernels: g.kernels })
 }
 
@@ -108,6 +122,7 @@ impl<'a> Binds<'a> {
             Buf::GridCount { grid } => (format!("grid{grid}_count"), Scalar::U32, true),
             Buf::GridStart { grid } => (format!("grid{grid}_start"), Scalar::U32, false),
             Buf::GridSorted { grid } => (format!("grid{grid}_sorted"), Scalar::U32, false),
+            Buf::Partials { law, term, .. } => (format!("partials{law}_{term}"), Scalar::F64, false),
         };
         self.list.push((b, Binding { name: name.clone(), elem, atomic, read_only: !write }));
         name
@@ -235,6 +250,116 @@ impl Gen<'_> {
             }
             _ => Err(format!("kernel `{}` runs on the host", k.name)),
         }
+    }
+
+    /// Each law term as device work: the kernels that fill its scratch columns (see
+    /// `ir::TermPlan`) and a kernel that sums them.
+    fn laws(&mut self) -> Result<Vec<Vec<GpuTerm>>, String> {
+        let m = self.m;
+        if m.laws.iter().any(|l| l.measure.len() != l.terms.len()) {
+            return Err("a law term has no measuring plan".into());
+        }
+        let mut out = Vec::new();
+        for (l, law) in m.laws.iter().enumerate() {
+            let mut terms = Vec::new();
+            for (t, tp) in law.measure.iter().enumerate() {
+                let mut fill = Vec::new();
+                for s in &tp.fill {
+                    match s {
+                        Sched::Zero { agent, cols } => {
+                            fill.extend(cols.iter().map(|&col| GpuOp::Zero(Buf::Col { agent: *agent, col })))
+                        }
+                        Sched::Run(k) => fill.extend(self.kernel(*k)?),
+                        Sched::Exact { agent, cols } => fill.push(GpuOp::Launch(self.exact(*agent, cols))),
+                    }
+                }
+                let partials = Buf::Partials { law: l, term: t, outputs: tp.cols.len() as u32 };
+                let sum = self.sum_columns(&format!("law.{}.{t}.sum", law.name), tp.agent, &tp.cols, partials);
+                terms.push(GpuTerm { fill, sum, partials });
+            }
+            out.push(terms);
+        }
+        Ok(out)
+    }
+
+    /// Copies the exact value of f32 columns (less the compensation of compensated updates) into
+    /// f64 columns: see `Sched::Exact`.
+    fn exact(&mut self, agent: usize, cols: &[(u32, u32)]) -> usize {
+        let m = self.m;
+        let mut b = Binds::new(m);
+        let compensated = compensated_columns(m);
+        let mut body = Vec::new();
+        for &(from, to) in cols {
+            let x = body::convert(
+                device_scalar(m.column_types[agent][from as usize]),
+                Scalar::F64,
+                b.col(agent, from, E::Gid),
+            );
+            let x = if compensated.contains(&(agent, from)) {
+                let c = b.get(Buf::Comp { agent, col: from }, false);
+                sub(x, body::convert(Scalar::F32, Scalar::F64, ld(&c, E::Gid)))
+            } else {
+                x
+            };
+            let target = b.get(Buf::Col { agent, col: to }, true);
+            body.push(store(&target, E::Gid, x));
+        }
+        let body = per_agent(&mut b, agent, body);
+        let name = format!("exact_{}", m.agents[agent].name);
+        self.push(name, None, b, Launch::Agents { agent }, Vec::new(), body, false)
+    }
+
+    /// Sums f64 columns of agent type `agent` into one row per workgroup of `partials`: each
+    /// workgroup takes a contiguous run of the agents, each of its threads every `wg`-th agent of
+    /// the run, then the workgroup adds its threads' sums pairwise in workgroup memory (any
+    /// workgroup size). The workgroup size appears alone in the code, never in a product that a
+    /// shader compiler could fold before it is specialized.
+    fn sum_columns(&mut self, name: &str, agent: usize, cols: &[u32], partials: Buf) -> usize {
+        let mut b = Binds::new(self.m);
+        let n = b.size(agent);
+        let out = b.get(partials, true);
+        let sh = |c: usize, i: E| E::Sh(format!("sh{c}"), Box::new(i), None);
+        let parts = u(PARTIALS as u64);
+        let mut body = vec![
+            let_("n", Scalar::U32, n),
+            let_("per", Scalar::U32, bin(Bo::Div, sub(add(var("n"), parts.clone()), u(1)), parts)),
+            let_("lo", Scalar::U32, bin(Bo::Min, mul(E::Grp, var("per")), var("n"))),
+            let_("hi", Scalar::U32, bin(Bo::Min, add(var("lo"), var("per")), var("n"))),
+            var_("i", Scalar::U32, add(var("lo"), E::Lid)),
+        ];
+        for c in 0..cols.len() {
+            body.push(var_(&format!("s{c}"), Scalar::F64, E::F(0.0, Scalar::F64)));
+        }
+        let mut visit: Vec<S> = Vec::new();
+        for (c, &col) in cols.iter().enumerate() {
+            let x = b.col(agent, col, var("i"));
+            visit.push(incr(&format!("s{c}"), x));
+        }
+        visit.push(incr("i", E::Wg));
+        body.push(S::While(lt(var("i"), var("hi")), visit));
+        for c in 0..cols.len() {
+            body.push(S::ShStore(format!("sh{c}"), E::Lid, var(&format!("s{c}"))));
+        }
+        body.push(S::Barrier);
+        let pairs: Vec<S> = (0..cols.len())
+            .map(|c| S::ShStore(format!("sh{c}"), E::Lid, add(sh(c, E::Lid), sh(c, add(E::Lid, var("w"))))))
+            .collect();
+        let leader = bin(Bo::Eq, bin(Bo::BitAnd, E::Lid, sub(mul(var("w"), u(2)), u(1))), u(0));
+        body.push(var_("w", Scalar::U32, u(1)));
+        body.push(S::While(
+            lt(var("w"), E::Wg),
+            vec![
+                S::If(bin(Bo::And, leader, lt(add(E::Lid, var("w")), E::Wg)), pairs, Vec::new()),
+                S::Barrier,
+                set("w", mul(var("w"), u(2))),
+            ],
+        ));
+        let rows: Vec<S> = (0..cols.len())
+            .map(|c| store(&out, add(mul(E::Grp, u(cols.len() as u64)), u(c as u64)), sh(c, u(0))))
+            .collect();
+        body.push(S::If(bin(Bo::Eq, E::Lid, u(0)), rows, Vec::new()));
+        let shared = (0..cols.len()).map(|c| Shared { name: format!("sh{c}"), elem: Scalar::F64, lanes: 1 }).collect();
+        self.push(name.to_string(), None, b, Launch::Groups(PARTIALS), shared, body, false)
     }
 
     /// The word a failed check of message `msg` of the next kernel writes.

@@ -24,9 +24,18 @@ pub fn emit_module(m: &Module, opts: Options) -> Result<OpenClCode, String> {
     let mut text = format!("// aiic: {} ({} device kernels)\n", m.name, code.kernels.len());
     text += "#ifdef cl_khr_fp64\n#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n#endif\n";
     text += "#ifndef WG\n#define WG 256\n#endif\n";
+    // Law kernels (the last ones) compute in f64: a device without it builds the rest, and
+    // measures the laws on the host.
+    let first_law = code.plan.clone().drop_laws();
     for (n, k) in code.kernels.iter().enumerate() {
         text += "\n";
+        if n == first_law {
+            text += "#ifdef cl_khr_fp64\n\n";
+        }
         text += &print_kernel(&OpenCl, k, &entry_name(n));
+    }
+    if first_law < code.kernels.len() {
+        text += "\n#endif\n";
     }
     Ok(OpenClCode { code, text })
 }
