@@ -541,3 +541,72 @@ fn opencl_laws_match_the_interpreter_on_the_lattice() {
         });
     }
 }
+
+/// A frame begun at a step is the state at that step, even where the executor copies it back
+/// while it goes on stepping: the same run without frames, read at that step, matches it.
+fn frames_are_the_state_they_were_begun_at(
+    what: &str,
+    make: &dyn for<'m> Fn(&'m Module, &World) -> Box<dyn Backend + 'm>,
+) {
+    let m = module("nbody");
+    let start = initial(&m).world.clone();
+    let (mut framed, mut plain) = (make(&m, &start), make(&m, &start));
+    for _ in 0..5 {
+        framed.step().unwrap_or_else(|e| panic!("{what}: {e}"));
+        plain.step().unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+    let frame = match framed.begin_frame().unwrap_or_else(|e| panic!("{what}: {e}")) {
+        Some(w) => w,
+        None => {
+            for _ in 0..7 {
+                framed.step().unwrap_or_else(|e| panic!("{what}: {e}"));
+            }
+            framed.take_frame().unwrap_or_else(|e| panic!("{what}: {e}")).expect("the frame begun")
+        }
+    };
+    let reference = plain.world().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(frame.step, reference.step, "{what}: step of the frame");
+    for (t, schema) in m.agents.iter().enumerate() {
+        for (c, name) in schema.output_columns() {
+            assert_eq!(frame.agents[t].columns[c], reference.agents[t].columns[c], "{what}: {name}");
+        }
+    }
+    assert!(framed.take_frame().expect("nothing in flight").is_none(), "{what}: a frame is taken once");
+}
+
+#[test]
+fn frames_are_the_state_they_were_begun_at_on_every_executor() {
+    frames_are_the_state_they_were_begun_at("cpu", &|m, start| {
+        let code = aiic_compiler::backend::cpu::emit_module(m).expect("cpu code");
+        Box::new(CpuBackend::new(m, &code, start, 2).expect("cpu backend"))
+    });
+    let _device = one_device_at_a_time();
+    if let Some(device) = cuda_device() {
+        frames_are_the_state_they_were_begun_at(&device, &|m, start| {
+            let code = aiic_compiler::backend::gpu::ptx::emit_module(m, 64).expect("ptx");
+            Box::new(
+                aiic_runtime::cuda::CudaBackend::new(m, code.code.plan.clone(), &code.text, 64, start, None)
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+        });
+    }
+    if let Some(device) = vulkan_device() {
+        frames_are_the_state_they_were_begun_at(&device, &|m, start| {
+            let code = aiic_compiler::backend::gpu::spirv::emit_module(m).expect("spirv");
+            let opts = aiic_runtime::vulkan::exec::Options { device: None, workgroup: None };
+            Box::new(
+                aiic_runtime::vulkan::exec::VulkanBackend::new(m, code.code.plan.clone(), &code.words, start, &opts)
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+        });
+    }
+    if let Some(device) = opencl_device() {
+        frames_are_the_state_they_were_begun_at(&device, &|m, start| {
+            let code = aiic_compiler::backend::gpu::opencl::emit_module(m, Default::default()).expect("opencl");
+            Box::new(
+                aiic_runtime::opencl::OpenClBackend::new(m, code.code.plan.clone(), &code.text, start, None, None)
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+        });
+    }
+}

@@ -15,6 +15,16 @@ pub trait Backend {
     /// The first non-finite value: `(agent type, agent index, column name)`. Executors whose
     /// state lives on a device may look only every few steps (and whenever it is read back).
     fn find_non_finite(&mut self) -> Result<Option<(usize, usize, String)>, RunError>;
+    /// Starts bringing the current state back for a frame. Executors that can copy it while the
+    /// device goes on stepping return `None` and hand it over in `take_frame`; the others
+    /// return it at once.
+    fn begin_frame(&mut self) -> Result<Option<World>, RunError> {
+        self.world().map(|w| Some(w.clone()))
+    }
+    /// The frame `begin_frame` started, once its copy has arrived (`None` if none was started).
+    fn take_frame(&mut self) -> Result<Option<World>, RunError> {
+        Ok(None)
+    }
     /// Measures the conservation laws where the state lives; `None` where this executor cannot,
     /// and the caller measures its state on the host.
     fn laws(&mut self) -> Result<Option<Vec<crate::monitor::LawSample>>, RunError> {

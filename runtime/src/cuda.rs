@@ -8,7 +8,8 @@ use crate::ir::interp::RunError;
 use crate::ir::Module;
 use crate::World;
 use cudarc::driver::{
-    sys, CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DriverError, LaunchConfig, PushKernelArg,
+    sys, CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DriverError, LaunchConfig, PinnedHostSlice,
+    PushKernelArg,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -92,7 +93,11 @@ pub struct CudaBackend<'m> {
     graph: Option<CudaGraph>,
     counts: Vec<usize>,
     host: gpu::HostCopy,
-    _ctx: Arc<CudaContext>,
+    /// Page-locked copies of the state buffers a frame reads, and the step of the frame in
+    /// flight in them (see `begin_frame`).
+    frame: HashMap<Buf, PinnedHostSlice<u8>>,
+    frame_step: Option<u64>,
+    ctx: Arc<CudaContext>,
 }
 
 impl<'m> CudaBackend<'m> {
@@ -150,7 +155,9 @@ impl<'m> CudaBackend<'m> {
             graph: None,
             counts,
             host: gpu::HostCopy::new(world.clone()),
-            _ctx: ctx,
+            frame: HashMap::new(),
+            frame_step: None,
+            ctx,
         };
         me.upload()?;
         Ok(me)
@@ -272,6 +279,46 @@ impl Backend for CudaBackend<'_> {
 
     fn finish(&mut self) -> Result<(), RunError> {
         self.stream.synchronize().map_err(|e| self.failure(call("running the step")(e)))
+    }
+
+    fn begin_frame(&mut self) -> Result<Option<World>, RunError> {
+        // The copies queue behind the steps already submitted and ahead of the next ones, into
+        // page-locked memory, so the device keeps stepping while they travel.
+        let wanted: Vec<Buf> = self
+            .buffers
+            .keys()
+            .copied()
+            .filter(|b| matches!(b, Buf::Col { .. } | Buf::Comp { .. } | Buf::Fail))
+            .collect();
+        for b in wanted {
+            let dev = &self.buffers[&b];
+            if !self.frame.contains_key(&b) {
+                // SAFETY: the memory is written by the copy below before it is read.
+                let pinned = unsafe { self.ctx.alloc_pinned_with_flags::<u8>(dev.len(), 0) }
+                    .map_err(|e| self.failure(call("allocating page-locked memory")(e)))?;
+                self.frame.insert(b, pinned);
+            }
+            let host = self.frame.get_mut(&b).ok_or_else(|| RunError::Invalid("frame buffer".into()))?;
+            self.stream
+                .memcpy_dtoh(dev, host)
+                .map_err(|e| RunError::Invalid(format!("CUDA ({}): copying a frame: {e}", self.name)))?;
+        }
+        self.frame_step = Some(self.host.world.step);
+        Ok(None)
+    }
+
+    fn take_frame(&mut self) -> Result<Option<World>, RunError> {
+        let Some(step) = self.frame_step.take() else { return Ok(None) };
+        let mut copy = gpu::HostCopy::new(self.host.world.clone());
+        let (frame, name) = (&self.frame, &self.name);
+        gpu::read_back(self.module, &self.plan, &mut copy, |b| {
+            let Some(host) = frame.get(b) else { return Ok(None) };
+            let bytes =
+                host.as_slice().map_err(|e| RunError::Invalid(format!("CUDA ({name}): waiting for a frame: {e}")))?;
+            Ok(Some(bytes.to_vec()))
+        })?;
+        copy.world.step = step;
+        Ok(Some(copy.world))
     }
 
     fn laws(&mut self) -> Result<Option<Vec<crate::monitor::LawSample>>, RunError> {
