@@ -18,6 +18,10 @@ mod require;
 
 const EXAMPLES: &[&str] = &["nbody", "kepler", "lj_gas", "billiards", "springs"];
 
+/// Test programs of `tests/programs` that every backend runs too: every column type, and tensor
+/// parameters applied with `@`.
+const PROGRAMS: &[&str] = &["mixed_types", "tensor_trap"];
+
 /// Device tests run one at a time: Mesa's lavapipe and PoCL each bring an LLVM into this one
 /// process, and compiling on both at once from two threads crashes.
 fn one_device_at_a_time() -> std::sync::MutexGuard<'static, ()> {
@@ -45,8 +49,8 @@ fn device<T>(
 
 fn module(name: &str) -> Module {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let path = if name == "mixed_types" {
-        root.join("tests/programs/mixed_types.aii")
+    let path = if PROGRAMS.contains(&name) {
+        root.join("tests/programs").join(format!("{name}.aii"))
     } else {
         root.join("examples").join(format!("{name}.aii"))
     };
@@ -268,7 +272,7 @@ fn grid_agrees_with_the_cpu(what: &str, make: impl for<'m> FnOnce(&'m Module, &W
 
 #[test]
 fn cpu_matches_the_interpreter_on_every_example() {
-    for name in EXAMPLES.iter().chain(&["mixed_types"]) {
+    for name in EXAMPLES.iter().chain(PROGRAMS) {
         let m = module(name);
         let start = initial(&m).world.clone();
         let code = aiic_compiler::backend::cpu::emit_module(&m).expect("cpu code");
@@ -304,7 +308,7 @@ fn vulkan_device() -> Option<String> {
 fn vulkan_matches_the_interpreter_on_every_example() {
     let _device = one_device_at_a_time();
     let Some(device) = vulkan_device() else { return };
-    for name in EXAMPLES.iter().chain(&["mixed_types"]) {
+    for name in EXAMPLES.iter().chain(PROGRAMS) {
         let m = module(name);
         let start = initial(&m).world.clone();
         // Several workgroup sizes, so that tiles both cover and split the agents, and one to
@@ -345,7 +349,7 @@ fn cuda_device() -> Option<String> {
 fn cuda_matches_the_interpreter_on_every_example() {
     let _device = one_device_at_a_time();
     let Some(device) = cuda_device() else { return };
-    for name in EXAMPLES.iter().chain(&["mixed_types"]) {
+    for name in EXAMPLES.iter().chain(PROGRAMS) {
         let m = module(name);
         let start = initial(&m).world.clone();
         // Several block sizes, so that tiles both cover and split the agents, and one and two
@@ -384,7 +388,7 @@ fn opencl_device() -> Option<String> {
 fn opencl_matches_the_interpreter_on_every_example() {
     let _device = one_device_at_a_time();
     let Some(device) = opencl_device() else { return };
-    for name in EXAMPLES.iter().chain(&["mixed_types"]) {
+    for name in EXAMPLES.iter().chain(PROGRAMS) {
         let m = module(name);
         let start = initial(&m).world.clone();
         for (wg, rows) in [(None, 1), (Some(16), 1), (Some(16), 2)] {

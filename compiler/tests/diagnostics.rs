@@ -203,23 +203,39 @@ fn set_of_an_unknown_name() {
     assert!(errs.iter().any(|e| e.starts_with("test.aii:1:1: error[E0800]") && e.contains("--set dtt")), "{errs:?}");
 }
 
+/// A tensor parameter's file is read when the program is checked: one of another shape is an
+/// error at the `load`; a missing one is an error where a kernel that runs reads the parameter
+/// (a program may be checked before its weights exist).
 #[test]
-fn tensor_interactions_fail_clearly_when_run() {
-    let src = r#"
-system T {
-    param W: tensor<f16>[4, 3] = load("w.npy");
-    agent P { state x: vec3; state y: vec4; }
-    interaction apply(p: P) each { p.y = W @ p.x; }
-    step { apply; }
-    init { spawn P * 2; }
-}"#;
-    let c = compile(src);
-    assert!(c.program.is_some(), "tensor programs type-check: {:?}", errors(&c));
+fn a_tensor_file_that_is_missing_or_of_another_shape() {
+    let src = |shape: &str, file: &str| {
+        format!(
+            r#"
+system T {{
+    param W: tensor<f32>[{shape}] = load("{file}");
+    agent P {{ state x: vec3; state y: vec3; }}
+    interaction apply(p: P) each {{ p.y = W @ p.x; }}
+    step {{ apply; }}
+    init {{ spawn P * 2 {{ x: vec3(1.0), y: vec3(0.0) }} }}
+}}"#
+        )
+    };
+    let programs = aiic_compiler::sema::CheckOptions { base_dir: root().join("tests/programs"), ..Default::default() };
+    let c = compile_with(&src("3, 3", "missing.npy"), programs.clone());
+    assert!(c.program.is_some() && !c.diags.has_errors(), "checking needs no weights: {:?}", errors(&c));
     let errs = errors(&c);
     assert!(
-        errs.iter().any(|e| e.starts_with("test.aii:5:42: error[E0700]") && e.contains("cannot run yet")),
+        errs.iter().any(|e| e.starts_with("test.aii:5:42: error[E0216]") && e.contains("missing.npy was not found")),
         "{errs:?}"
     );
+    let errs = errors(&compile_with(&src("3, 2", "tensor_trap_w.npy"), programs.clone()));
+    assert!(
+        errs.iter().any(|e| e.starts_with("test.aii:3:34: error[E0216]")
+            && e.contains("has shape [3, 3], but the parameter is declared [3, 2]")),
+        "{errs:?}"
+    );
+    let c = compile_with(&src("3, 3", "tensor_trap_w.npy"), programs);
+    assert!(errors(&c).is_empty() && c.module.is_some(), "{:?}", errors(&c));
 }
 
 #[test]

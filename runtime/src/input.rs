@@ -149,6 +149,7 @@ fn parse_cell(cell: &str) -> Option<f64> {
 /// How to turn one stored number into f64.
 #[derive(Debug, Clone, Copy)]
 enum Scalar {
+    F16,
     F32,
     F64,
     Int(usize),
@@ -165,6 +166,7 @@ impl ScalarType {
     fn of(ts: &TypeStr) -> Option<ScalarType> {
         let size = usize::try_from(ts.size_field()).ok()?;
         let scalar = match (ts.type_char(), size) {
+            (TypeChar::Float, 2) => Scalar::F16,
             (TypeChar::Float, 4) => Scalar::F32,
             (TypeChar::Float, 8) => Scalar::F64,
             (TypeChar::Int, 1 | 2 | 4 | 8) => Scalar::Int(size),
@@ -177,6 +179,7 @@ impl ScalarType {
 
     fn size(&self) -> usize {
         match self.scalar {
+            Scalar::F16 => 2,
             Scalar::F32 => 4,
             Scalar::F64 => 8,
             Scalar::Int(n) | Scalar::Uint(n) => n,
@@ -197,6 +200,7 @@ impl ScalarType {
             b[..n].copy_from_slice(bytes);
         }
         match self.scalar {
+            Scalar::F16 => half::f16::from_le_bytes([b[0], b[1]]).to_f64(),
             Scalar::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64,
             Scalar::F64 => f64::from_le_bytes(b),
             Scalar::Uint(_) => u64::from_le_bytes(b) as f64,
@@ -240,6 +244,68 @@ fn read_npy(path: &Path, file: File, expected: &[String]) -> Result<Table, Input
         DType::Plain(ts) => read_npy_plain(path, &header, &ts, &data, expected),
         DType::Array(..) => Err(format_err(path, "unsupported array dtype")),
     }
+}
+
+/// `x` rounded to a value of type `s` (f16 and bf16 to their nearest, integers toward zero).
+pub fn round_to(s: crate::ir::Scalar, x: f64) -> f64 {
+    use crate::ir::Scalar as S;
+    match s {
+        S::F64 => x,
+        S::F32 => x as f32 as f64,
+        S::F16 => half::f16::from_f64(x).to_f64(),
+        S::BF16 => half::bf16::from_f64(x).to_f64(),
+        S::I32 => x as i32 as f64,
+        S::U32 => x as u32 as f64,
+        S::Bool => f64::from(x != 0.0),
+    }
+}
+
+/// A tensor saved with NumPy (`np.save`): its shape and its values in row-major (C) order.
+pub fn read_tensor(path: &Path) -> Result<(Vec<usize>, Vec<f64>), InputError> {
+    let file = File::open(path).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => InputError::NotFound { path: path.to_path_buf() },
+        _ => InputError::Io { path: path.to_path_buf(), source },
+    })?;
+    let mut reader = BufReader::new(file);
+    let header =
+        NpyHeader::from_reader(&mut reader).map_err(|e| format_err(path, format!("not a valid .npy file: {e}")))?;
+    let mut data = Vec::new();
+    reader.read_to_end(&mut data).map_err(|source| InputError::Io { path: path.to_path_buf(), source })?;
+    let DType::Plain(ts) = header.dtype() else {
+        return Err(format_err(path, "a tensor must be a plain numeric array, not a structured one"));
+    };
+    let ty = ScalarType::of(&ts)
+        .ok_or_else(|| format_err(path, format!("unsupported dtype '{ts}'; use a float, integer or bool array")))?;
+    let shape: Vec<usize> = header.shape().iter().map(|&d| to_usize(path, d)).collect::<Result<_, _>>()?;
+    let count = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| format_err(path, "array shape is too large"))?;
+    checked_len(path, &data, count, ty.size())?;
+    let size = ty.size();
+    let fortran = header.order() == Order::Fortran;
+    let values = (0..count)
+        .map(|i| {
+            // Row-major index `i` as a position in the file's order.
+            let at = if fortran {
+                let (mut rest, mut at, mut stride) = (i, 0, 1);
+                let mut digits = vec![0; shape.len()];
+                for (k, &d) in shape.iter().enumerate().rev() {
+                    digits[k] = rest % d.max(1);
+                    rest /= d.max(1);
+                }
+                for (k, &d) in shape.iter().enumerate() {
+                    at += digits[k] * stride;
+                    stride *= d;
+                }
+                at
+            } else {
+                i
+            };
+            ty.decode(&data[at * size..at * size + size])
+        })
+        .collect();
+    Ok((shape, values))
 }
 
 fn checked_len(path: &Path, data: &[u8], rows: usize, row_bytes: usize) -> Result<(), InputError> {

@@ -12,6 +12,8 @@ use std::collections::HashMap;
 pub struct LowerError {
     pub span: crate::source::Span,
     pub message: String,
+    /// The diagnostic code: E0700 (nothing runs this yet) unless said otherwise.
+    pub code: &'static str,
 }
 
 pub type LResult<T> = Result<T, LowerError>;
@@ -186,7 +188,7 @@ impl<'c, 'p> Lower<'c, 'p> {
     }
 
     fn fail<T>(&self, span: crate::source::Span, message: impl Into<String>) -> LResult<T> {
-        Err(LowerError { span, message: message.into() })
+        Err(LowerError { span, message: message.into(), code: "E0700" })
     }
 
     fn program(&self, span: crate::source::Span) -> LResult<&'p Program> {
@@ -410,13 +412,15 @@ impl<'c, 'p> Lower<'c, 'p> {
                 let start = self.cx.param_lanes[*p];
                 let n = prog.params[*p].ty.lanes();
                 if prog.params[*p].default.is_none() {
-                    return self.fail(
-                        e.span,
-                        format!(
-                            "tensor parameter `{}` cannot run yet: tensor interactions arrive with their own backend",
+                    let file = prog.params[*p].source.as_ref().map_or(String::new(), |f| f.display().to_string());
+                    return Err(LowerError {
+                        span: e.span,
+                        message: format!(
+                            "tensor parameter `{}` has no values: {file} was not found",
                             prog.params[*p].name
                         ),
-                    );
+                        code: "E0216",
+                    });
                 }
                 (0..n as u32).map(|i| self.b.emit(ty, Op::Param(start + i))).collect()
             }
@@ -528,6 +532,9 @@ impl<'c, 'p> Lower<'c, 'p> {
 
     /// Matrices are column-major: lane `c * n + r` is row `r` of column `c`.
     fn matmul(&mut self, lt: &Ty, x: &[V], y: &[V]) -> Vec<V> {
+        if let Ty::Tensor(_, dims) = lt {
+            return self.tensor_product(dims, x, y);
+        }
         let Ty::Mat(n) = lt else { return Vec::new() };
         let n = *n as usize;
         let cols = y.len() / n;
@@ -535,6 +542,25 @@ impl<'c, 'p> Lower<'c, 'p> {
         for j in 0..cols {
             for r in 0..n {
                 let terms: Vec<V> = (0..n).map(|k| self.b.mul(x[k * n + r], y[j * n + k])).collect();
+                out.push(self.b.sum(&terms));
+            }
+        }
+        out
+    }
+
+    /// `W @ y` for a row-major `[rows, inner]` tensor `W` (lanes `x`) and a vector or a row-major
+    /// `[inner, cols]` tensor `y`, computed in `y`'s element type (narrower tensor elements are
+    /// widened first, as every executor computes them).
+    fn tensor_product(&mut self, dims: &[u32], x: &[V], y: &[V]) -> Vec<V> {
+        let (rows, inner) = (dims[0] as usize, dims[1] as usize);
+        let cols = y.len() / inner.max(1);
+        let want = y.first().map_or(Scalar::F32, |&v| self.b.ty(v));
+        let w: Vec<V> =
+            x.iter().map(|&v| if self.b.ty(v) == want { v } else { self.b.emit(want, Op::Cast(v)) }).collect();
+        let mut out = Vec::with_capacity(rows * cols);
+        for i in 0..rows {
+            for j in 0..cols {
+                let terms: Vec<V> = (0..inner).map(|t| self.b.mul(w[i * inner + t], y[t * cols + j])).collect();
                 out.push(self.b.sum(&terms));
             }
         }

@@ -21,7 +21,7 @@ fn lane_names(name: &str, ty: &Ty) -> Vec<String> {
 }
 
 fn to_diag(e: LowerError) -> Diagnostic {
-    Diagnostic::error("E0700", e.span, e.message)
+    Diagnostic::error(e.code, e.span, e.message)
 }
 
 /// Evaluates a constant expression by lowering it and running the interpreter: one evaluator
@@ -416,7 +416,11 @@ impl<'p> ModuleLower<'p> {
                     crate::syntax::ast::BinOp::Mul => ir::BinOp::Mul,
                     crate::syntax::ast::BinOp::Div => ir::BinOp::Div,
                     _ => {
-                        return Err(LowerError { span: e.span, message: "a law combines its sums with + - * /".into() })
+                        return Err(LowerError {
+                            span: e.span,
+                            message: "a law combines its sums with + - * /".into(),
+                            code: "E0700",
+                        })
                     }
                 };
                 let n = x.len().max(y.len());

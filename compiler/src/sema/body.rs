@@ -843,12 +843,7 @@ impl<'a> Checker<'a> {
             },
         };
         match ty {
-            Some(ty) => {
-                if matches!((&l.ty, &r.ty), (Ty::Tensor(..), _) | (_, Ty::Tensor(..))) {
-                    return HExpr { kind: HKind::Opaque("tensor product", vec![l, r]), ty, span };
-                }
-                HExpr { kind: HKind::Binary(op, Box::new(l), Box::new(r)), ty, span }
-            }
+            Some(ty) => HExpr { kind: HKind::Binary(op, Box::new(l), Box::new(r)), ty, span },
             None => {
                 let hint = if l.ty.is_numeric_scalar() && r.ty.is_numeric_scalar() {
                     "convert one side with `as`, e.g. `x as f64`"

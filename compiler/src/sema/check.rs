@@ -424,7 +424,9 @@ impl<'a> Checker<'a> {
                     seen.insert(p.name.name.clone(), p.name.span);
                     let ty = self.resolve_type(&p.ty);
                     let (default, source) = if let Ty::Tensor(..) = ty {
-                        (None, self.tensor_source(&p.value))
+                        let source = self.tensor_source(&p.value);
+                        let value = source.as_ref().and_then(|path| self.load_tensor(path, &ty, p.value.span));
+                        (value, source)
                     } else {
                         let v = match self.override_value(&p.name.name, p.name.span) {
                             Some(v) => Some(v),
@@ -474,6 +476,53 @@ impl<'a> Checker<'a> {
         }
         self.error(Diagnostic::error("E0211", e.span, "a tensor parameter's value must be `load(\"file.npy\")`"));
         None
+    }
+
+    /// The values of a tensor parameter from its `.npy` file, checked against the declared
+    /// shape and rounded to the declared element type.
+    fn load_tensor(&mut self, path: &std::path::Path, ty: &Ty, span: Span) -> Option<ConstValue> {
+        let Ty::Tensor(elem, dims) = ty else { return None };
+        let (shape, values) = match aiic_runtime::input::read_tensor(path) {
+            Ok(t) => t,
+            // A program may be checked before its weights exist; running it needs them (E0216
+            // where a kernel reads the parameter).
+            Err(aiic_runtime::input::InputError::NotFound { .. }) => return None,
+            Err(e) => {
+                self.error(
+                    Diagnostic::error("E0216", span, format!("cannot load the tensor: {e}"))
+                        .with_hint("the path is relative to the source file; save the array with numpy.save"),
+                );
+                return None;
+            }
+        };
+        let want: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+        if shape != want {
+            let show = |d: &[usize]| d.iter().map(usize::to_string).collect::<Vec<_>>().join(", ");
+            self.error(
+                Diagnostic::error(
+                    "E0216",
+                    span,
+                    format!(
+                        "the array in {} has shape [{}], but the parameter is declared [{}]",
+                        path.display(),
+                        show(&shape),
+                        show(&want)
+                    ),
+                )
+                .with_hint("a matrix is [rows, cols] = [outputs, inputs], like PyTorch's Linear.weight"),
+            );
+            return None;
+        }
+        if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
+            self.error(Diagnostic::error(
+                "E0216",
+                span,
+                format!("element {bad} of the tensor in {} is not a finite number", path.display()),
+            ));
+            return None;
+        }
+        let lanes = values.into_iter().map(|v| aiic_runtime::input::round_to(*elem, v)).collect();
+        Some(ConstValue { ty: ty.clone(), lanes })
     }
 
     fn check_model(&mut self, m: &ast::ModelDecl) {
