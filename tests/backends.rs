@@ -18,9 +18,9 @@ mod require;
 
 const EXAMPLES: &[&str] = &["nbody", "kepler", "lj_gas", "billiards", "springs"];
 
-/// Test programs of `tests/programs` that every backend runs too: every column type, and tensor
-/// parameters applied with `@`.
-const PROGRAMS: &[&str] = &["mixed_types", "tensor_trap"];
+/// Test programs of `tests/programs` that every backend runs too: every column type, tensor
+/// parameters applied with `@`, and MLP models with every activation.
+const PROGRAMS: &[&str] = &["mixed_types", "tensor_trap", "mlp_field"];
 
 /// Device tests run one at a time: Mesa's lavapipe and PoCL each bring an LLVM into this one
 /// process, and compiling on both at once from two threads crashes.

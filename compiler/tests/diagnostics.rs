@@ -238,6 +238,53 @@ system T {{
     assert!(errors(&c).is_empty() && c.module.is_some(), "{:?}", errors(&c));
 }
 
+/// An `mlp` is checked when it is declared and where it is called: layers that do not chain,
+/// a missing activation, a call with the wrong number of inputs.
+#[test]
+fn mlp_models_are_checked() {
+    let src = |model: &str, call: &str| {
+        format!(
+            r#"
+system T {{
+    param W1: tensor<f32>[13, 3] = load("mlp_w1.npy");
+    param B1: tensor<f32>[13] = load("mlp_b1.npy");
+    param W2: tensor<f32>[3, 13] = load("mlp_w2.npy");
+    param B2: tensor<f32>[3] = load("mlp_b2.npy");
+    model net = {model};
+    agent P {{ state x: vec3; state y: vec3; }}
+    interaction apply(p: P) each {{ p.y = {call}; }}
+    step {{ apply; }}
+    init {{ spawn P * 2 {{ x: vec3(1.0), y: vec3(0.0) }} }}
+}}"#
+        )
+    };
+    let programs = aiic_compiler::sema::CheckOptions { base_dir: root().join("tests/programs"), ..Default::default() };
+    let check = |model: &str, call: &str| errors(&compile_with(&src(model, call), programs.clone()));
+    let errs = check("mlp(W1, B1, W1, B1, act: tanh)", "net(p.x)");
+    assert!(
+        errs.iter().any(|e| e.starts_with("test.aii:7:29: error[E0205]")
+            && e.contains("takes 3 inputs, but the layer before gives 13")),
+        "{errs:?}"
+    );
+    let errs = check("mlp(W1, B1, W2, B2)", "net(p.x)");
+    assert!(
+        errs.iter().any(|e| e.starts_with("test.aii:7:17: error[E0205]") && e.contains("needs its activation")),
+        "{errs:?}"
+    );
+    let errs = check("mlp(W1, B1, W2, B2, act: swish)", "net(p.x)");
+    assert!(
+        errs.iter().any(|e| e.starts_with("test.aii:7:42: error[E0205]") && e.contains("unknown activation")),
+        "{errs:?}"
+    );
+    let errs = check("mlp(W1, B1, W2, B2, act: tanh)", "net(p.x, 1.0)");
+    assert!(
+        errs.iter().any(|e| e.starts_with("test.aii:9:42: error[E0204]") && e.contains("takes 3 inputs, found 4")),
+        "{errs:?}"
+    );
+    let c = compile_with(&src("mlp(W1, B1, W2, B2, act: tanh)", "net(p.x)"), programs);
+    assert!(errors(&c).is_empty() && c.module.is_some(), "{:?}", errors(&c));
+}
+
 #[test]
 fn several_mistakes_are_reported_in_one_run() {
     let src = BASE

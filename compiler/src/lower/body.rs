@@ -407,23 +407,7 @@ impl<'c, 'p> Lower<'c, 'p> {
         let ty = scalar_of(&e.ty);
         Ok(match &e.kind {
             HKind::Lit(x) => vec![self.b.konst(*x, ty)],
-            HKind::Param(p) => {
-                let prog = self.program(e.span)?;
-                let start = self.cx.param_lanes[*p];
-                let n = prog.params[*p].ty.lanes();
-                if prog.params[*p].default.is_none() {
-                    let file = prog.params[*p].source.as_ref().map_or(String::new(), |f| f.display().to_string());
-                    return Err(LowerError {
-                        span: e.span,
-                        message: format!(
-                            "tensor parameter `{}` has no values: {file} was not found",
-                            prog.params[*p].name
-                        ),
-                        code: "E0216",
-                    });
-                }
-                (0..n as u32).map(|i| self.b.emit(ty, Op::Param(start + i))).collect()
-            }
+            HKind::Param(p) => self.param_lanes(*p, e.span)?,
             HKind::Local(l) => match self.env.locals.get(l) {
                 Some(v) => v.clone(),
                 None => return self.fail(e.span, "local used before it has a value"),
@@ -493,6 +477,7 @@ impl<'c, 'p> Lower<'c, 'p> {
                 )
             }
             HKind::AgentRef(_) => return self.fail(e.span, "an agent is not a value"),
+            HKind::ModelCall(m, args) => self.mlp(*m, args, e.span)?,
         })
     }
 
@@ -546,6 +531,97 @@ impl<'c, 'p> Lower<'c, 'p> {
             }
         }
         out
+    }
+
+    /// The lanes of a parameter, or E0216 for a tensor whose file was not found.
+    fn param_lanes(&mut self, p: usize, span: crate::source::Span) -> LResult<Vec<V>> {
+        let prog = self.program(span)?;
+        let prm = &prog.params[p];
+        if prm.default.is_none() {
+            let file = prm.source.as_ref().map_or(String::new(), |f| f.display().to_string());
+            return Err(LowerError {
+                span,
+                message: format!("tensor parameter `{}` has no values: {file} was not found", prm.name),
+                code: "E0216",
+            });
+        }
+        let (start, n, ty) = (self.cx.param_lanes[p], prm.ty.lanes() as u32, prm.ty.elem());
+        Ok((0..n).map(|i| self.b.emit(ty, Op::Param(start + i))).collect())
+    }
+
+    /// An `mlp` model on its arguments (concatenated, in f32): `h = W @ h + b` per layer, the
+    /// activation after every layer but the last.
+    fn mlp(&mut self, model: usize, args: &[HExpr], span: crate::source::Span) -> LResult<Vec<V>> {
+        let prog = self.program(span)?;
+        let Some(mlp) = prog.models[model].mlp.clone() else {
+            return self.fail(span, "this model cannot run yet");
+        };
+        let mut h = Vec::new();
+        for a in args {
+            for v in self.expr(a)? {
+                h.push(if self.b.ty(v) == Scalar::F32 { v } else { self.b.emit(Scalar::F32, Op::Cast(v)) });
+            }
+        }
+        let last = mlp.layers.len().saturating_sub(1);
+        for (k, &(w, b)) in mlp.layers.iter().enumerate() {
+            let dims = match &prog.params[w].ty {
+                Ty::Tensor(_, d) => d.clone(),
+                _ => return self.fail(span, "a layer's weight is not a matrix"),
+            };
+            let wl = self.param_lanes(w, span)?;
+            let bl = self.param_lanes(b, span)?;
+            let z = self.tensor_product(&dims, &wl, &h);
+            h = z
+                .iter()
+                .zip(&bl)
+                .map(|(&z, &b)| {
+                    let b = if self.b.ty(b) == Scalar::F32 { b } else { self.b.emit(Scalar::F32, Op::Cast(b)) };
+                    self.b.add(z, b)
+                })
+                .collect();
+            if k != last {
+                h = h.iter().map(|&x| self.activation(mlp.act, x)).collect();
+            }
+        }
+        Ok(h)
+    }
+
+    fn activation(&mut self, act: crate::sema::hir::Activation, x: V) -> V {
+        use crate::sema::hir::Activation as A;
+        let konst = |me: &mut Self, c: f64| me.b.konst(c, Scalar::F32);
+        let sigmoid = |me: &mut Self, x: V| {
+            let minus = me.b.un(ir::UnOp::Neg, x);
+            let e = me.b.un(ir::UnOp::Exp, minus);
+            let one = konst(me, 1.0);
+            let d = me.b.add(one, e);
+            me.b.bin(ir::BinOp::Div, one, d)
+        };
+        match act {
+            A::Tanh => self.b.un(ir::UnOp::Tanh, x),
+            A::Relu => {
+                let zero = konst(self, 0.0);
+                self.b.bin(ir::BinOp::Max, x, zero)
+            }
+            A::Sigmoid => sigmoid(self, x),
+            A::Silu => {
+                let s = sigmoid(self, x);
+                self.b.mul(x, s)
+            }
+            A::Gelu => {
+                let (half, c, k) =
+                    (konst(self, 0.5), konst(self, (2.0 / std::f64::consts::PI).sqrt()), konst(self, 0.044715));
+                let x2 = self.b.mul(x, x);
+                let x3 = self.b.mul(x2, x);
+                let kx3 = self.b.mul(k, x3);
+                let inner = self.b.add(x, kx3);
+                let arg = self.b.mul(c, inner);
+                let t = self.b.un(ir::UnOp::Tanh, arg);
+                let one = konst(self, 1.0);
+                let onet = self.b.add(one, t);
+                let hx = self.b.mul(half, x);
+                self.b.mul(hx, onet)
+            }
+        }
     }
 
     /// `W @ y` for a row-major `[rows, inner]` tensor `W` (lanes `x`) and a vector or a row-major

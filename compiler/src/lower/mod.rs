@@ -501,7 +501,7 @@ fn expr_locals(e: &HExpr, out: &mut Vec<LocalId>) {
             expr_locals(a, out);
             expr_locals(b, out);
         }
-        HKind::Call(_, xs) | HKind::Tuple(xs) | HKind::Rand(_, xs) | HKind::Opaque(_, xs) => {
+        HKind::Call(_, xs) | HKind::Tuple(xs) | HKind::Rand(_, xs) | HKind::Opaque(_, xs) | HKind::ModelCall(_, xs) => {
             xs.iter().for_each(|x| expr_locals(x, out))
         }
         HKind::If { cond, then, els } => {

@@ -891,8 +891,45 @@ impl<'a> Checker<'a> {
         }
         if let Some(&m) = self.model_names.get(name) {
             let hs: Vec<HExpr> = args.iter().map(|a| self.expr(cx, &a.value)).collect();
-            let _ = m;
-            return HExpr { kind: HKind::Opaque("model", hs), ty: Ty::vec(3), span };
+            let Some(mlp) = self.models[m].mlp.clone() else {
+                return HExpr { kind: HKind::Opaque("model", hs), ty: Ty::vec(3), span };
+            };
+            if hs.iter().any(|h| h.ty.is_error()) {
+                return err(span);
+            }
+            // The arguments, concatenated, are the input vector.
+            let mut hs = hs;
+            let mut given = 0;
+            for h in &mut hs {
+                match h.ty.clone() {
+                    t if t.is_float_scalar() => {
+                        settle(h, &F32);
+                        given += 1;
+                    }
+                    Ty::Vec(s, n) if s.is_float() => given += n,
+                    t => {
+                        self.error(Diagnostic::error(
+                            "E0204",
+                            h.span,
+                            format!("a model takes float scalars and vectors, not {t}"),
+                        ));
+                        return err(span);
+                    }
+                }
+            }
+            if given != mlp.inputs {
+                self.error(
+                    Diagnostic::error(
+                        "E0204",
+                        span,
+                        format!("model `{name}` takes {} inputs, found {given}", mlp.inputs),
+                    )
+                    .with_hint("its arguments are concatenated into one vector"),
+                );
+                return err(span);
+            }
+            let ty = if mlp.outputs == 1 { F32 } else { Ty::Vec(Scalar::F32, mlp.outputs) };
+            return HExpr { kind: HKind::ModelCall(m, hs), ty, span };
         }
         match name.as_str() {
             "force" => return self.force(cx, args, span),

@@ -438,9 +438,9 @@ impl<'a> Checker<'a> {
                     self.params.push(Param { name: p.name.name.clone(), ty, default, source, span: p.name.span });
                 }
                 ast::ItemKind::Model(m) => {
+                    let mlp = self.check_model(m);
                     self.model_names.insert(m.name.name.clone(), self.models.len());
-                    self.models.push(Model { name: m.name.name.clone(), span: m.name.span });
-                    self.check_model(m);
+                    self.models.push(Model { name: m.name.name.clone(), span: m.name.span, mlp });
                 }
                 _ => {}
             }
@@ -525,7 +525,13 @@ impl<'a> Checker<'a> {
         Some(ConstValue { ty: ty.clone(), lanes })
     }
 
-    fn check_model(&mut self, m: &ast::ModelDecl) {
+    /// Checks a model declaration; an `mlp` comes back as its layers.
+    fn check_model(&mut self, m: &ast::ModelDecl) -> Option<Mlp> {
+        if let ast::ExprKind::Call { callee, args } = &m.value.kind {
+            if matches!(&callee.kind, ast::ExprKind::Name(n) if n == "mlp") {
+                return self.check_mlp(m, args);
+            }
+        }
         let ok = match &m.value.kind {
             ast::ExprKind::Call { callee, args } => match &callee.kind {
                 ast::ExprKind::Name(n) if n == "onnx" => {
@@ -550,6 +556,92 @@ impl<'a> Checker<'a> {
                 .with_label("not a model constructor"),
             );
         }
+        None
+    }
+
+    /// `mlp(W1, b1, W2, b2, …, act: f)`: weights `[out, in]`, biases `[out]`, each layer's
+    /// input the previous layer's output.
+    fn check_mlp(&mut self, m: &ast::ModelDecl, args: &[ast::Arg]) -> Option<Mlp> {
+        let mut act = None;
+        let mut tensors: Vec<(ParamId, Vec<u32>, Span)> = Vec::new();
+        for a in args {
+            match (&a.name, &a.value.kind) {
+                (Some(k), ast::ExprKind::Name(f)) if k.name == "act" => match Activation::from_name(f) {
+                    Some(x) => act = Some(x),
+                    None => {
+                        self.error(
+                            Diagnostic::error("E0205", a.value.span, format!("unknown activation `{f}`"))
+                                .with_hint("activations: tanh, relu, sigmoid, gelu, silu"),
+                        );
+                        return None;
+                    }
+                },
+                (None, ast::ExprKind::Name(p)) => match self.param_names.get(p).map(|&i| (i, &self.params[i].ty)) {
+                    Some((i, Ty::Tensor(_, dims))) => tensors.push((i, dims.clone(), a.value.span)),
+                    _ => {
+                        self.error(
+                            Diagnostic::error("E0205", a.value.span, format!("`{p}` is not a tensor parameter"))
+                                .with_hint("declare it first: `param W1: tensor<f32>[64, 6] = load(\"w1.npy\");`"),
+                        );
+                        return None;
+                    }
+                },
+                _ => {
+                    self.error(
+                        Diagnostic::error("E0205", a.value.span, "an mlp takes tensor parameters and `act: f`")
+                            .with_hint("write `mlp(W1, b1, W2, b2, act: tanh)`"),
+                    );
+                    return None;
+                }
+            }
+        }
+        if tensors.is_empty() || !tensors.len().is_multiple_of(2) {
+            self.error(
+                Diagnostic::error("E0205", m.value.span, "an mlp takes a weight and a bias per layer")
+                    .with_hint("write `mlp(W1, b1, W2, b2, act: tanh)`"),
+            );
+            return None;
+        }
+        let mut layers = Vec::new();
+        let mut width: Option<u32> = None;
+        for pair in tensors.chunks(2) {
+            let ((w, wd, wspan), (b, bd, bspan)) = (&pair[0], &pair[1]);
+            let [out, inp] = wd.as_slice() else {
+                self.error(Diagnostic::error("E0205", *wspan, "a layer's weight is a matrix `tensor<T>[out, in]`"));
+                return None;
+            };
+            if let Some(prev) = width.filter(|p| p != inp) {
+                self.error(
+                    Diagnostic::error(
+                        "E0205",
+                        *wspan,
+                        format!("this layer takes {inp} inputs, but the layer before gives {prev}"),
+                    )
+                    .with_hint("a weight is [out, in], like PyTorch's Linear.weight"),
+                );
+                return None;
+            }
+            if bd.as_slice() != [*out] {
+                self.error(Diagnostic::error("E0205", *bspan, format!("a bias of this layer is `tensor<T>[{out}]`")));
+                return None;
+            }
+            width = Some(*out);
+            layers.push((*w, *b));
+        }
+        let inputs = tensors[0].1[1];
+        let act = match act {
+            Some(a) => a,
+            // One layer has no activation to choose.
+            None if layers.len() == 1 => Activation::Tanh,
+            None => {
+                self.error(
+                    Diagnostic::error("E0205", m.value.span, "an mlp of several layers needs its activation")
+                        .with_hint("add `act: tanh` (or relu, sigmoid, gelu, silu)"),
+                );
+                return None;
+            }
+        };
+        Some(Mlp { layers, act, inputs, outputs: width.unwrap_or(0) })
     }
 
     fn register_callables(&mut self, items: &'a [ast::Item]) {

@@ -74,6 +74,41 @@ pub struct Param {
 pub struct Model {
     pub name: String,
     pub span: Span,
+    /// `mlp(W1, b1, W2, b2, …, act: f)`; `None` for `onnx(…)` models, which do not run yet.
+    pub mlp: Option<Mlp>,
+}
+
+/// A multilayer perceptron over tensor parameters: `h = W @ h + b` per layer (parameter
+/// indices), the activation after every layer but the last.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    pub layers: Vec<(ParamId, ParamId)>,
+    pub act: Activation,
+    pub inputs: u32,
+    pub outputs: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Tanh,
+    Relu,
+    Sigmoid,
+    /// The tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+    Gelu,
+    Silu,
+}
+
+impl Activation {
+    pub fn from_name(n: &str) -> Option<Self> {
+        Some(match n {
+            "tanh" => Activation::Tanh,
+            "relu" => Activation::Relu,
+            "sigmoid" => Activation::Sigmoid,
+            "gelu" => Activation::Gelu,
+            "silu" => Activation::Silu,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -166,8 +201,10 @@ pub enum HKind {
         agents: Vec<AgentId>,
         body: Box<HExpr>,
     },
-    /// Calls into tensor parameters or models: checked, not yet executed.
+    /// Calls into models that do not run yet (`onnx`): checked, not executed.
     Opaque(&'static str, Vec<HExpr>),
+    /// A call of `mlp` model `usize` on its arguments, concatenated.
+    ModelCall(usize, Vec<HExpr>),
     /// An agent bound in the enclosing kernel, passed to a potential or function.
     AgentRef(Slot),
 }
