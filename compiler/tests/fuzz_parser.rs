@@ -8,39 +8,9 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 
-const TOKENS: &[&str] = &[
-    "system",
-    "agent",
-    "property",
-    "state",
-    "accum",
-    "derive",
-    "const",
-    "param",
-    "conserve",
-    "potential",
-    "interaction",
-    "each",
-    "pairs",
-    "within",
-    "step",
-    "integrate",
-    "init",
-    "spawn",
-    "use",
-    "let",
-    "if",
-    "else",
-    "return",
-    "fn",
-    "external",
-    "tolerance",
-    "model",
-    "from",
-    "with",
-    "as",
-    "true",
-    "false",
+/// Names, literals and comment marks the token soup draws on besides the language's keywords
+/// and punctuation (`syntax::lexer::KEYWORDS`, `PUNCTUATION`).
+const EXTRAS: &[&str] = &[
     "S",
     "Body",
     "a",
@@ -63,52 +33,25 @@ const TOKENS: &[&str] = &[
     "1e-3",
     "3f64",
     "\"f.csv\"",
-    "+",
-    "-",
-    "*",
-    "/",
-    "%",
-    "==",
-    "!=",
-    "<",
-    "<=",
-    ">",
-    ">=",
-    "&&",
-    "||",
-    "!",
-    "=",
-    "+=",
-    "-=",
-    "*=",
-    "/=",
-    "->",
-    ":",
-    ";",
-    ",",
-    ".",
-    "@",
-    "(",
-    ")",
-    "{",
-    "}",
-    "[",
-    "]",
-    "::",
     "/*",
     "*/",
     "//",
     "\n",
 ];
 
+fn tokens() -> Vec<&'static str> {
+    let lexer = (aiic_compiler::syntax::lexer::KEYWORDS.iter()).chain(aiic_compiler::syntax::lexer::PUNCTUATION);
+    lexer.chain(EXTRAS).copied().collect()
+}
+
 fn token_soup() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(TOKENS), 0..120).prop_map(|t| t.join(" "))
+    prop::collection::vec(prop::sample::select(tokens()), 0..120).prop_map(|t| t.join(" "))
 }
 
 /// An example with a few random edits: deletions, duplications and insertions of tokens.
 fn mutated_example() -> impl Strategy<Value = String> {
     let edits =
-        prop::collection::vec((any::<prop::sample::Index>(), 0usize..12, prop::sample::select(TOKENS), 0u8..3), 1..6);
+        prop::collection::vec((any::<prop::sample::Index>(), 0usize..12, prop::sample::select(tokens()), 0u8..3), 1..6);
     (prop::sample::select(EXAMPLES), edits).prop_map(|(name, edits)| {
         let mut text = example(name);
         for (at, len, tok, kind) in edits {

@@ -14,42 +14,10 @@ pub struct Corpus {
     pub vocabulary: Vec<String>,
 }
 
-/// Keywords, operators and literals of the language, so that insertions can build constructs
-/// the corpus does not happen to contain.
-const GRAMMAR: &[&str] = &[
-    "system",
-    "agent",
-    "property",
-    "state",
-    "accum",
-    "derive",
-    "const",
-    "param",
-    "conserve",
-    "potential",
-    "interaction",
-    "each",
-    "pairs",
-    "within",
-    "step",
-    "integrate",
-    "init",
-    "spawn",
-    "use",
-    "let",
-    "if",
-    "else",
-    "return",
-    "fn",
-    "external",
-    "tolerance",
+/// Names, literals and comment marks that, with the lexer's keywords and punctuation, let
+/// insertions build constructs the corpus does not happen to contain.
+const GRAMMAR_EXTRAS: &[&str] = &[
     "assume",
-    "model",
-    "from",
-    "with",
-    "as",
-    "true",
-    "false",
     "max",
     "index",
     "count",
@@ -81,38 +49,6 @@ const GRAMMAR: &[&str] = &[
     "load",
     "std::potentials",
     "std::integrators",
-    "+",
-    "-",
-    "*",
-    "/",
-    "%",
-    "==",
-    "!=",
-    "<",
-    "<=",
-    ">",
-    ">=",
-    "&&",
-    "||",
-    "!",
-    "=",
-    "+=",
-    "-=",
-    "*=",
-    "/=",
-    "->",
-    ":",
-    ";",
-    ",",
-    ".",
-    "@",
-    "(",
-    ")",
-    "{",
-    "}",
-    "[",
-    "]",
-    "::",
     "/*",
     "*/",
     "//",
@@ -152,7 +88,9 @@ impl Corpus {
         if programs.is_empty() {
             return Err(format!("no .aii programs under {}", root.display()));
         }
-        let mut vocabulary: Vec<String> = GRAMMAR.iter().map(|s| s.to_string()).collect();
+        use aiic_compiler::syntax::lexer::{KEYWORDS, PUNCTUATION};
+        let grammar = KEYWORDS.iter().chain(PUNCTUATION).chain(GRAMMAR_EXTRAS);
+        let mut vocabulary: Vec<String> = grammar.map(|s| s.to_string()).collect();
         for p in &programs {
             vocabulary.extend(crate::mutate::tokens(&p.text).into_iter().map(|r| p.text[r].to_string()));
         }

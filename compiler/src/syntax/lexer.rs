@@ -252,6 +252,48 @@ impl fmt::Display for Token {
     }
 }
 
+/// How every keyword is written, for tools that build programs from tokens (the fuzzers).
+pub const KEYWORDS: &[&str] = &[
+    "system",
+    "agent",
+    "property",
+    "state",
+    "accum",
+    "derive",
+    "const",
+    "param",
+    "conserve",
+    "potential",
+    "interaction",
+    "each",
+    "pairs",
+    "within",
+    "step",
+    "integrate",
+    "init",
+    "spawn",
+    "use",
+    "let",
+    "if",
+    "else",
+    "return",
+    "fn",
+    "external",
+    "tolerance",
+    "model",
+    "from",
+    "with",
+    "as",
+    "true",
+    "false",
+];
+
+/// How every operator and punctuation token is written (comments excepted).
+pub const PUNCTUATION: &[&str] = &[
+    "+=", "-=", "*=", "/=", "==", "!=", "<=", ">=", "&&", "||", "->", "::", "+", "-", "*", "/", "%", "<", ">", "!",
+    "=", ":", ";", ",", ".", "@", "(", ")", "{", "}", "[", "]",
+];
+
 /// Tokens with spans, and a diagnostic for every stretch of text that is not a token.
 pub fn lex(file: FileId, text: &str) -> (Vec<(Token, Span)>, Vec<Diagnostic>) {
     let mut tokens = Vec::new();
@@ -294,6 +336,16 @@ mod tests {
         let (t, e) = lex(FileId(0), s);
         assert!(e.is_empty(), "{e:?}");
         t.into_iter().map(|(t, _)| t).collect()
+    }
+
+    /// The spellings the fuzzers build programs from are the lexer's own tokens, one each.
+    #[test]
+    fn every_listed_spelling_is_one_token() {
+        for s in KEYWORDS.iter().chain(PUNCTUATION) {
+            let t = toks(s);
+            assert_eq!(t.len(), 1, "{s}: {t:?}");
+            assert!(!matches!(t[0], Token::Ident(_) | Token::Number(_) | Token::Str(_)), "{s}: {t:?}");
+        }
     }
 
     #[test]
