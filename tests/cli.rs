@@ -28,6 +28,14 @@ fn every_example_checks() {
     }
 }
 
+/// The benchmark programs stay valid programs that run.
+#[test]
+fn every_benchmark_program_runs() {
+    let o = aiic(&["run", "bench/mlp_small.aii", "--target", "interp", "--steps", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("ran 2 steps of MlpSmall (1024 agents)"), "{}", stderr(&o));
+}
+
 #[test]
 fn every_example_runs_on_the_interpreter_and_reports_its_laws() {
     for name in EXAMPLES {
