@@ -1,8 +1,8 @@
 //! What one case goes through: everything `aiic check --explain` does (parse, check, lower,
 //! prove, render every diagnostic) and a short run on the reference interpreter. A deep case
 //! also compiles twice (the two reports must be equal), prints and verifies the kernel IR,
-//! generates code for every target and runs on the CPU backend. Errors are fine; a panic, a
-//! crash or a hang is a finding.
+//! generates code for every target and runs on the CPU backend, measuring the laws there too.
+//! Errors are fine; a panic, a crash or a hang is a finding.
 
 use aiic_compiler::driver::compile_source;
 use aiic_compiler::ir::Module;
@@ -96,5 +96,6 @@ fn run(m: &Module) -> Option<aiic_runtime::World> {
 
 fn run_cpu(m: &Module, code: &[Option<String>], start: &aiic_runtime::World) -> bool {
     let Ok(mut cpu) = aiic_runtime::cpu::exec::CpuBackend::new(m, code, start, 1) else { return false };
-    (0..STEPS).all(|_| cpu.step().is_ok()) && cpu.world().is_ok()
+    // The laws are measured by the CPU backend's own kernels too, as `aiic run` measures them.
+    (0..STEPS).all(|_| cpu.step().is_ok()) && cpu.world().is_ok() && cpu.laws().is_ok()
 }
