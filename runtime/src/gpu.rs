@@ -171,18 +171,23 @@ impl GpuPlan {
         out
     }
 
-    /// Removes the law kernels (which the generator writes after the step's), for a device that
-    /// cannot run them; its laws are then measured on the host. Returns how many kernels remain.
-    pub fn drop_laws(&mut self) -> usize {
-        let first = self
-            .laws
+    /// The first of the law kernels, which the generator writes after the step's (the number
+    /// of kernels where there are none).
+    pub fn first_law_kernel(&self) -> usize {
+        self.laws
             .iter()
             .flatten()
             .flat_map(|t| {
                 t.fill.iter().filter_map(|op| if let GpuOp::Launch(k) = op { Some(*k) } else { None }).chain([t.sum])
             })
             .min()
-            .unwrap_or(self.kernels.len());
+            .unwrap_or(self.kernels.len())
+    }
+
+    /// Removes the law kernels, for a device that cannot run them; its laws are then measured
+    /// on the host. Returns how many kernels remain.
+    pub fn drop_laws(&mut self) -> usize {
+        let first = self.first_law_kernel();
         self.laws.clear();
         self.kernels.truncate(first);
         first
@@ -339,8 +344,7 @@ pub fn read_back(
         }
     }
     for t in 0..host.world.agents.len() {
-        let kinds: Vec<crate::FieldKind> =
-            m.agents[t].fields.iter().flat_map(|f| f.lanes.iter().map(|_| f.kind)).collect();
+        let kinds = m.agents[t].column_kinds();
         for c in 0..host.world.agents[t].columns.len() as u32 {
             // Scratch columns (integrator temporaries, law shares) are never shown or measured.
             if kinds.get(c as usize) == Some(&crate::FieldKind::Scratch) {

@@ -56,6 +56,11 @@ impl AgentSchema {
         self.fields.iter().map(|f| f.lanes.len()).sum()
     }
 
+    /// The kind of each column, in column order.
+    pub fn column_kinds(&self) -> Vec<FieldKind> {
+        self.fields.iter().flat_map(|f| f.lanes.iter().map(|_| f.kind)).collect()
+    }
+
     pub fn field(&self, name: &str) -> Option<(usize, &FieldSchema)> {
         self.fields.iter().enumerate().find(|(_, f)| f.name == name)
     }

@@ -348,33 +348,22 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
         },
         None => None,
     };
-    // Frames travel back while the device goes on stepping (one in flight, handed over at the
-    // next frame or the end), and are written on a thread of their own.
-    let mut in_flight = false;
-    let flush = |w: &mut Option<BackgroundWriter>,
-                 in_flight: &mut bool,
-                 exec: &mut Box<dyn Backend + '_>|
-     -> Result<(), String> {
-        if let (Some(w), true) = (w.as_mut(), *in_flight) {
-            *in_flight = false;
+    // Frames travel back while the device goes on stepping (the executor keeps one in flight,
+    // handed over at the next frame or the end), and are written on a thread of their own.
+    let flush = |w: &mut Option<BackgroundWriter>, exec: &mut Box<dyn Backend + '_>| -> Result<(), String> {
+        if let Some(w) = w.as_mut() {
             if let Some(frame) = exec.take_frame().map_err(|e| e.to_string())? {
                 w.write(frame).map_err(|e| e.to_string())?;
             }
         }
         Ok(())
     };
-    let write = |w: &mut Option<BackgroundWriter>,
-                 in_flight: &mut bool,
-                 exec: &mut Box<dyn Backend + '_>|
-     -> Result<(), String> {
-        flush(w, in_flight, exec)?;
+    let write = |w: &mut Option<BackgroundWriter>, exec: &mut Box<dyn Backend + '_>| -> Result<(), String> {
+        flush(w, exec)?;
         let Some(w) = w.as_mut() else { return Ok(()) };
         match exec.begin_frame().map_err(|e| e.to_string())? {
             Some(frame) => w.write(frame).map_err(|e| e.to_string()),
-            None => {
-                *in_flight = true;
-                Ok(())
-            }
+            None => Ok(()),
         }
     };
     let measure = |exec: &mut Box<dyn Backend + '_>| -> Result<Vec<aiic_runtime::monitor::LawSample>, String> {
@@ -385,7 +374,7 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
         let world = exec.world().map_err(|e| e.to_string())?;
         Interp::laws_of(module, world, args.seed).map_err(|e| e.to_string())
     };
-    if let Err(e) = write(&mut writer, &mut in_flight, &mut exec) {
+    if let Err(e) = write(&mut writer, &mut exec) {
         eprintln!("error: {e}");
         return exit::USER_ERROR;
     }
@@ -436,7 +425,7 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
             break;
         }
         if args.every.is_some_and(|k| s % k == 0) || s == args.steps {
-            if let Err(e) = write(&mut writer, &mut in_flight, &mut exec) {
+            if let Err(e) = write(&mut writer, &mut exec) {
                 eprintln!("error: {e}");
                 code = exit::USER_ERROR;
                 break;
@@ -466,8 +455,7 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
     }
     let elapsed = started.elapsed().as_secs_f64();
     // An interrupted run keeps the state it reached as a last frame, and reports its laws there.
-    if code == exit::INTERRUPTED && steps_done != last_written && write(&mut writer, &mut in_flight, &mut exec).is_ok()
-    {
+    if code == exit::INTERRUPTED && steps_done != last_written && write(&mut writer, &mut exec).is_ok() {
         last_written = steps_done;
     }
     if code == exit::INTERRUPTED && steps_done != last_checked {
@@ -475,7 +463,7 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
             monitor.record(steps_done, samples);
         }
     }
-    if let Err(e) = flush(&mut writer, &mut in_flight, &mut exec) {
+    if let Err(e) = flush(&mut writer, &mut exec) {
         eprintln!("error: {e}");
         code = exit::USER_ERROR;
     }

@@ -124,6 +124,14 @@ impl Builder {
     pub fn mul(&mut self, a: V, b: V) -> V {
         self.bin(ir::BinOp::Mul, a, b)
     }
+    /// `v` as a value of type `ty`: itself if it is one already, else converted.
+    pub fn convert(&mut self, v: V, ty: Scalar) -> V {
+        if self.ty(v) == ty {
+            v
+        } else {
+            self.emit(ty, Op::Cast(v))
+        }
+    }
     pub fn select(&mut self, c: V, a: V, b: V) -> V {
         let ty = self.ty(a);
         self.emit(ty, Op::Select(c, a, b))
@@ -559,7 +567,7 @@ impl<'c, 'p> Lower<'c, 'p> {
         let mut h = Vec::new();
         for a in args {
             for v in self.expr(a)? {
-                h.push(if self.b.ty(v) == Scalar::F32 { v } else { self.b.emit(Scalar::F32, Op::Cast(v)) });
+                h.push(self.b.convert(v, Scalar::F32));
             }
         }
         let last = mlp.layers.len().saturating_sub(1);
@@ -575,7 +583,7 @@ impl<'c, 'p> Lower<'c, 'p> {
                 .iter()
                 .zip(&bl)
                 .map(|(&z, &b)| {
-                    let b = if self.b.ty(b) == Scalar::F32 { b } else { self.b.emit(Scalar::F32, Op::Cast(b)) };
+                    let b = self.b.convert(b, Scalar::F32);
                     self.b.add(z, b)
                 })
                 .collect();
@@ -631,8 +639,7 @@ impl<'c, 'p> Lower<'c, 'p> {
         let (rows, inner) = (dims[0] as usize, dims[1] as usize);
         let cols = y.len() / inner.max(1);
         let want = y.first().map_or(Scalar::F32, |&v| self.b.ty(v));
-        let w: Vec<V> =
-            x.iter().map(|&v| if self.b.ty(v) == want { v } else { self.b.emit(want, Op::Cast(v)) }).collect();
+        let w: Vec<V> = x.iter().map(|&v| self.b.convert(v, want)).collect();
         let mut out = Vec::with_capacity(rows * cols);
         for i in 0..rows {
             for j in 0..cols {

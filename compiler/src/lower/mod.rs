@@ -314,7 +314,7 @@ impl<'p> ModuleLower<'p> {
                 let n = self.p.agents[s.agent].fields[f.field].ty.lanes();
                 for i in 0..n {
                     let v = if vals.len() == 1 { vals[0] } else { vals[i] };
-                    let v = if lw.b.ty(v) != ty { lw.b.emit(ty, Op::Cast(v)) } else { v };
+                    let v = lw.b.convert(v, ty);
                     lw.b.emit(ty, Op::Store { slot: 0, col: first + i as u32, value: v });
                 }
             }

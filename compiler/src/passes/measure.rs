@@ -40,6 +40,8 @@ pub fn describe(m: &Module) -> String {
 /// Gives every law term of `m` its measuring plan (and its cutoff, where one is provable).
 pub fn plan(m: &mut Module) {
     // Exact f64 copies of compensated columns, `(agent, column, copy)`, shared by every term.
+    // (The kernels added here store f64 columns only, so they add no compensated column.)
+    let compensated = aiic_runtime::cpu::abi::compensated_columns(m);
     let mut copies: Vec<(usize, u32, u32)> = Vec::new();
     for l in 0..m.laws.len() {
         let mut plans = Vec::new();
@@ -49,7 +51,7 @@ pub fn plan(m: &mut Module) {
                     m.kernels[term].pattern = Pattern::Neighbors { a, b, bound: radius };
                 }
             }
-            match term_plan(m, l, t, term, &mut copies) {
+            match term_plan(m, l, t, term, &compensated, &mut copies) {
                 Some(p) => plans.push(p),
                 None => {
                     plans.clear();
@@ -66,6 +68,7 @@ fn term_plan(
     law: usize,
     t: usize,
     term: KernelId,
+    compensated: &[(usize, u32)],
     copies: &mut Vec<(usize, u32, u32)>,
 ) -> Option<TermPlan> {
     let k = &m.kernels[term];
@@ -81,7 +84,6 @@ fn term_plan(
     let name = format!("law.{}.{t}", m.laws[law].name);
     let cols = scratch_columns(m, agent, &name, outputs);
     // Compensated columns the term reads are read through exact f64 copies.
-    let compensated = aiic_runtime::cpu::abi::compensated_columns(m);
     let mut exact: Vec<(usize, u32, u32)> = Vec::new();
     for inst in &m.kernels[term].insts {
         if let Op::Load { slot, col } = inst.op {

@@ -462,8 +462,7 @@ impl Backend for CpuBackend<'_> {
     fn world(&mut self) -> Result<&World, RunError> {
         for (t, cols) in self.cols.iter().enumerate() {
             let data = &mut self.world.agents[t];
-            let kinds: Vec<FieldKind> =
-                self.module.agents[t].fields.iter().flat_map(|f| f.lanes.iter().map(|_| f.kind)).collect();
+            let kinds = self.module.agents[t].column_kinds();
             for (c, col) in cols.iter().enumerate() {
                 // Scratch columns (integrator temporaries, law shares) are never shown or measured.
                 if kinds.get(c) == Some(&FieldKind::Scratch) {

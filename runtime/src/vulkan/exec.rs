@@ -95,7 +95,7 @@ impl<'m> VulkanBackend<'m> {
         let mut plan = plan;
         let mut spirv = spirv;
         // Laws are measured in f64; a device without it measures them on the host instead.
-        let laws_from = plan.clone().drop_laws();
+        let laws_from = plan.first_law_kernel();
         if !info.f64 && spirv.iter().take(laws_from).any(|w| declares_float64(w)) {
             return Err(VkError::Unsupported(format!("{} has no 64-bit floats, which this program uses", info.name)));
         }
@@ -509,8 +509,7 @@ impl<'m> VulkanBackend<'m> {
     fn download(&mut self) -> Result<(), RunError> {
         let mut want: Vec<Buf> = Vec::new();
         for (t, a) in self.host.world.agents.iter().enumerate() {
-            let kinds: Vec<crate::FieldKind> =
-                self.module.agents[t].fields.iter().flat_map(|f| f.lanes.iter().map(|_| f.kind)).collect();
+            let kinds = self.module.agents[t].column_kinds();
             for c in 0..a.columns.len() as u32 {
                 // Scratch columns (integrator temporaries, law shares) are never shown or measured.
                 if kinds.get(c as usize) == Some(&crate::FieldKind::Scratch) {

@@ -26,7 +26,7 @@ pub fn emit_module(m: &Module, opts: Options) -> Result<OpenClCode, String> {
     text += "#ifndef WG\n#define WG 256\n#endif\n";
     // Law kernels (the last ones) compute in f64: a device without it builds the rest, and
     // measures the laws on the host.
-    let first_law = code.plan.clone().drop_laws();
+    let first_law = code.plan.first_law_kernel();
     for (n, k) in code.kernels.iter().enumerate() {
         text += "\n";
         if n == first_law {
