@@ -119,6 +119,20 @@ impl<'m> VulkanBackend<'m> {
             as u32;
         let timestamps = families[qfi as usize].timestamp_valid_bits > 0 && props.limits.timestamp_period > 0.0;
         let limits = props.limits;
+        // Every column a kernel touches is its own storage buffer.
+        if let Some(k) = plan
+            .kernels
+            .iter()
+            .find(|k| k.bindings.len() as u64 > limits.max_per_stage_descriptor_storage_buffers as u64)
+        {
+            return Err(VkError::Unsupported(format!(
+                "{}: kernel `{}` binds {} buffers (one per column it reads or writes), more than the {} this device allows a shader; run it with --target cpu, cuda or opencl",
+                info.name,
+                k.name,
+                k.bindings.len(),
+                limits.max_per_stage_descriptor_storage_buffers
+            )));
+        }
 
         // The widest tile of workgroup memory any kernel needs decides the largest workgroup.
         let tile_bytes = plan_tile_bytes(&plan);
