@@ -68,6 +68,10 @@ pub fn compile(args: &ProgramArgs, need: Need, color: bool) -> Result<Compiled, 
         eprintln!("error: {} has {n} error{}", args.file.display(), if n == 1 { "" } else { "s" });
         return Err(exit::USER_ERROR);
     }
+    let mut compiled = compiled;
+    if let Some(m) = &mut compiled.module {
+        override_precision(args, m)?;
+    }
     Ok(compiled)
 }
 
@@ -150,5 +154,23 @@ pub fn load_module(args: &ProgramArgs, color: bool) -> Result<Loaded, u8> {
         }
         None => None,
     };
+    // The PTX was written for the artifact's precisions; another is generated at run time.
+    let ptx = if args.precision.is_some() { None } else { ptx };
+    override_precision(args, &mut module)?;
     Ok(Loaded { module, cpu_code: code.remove("cpu"), spirv, ptx })
+}
+
+/// Applies `--precision` to every tensor interaction.
+fn override_precision(args: &ProgramArgs, module: &mut aiic_compiler::ir::Module) -> Result<(), u8> {
+    let Some(name) = &args.precision else { return Ok(()) };
+    let Some(p) = aiic_compiler::ir::Precision::from_name(name) else {
+        eprintln!("error: `--precision {name}`: expected one of f32, tf32, f16, bf16, f64, auto");
+        return Err(exit::USER_ERROR);
+    };
+    for k in &mut module.kernels {
+        if let Some(t) = &mut k.tensor {
+            t.precision = p;
+        }
+    }
+    Ok(())
 }

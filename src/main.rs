@@ -46,6 +46,10 @@ pub struct ProgramArgs {
     /// Override a const or param: `--set dt=1e-4` (repeatable).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub set: Vec<String>,
+    /// Override `@precision` of every tensor interaction: f32, tf32, f16, bf16, f64 or auto
+    /// (tensor cores run f16 and bf16 on CUDA; other targets compute f32).
+    #[arg(long, value_name = "P")]
+    pub precision: Option<String>,
 }
 
 #[derive(Subcommand)]

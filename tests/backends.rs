@@ -314,7 +314,7 @@ fn vulkan_matches_the_interpreter_on_every_example() {
         // Several workgroup sizes, so that tiles both cover and split the agents, and one to
         // three agents per thread.
         for (wg, rows) in [(None, 1), (Some(16), 1), (Some(16), 2), (Some(32), 3)] {
-            let shape = aiic_compiler::backend::gpu::kernels::Options { rows };
+            let shape = aiic_compiler::backend::gpu::kernels::Options { rows, ..Default::default() };
             let code = aiic_compiler::backend::gpu::spirv::emit_module_with(&m, shape).expect("spirv");
             let opts = aiic_runtime::vulkan::exec::Options { device: None, workgroup: wg };
             let what = format!("{name} on {device} (workgroup {wg:?}, {rows} rows)");
@@ -355,7 +355,7 @@ fn cuda_matches_the_interpreter_on_every_example() {
         // Several block sizes, so that tiles both cover and split the agents, and one and two
         // agents per thread.
         for (block, rows) in [(256, 1), (16, 1), (16, 2)] {
-            let shape = aiic_compiler::backend::gpu::kernels::Options { rows };
+            let shape = aiic_compiler::backend::gpu::kernels::Options { rows, ..Default::default() };
             let code = aiic_compiler::backend::gpu::ptx::emit_module_with(&m, block, shape).expect("ptx");
             let what = format!("{name} on {device} ({block} threads, {rows} rows)");
             let mut gpu =
@@ -392,7 +392,7 @@ fn opencl_matches_the_interpreter_on_every_example() {
         let m = module(name);
         let start = initial(&m).world.clone();
         for (wg, rows) in [(None, 1), (Some(16), 1), (Some(16), 2)] {
-            let shape = aiic_compiler::backend::gpu::kernels::Options { rows };
+            let shape = aiic_compiler::backend::gpu::kernels::Options { rows, ..Default::default() };
             let code = aiic_compiler::backend::gpu::opencl::emit_module(&m, shape).expect("opencl");
             let what = format!("{name} on {device} (workgroup {wg:?}, {rows} rows)");
             let mut gpu =

@@ -34,6 +34,9 @@ fn every_benchmark_program_runs() {
     let o = aiic(&["run", "bench/mlp_small.aii", "--target", "interp", "--steps", "2"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("ran 2 steps of MlpSmall (1024 agents)"), "{}", stderr(&o));
+    let o = aiic(&["run", "bench/mlp_tc.aii", "--target", "cpu", "--steps", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("ran 2 steps of MlpTensorCores (4096 agents)"), "{}", stderr(&o));
 }
 
 #[test]
@@ -166,6 +169,18 @@ fn a_missing_file_is_a_clear_error() {
 fn an_unavailable_backend_named_explicitly_exits_3() {
     let o = aiic(&["run", "examples/kepler.aii", "--target", "onnx"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+}
+
+#[test]
+fn precision_overrides_every_tensor_interaction_and_rejects_unknown_names() {
+    let o = aiic(&["run", "tests/programs/tensor_cores.aii", "--target", "cpu", "--precision", "f8"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("`--precision f8`: expected one of"), "{}", stderr(&o));
+    let o = aiic(&["emit", "tests/programs/tensor_cores.aii", "--target", "ir", "--precision", "bf16"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(text.matches(" precision bf16 ").count(), 3, "{text}");
+    assert!(!text.contains(" precision f16 ") && !text.contains(" precision auto "), "{text}");
 }
 
 #[test]

@@ -32,12 +32,10 @@ pub fn example(name: &str) -> String {
 
 pub const EXAMPLES: &[&str] = &["nbody", "kepler", "lj_gas", "billiards", "springs"];
 
-/// An example, or a program of `tests/programs` (`mixed_types`), compiled to its module.
+/// A program of `tests/programs` (`mixed_types`, `tensor_cores`), or an example, compiled to its module.
 pub fn program(name: &str) -> aiic_compiler::ir::Module {
-    let src = if name == "mixed_types" {
-        std::fs::read_to_string(root().join("tests/programs/mixed_types.aii")).expect("readable")
-    } else {
-        example(name)
-    };
+    let test_program = root().join("tests/programs").join(format!("{name}.aii"));
+    let src =
+        if test_program.is_file() { std::fs::read_to_string(test_program).expect("readable") } else { example(name) };
     compile(&src).module.unwrap_or_else(|| panic!("{name} compiles"))
 }

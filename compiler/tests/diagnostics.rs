@@ -285,6 +285,40 @@ system T {{
     assert!(errors(&c).is_empty() && c.module.is_some(), "{:?}", errors(&c));
 }
 
+/// `@precision` and `@accel` take only what the language names; `@precision` on an interaction
+/// without tensor work is a warning.
+#[test]
+fn precision_and_accel_hints_are_checked() {
+    let src = |hint: &str, body: &str| {
+        format!(
+            r#"
+system T {{
+    param W: tensor<f32>[3, 3] = load("tensor_trap_w.npy");
+    agent P {{ state x: vec3; state y: vec3; }}
+    {hint}
+    interaction apply(p: P) each external {{ {body} }}
+    step {{ apply; }}
+    init {{ spawn P * 2 {{ x: vec3(1.0), y: vec3(0.0) }} }}
+}}"#
+        )
+    };
+    let programs = aiic_compiler::sema::CheckOptions { base_dir: root().join("tests/programs"), ..Default::default() };
+    let all = |hint: &str, body: &str| {
+        let c = compile_with(&src(hint, body), programs.clone());
+        c.diags.list.iter().map(|d| d.one_line(&c.sources)).collect::<Vec<_>>()
+    };
+    for bad in ["@precision(f8)", "@precision(auto, tolerance: -1.0)", "@precision(f16, 3)", "@accel(fpga)"] {
+        let d = all(bad, "p.y = W @ p.x;");
+        assert!(d.iter().any(|e| e.starts_with("test.aii:5:5: error[E0217]")), "{bad}: {d:?}");
+    }
+    let d = all("@precision(f16)", "p.y = p.x * 2.0;");
+    assert!(d.iter().any(|e| e.starts_with("test.aii:5:5: warning[W0003]")), "{d:?}");
+    let c = compile_with(&src("@accel(tensor_cores) @precision(auto, tolerance: 1e-2)", "p.y = W @ p.x;"), programs);
+    assert!(errors(&c).is_empty(), "{:?}", errors(&c));
+    let plan = c.module.expect("module").kernels.iter().find_map(|k| k.tensor.clone()).expect("a tensor plan");
+    assert_eq!((plan.precision, plan.tolerance), (aiic_compiler::ir::Precision::Auto, 1e-2));
+}
+
 #[test]
 fn several_mistakes_are_reported_in_one_run() {
     let src = BASE

@@ -25,6 +25,12 @@ macro_rules! example_ir {
 example_ir!(nbody, kepler, lj_gas, billiards, springs);
 
 #[test]
+fn ir_of_tensor_plans() {
+    let src = std::fs::read_to_string(root().join("tests/programs/tensor_cores.aii")).expect("tensor_cores");
+    snapshot("tensor_cores", &src);
+}
+
+#[test]
 fn ir_of_the_language_tour() {
     let src = std::fs::read_to_string(root().join("tests/programs/tour.aii")).expect("tour");
     snapshot("tour", &src);

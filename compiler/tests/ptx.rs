@@ -25,6 +25,12 @@ macro_rules! example_ptx {
 
 example_ptx!(nbody, kepler, lj_gas, billiards, springs, mixed_types);
 
+/// Tensor-core kernels (`mma.sync`, f16 and bf16) of a program whose interactions ask for them.
+#[test]
+fn tensor_core_kernels() {
+    snapshot("tensor_cores");
+}
+
 fn ptxas() -> Option<std::path::PathBuf> {
     let found = std::process::Command::new("ptxas").arg("--version").output().is_ok_and(|o| o.status.success());
     found.then(|| "ptxas".into())
@@ -41,12 +47,12 @@ fn every_module_assembles_with_ptxas() {
     };
     let dir = std::env::temp_dir().join(format!("aiic-ptxas-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    for name in EXAMPLES.iter().chain(&["mixed_types"]) {
+    for name in EXAMPLES.iter().chain(&["mixed_types", "tensor_cores"]) {
         for block in [64, ptx::DEFAULT_BLOCK] {
             let code = ptx::emit_module(&program(name), block).unwrap_or_else(|e| panic!("{name}: {e}"));
             let path = dir.join(format!("{name}_{block}.ptx"));
             std::fs::write(&path, &code.text).expect("write");
-            for arch in ["sm_80", "sm_90"] {
+            for arch in ["sm_80", "sm_90", "sm_90a"] {
                 let out = std::process::Command::new(&ptxas)
                     .args(["-arch", arch, "-o"])
                     .arg(dir.join("out.cubin"))

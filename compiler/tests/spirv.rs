@@ -91,7 +91,7 @@ fn the_workgroup_size_is_a_specialization_constant() {
 fn no_constant_is_a_multiple_of_the_workgroup_placeholder() {
     use aiic_compiler::backend::gpu::{kernels::Options, wgsl::WG_PLACEHOLDER};
     for rows in [1, 2, 3] {
-        let code = spirv::emit_module_with(&program("nbody"), Options { rows }).expect("spirv");
+        let code = spirv::emit_module_with(&program("nbody"), Options { rows, ..Default::default() }).expect("spirv");
         for w in &code.words {
             let asm = spirv::disassemble(w);
             for k in 2..=4 {

@@ -30,6 +30,11 @@ pub trait Backend {
     fn laws(&mut self) -> Result<Option<Vec<crate::monitor::LawSample>>, RunError> {
         Ok(None)
     }
+    /// What the executor decided on its own that the user should hear (the precision
+    /// `@precision(auto)` chose, with the error it measured).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Waits until every step asked for has run.
     fn finish(&mut self) -> Result<(), RunError> {
         Ok(())

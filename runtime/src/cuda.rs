@@ -98,6 +98,7 @@ pub struct CudaBackend<'m> {
     frame: HashMap<Buf, PinnedHostSlice<u8>>,
     frame_step: Option<u64>,
     ctx: Arc<CudaContext>,
+    notes: Vec<String>,
 }
 
 impl<'m> CudaBackend<'m> {
@@ -158,9 +159,67 @@ impl<'m> CudaBackend<'m> {
             frame: HashMap::new(),
             frame_step: None,
             ctx,
+            notes: Vec::new(),
         };
         me.upload()?;
+        me.choose_precisions()?;
         Ok(me)
+    }
+
+    fn read(&self, b: &Buf) -> Result<Vec<u8>, CudaError> {
+        let dev = self.buffers.get(b).ok_or_else(|| CudaError::NoDevice(format!("no buffer {b:?}")))?;
+        let mut host = vec![0u8; dev.len()];
+        self.stream.memcpy_dtoh(dev, &mut host).map_err(call(format!("reading {b:?}")))?;
+        Ok(host)
+    }
+
+    /// Settles each `@precision(auto)` interaction (`GpuPlan::choices`): runs its f32 kernel
+    /// and each candidate from the initial state, restoring the state after each, and launches
+    /// the cheapest candidate whose error stays within the tolerance (f32 if none does).
+    fn choose_precisions(&mut self) -> Result<(), CudaError> {
+        let choices = self.plan.choices.clone();
+        if choices.is_empty() {
+            return Ok(());
+        }
+        let state: Vec<Buf> =
+            self.buffers.keys().copied().filter(|b| matches!(b, Buf::Col { .. } | Buf::Comp { .. })).collect();
+        let saved = state.iter().map(|b| self.read(b)).collect::<Result<Vec<_>, _>>()?;
+        let restore = |me: &mut Self| -> Result<(), CudaError> {
+            for (b, bytes) in state.iter().zip(&saved) {
+                let dev = me.buffers.get_mut(b).ok_or_else(|| CudaError::NoDevice(format!("no buffer {b:?}")))?;
+                me.stream.memcpy_htod(bytes, dev).map_err(call("restoring the state"))?;
+            }
+            Ok(())
+        };
+        for c in choices {
+            let before = c.outputs.iter().map(|b| self.read(b)).collect::<Result<Vec<_>, _>>()?;
+            let outputs = |me: &mut Self, k: usize| -> Result<Vec<Vec<u8>>, CudaError> {
+                me.enqueue(&[GpuOp::Launch(k)])?;
+                me.stream.synchronize().map_err(call("measuring a precision"))?;
+                let out = c.outputs.iter().map(|b| me.read(b)).collect::<Result<Vec<_>, _>>()?;
+                restore(me)?;
+                Ok(out)
+            };
+            let reference = outputs(self, c.f32)?;
+            let mut chosen = None;
+            let mut measured = Vec::new();
+            for &(p, k) in &c.candidates {
+                let err = c.error(&before, &reference, &outputs(self, k)?);
+                measured.push(format!("{} {err:.2e}", p.name()));
+                if chosen.is_none() && err <= c.tolerance {
+                    chosen = Some((p, k));
+                }
+            }
+            let (name, k) = chosen.map_or(("f32", c.f32), |(p, k)| (p.name(), k));
+            self.plan.relaunch(c.f32, k);
+            self.notes.push(format!(
+                "`{}`: @precision(auto) chose {name} on tensor cores: error against f32 on the initial state {} (tolerance {:e})",
+                c.name,
+                measured.join(", "),
+                c.tolerance
+            ));
+        }
+        Ok(())
     }
 
     fn upload(&mut self) -> Result<(), CudaError> {
@@ -275,6 +334,10 @@ impl Backend for CudaBackend<'_> {
             self.download()?;
         }
         Ok(self.host.scan())
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.clone()
     }
 
     fn finish(&mut self) -> Result<(), RunError> {

@@ -127,6 +127,53 @@ pub struct GpuPlan {
     /// the host.
     #[serde(default)]
     pub laws: Vec<Vec<GpuTerm>>,
+    /// Tensor interactions of precision `auto`, which the executor settles before the first step.
+    #[serde(default)]
+    pub choices: Vec<TensorChoice>,
+}
+
+/// A tensor interaction of precision `auto`: the step launches the f32 kernel `f32`; before the
+/// first step the executor runs it and each candidate (cheapest first) on the run's own state,
+/// and launches the first whose relative error stays within `tolerance`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TensorChoice {
+    pub name: String,
+    pub f32: usize,
+    pub candidates: Vec<(crate::ir::Precision, usize)>,
+    /// The columns the interaction writes.
+    pub outputs: Vec<Buf>,
+    /// `+=`: the error is measured on what the interaction adds.
+    pub accumulate: bool,
+    pub tolerance: f64,
+}
+
+impl TensorChoice {
+    /// The relative error of one run's outputs against the f32 kernel's, both from `before`
+    /// (f32 columns as bytes): the largest difference over the largest reference magnitude. A
+    /// non-finite value is an infinite error.
+    pub fn error(&self, before: &[Vec<u8>], reference: &[Vec<u8>], other: &[Vec<u8>]) -> f64 {
+        let floats = |b: &[u8]| -> Vec<f64> {
+            b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect()
+        };
+        let (mut diff, mut scale) = (0.0f64, 0.0f64);
+        for ((b, r), o) in before.iter().zip(reference).zip(other) {
+            let (b, r, o) = (floats(b), floats(r), floats(o));
+            for i in 0..r.len().min(o.len()) {
+                let base = if self.accumulate { b.get(i).copied().unwrap_or(0.0) } else { 0.0 };
+                let (x, y) = (r[i] - base, o[i] - base);
+                if !y.is_finite() {
+                    return f64::INFINITY;
+                }
+                diff = diff.max((x - y).abs());
+                scale = scale.max(x.abs());
+            }
+        }
+        if diff == 0.0 {
+            0.0
+        } else {
+            diff / scale
+        }
+    }
 }
 
 /// A law term on the device: `fill` writes every agent's share into scratch columns (see
@@ -191,6 +238,16 @@ impl GpuPlan {
         self.laws.clear();
         self.kernels.truncate(first);
         first
+    }
+
+    /// Launches device kernel `kernel` wherever the step and the first force passes launch
+    /// `from`.
+    pub fn relaunch(&mut self, from: usize, kernel: usize) {
+        for op in self.step.iter_mut().chain(self.prime.iter_mut()) {
+            if *op == GpuOp::Launch(from) {
+                *op = GpuOp::Launch(kernel);
+            }
+        }
     }
 
     /// The contents of `Buf::Sizes` for these agent counts.

@@ -97,6 +97,9 @@ pub fn run(args: &BenchArgs, color: bool) -> u8 {
                 return exit::BACKEND_UNAVAILABLE;
             }
         };
+        for n in exec.notes() {
+            eprintln!("note: {target}: {n}");
+        }
         if let Err(e) = exec.step().and_then(|()| exec.finish()) {
             eprintln!("error: {target}: {e}");
             return exit::USER_ERROR;

@@ -330,6 +330,9 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
     if args.target == "auto" {
         eprintln!("note: running on {}", exec.name());
     }
+    for n in exec.notes() {
+        eprintln!("note: {n}");
+    }
 
     let interrupted = Arc::new(AtomicBool::new(false));
     {

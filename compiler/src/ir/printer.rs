@@ -104,6 +104,25 @@ pub fn print_kernel(m: &Module, k: &Kernel) -> String {
     if let Some(g) = k.guard {
         let _ = writeln!(s, "  guard %{g}");
     }
+    if let Some(t) = &k.tensor {
+        let cols = |cs: &[u32]| cs.iter().map(|&c| column(m, k, 0, c)).collect::<Vec<_>>().join(", ");
+        let layers: Vec<String> = t
+            .layers
+            .iter()
+            .map(|l| format!("[{}x{}]{}", l.rows, l.cols, if l.bias.is_some() { "+b" } else { "" }))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  tensor ({}) -> {} act {:?} -> {} ({}) precision {} tolerance {:e}",
+            cols(&t.inputs),
+            layers.join(" -> "),
+            t.act,
+            if t.accumulate { "+=" } else { "=" },
+            cols(&t.outputs),
+            t.precision.name(),
+            t.tolerance
+        );
+    }
     s.push_str("}\n");
     s
 }

@@ -2,6 +2,7 @@
 //! and per law term, plus the schedule that runs them.
 
 pub mod body;
+pub mod tensor;
 
 use crate::diag::Diagnostic;
 use crate::ir::{self, InitOp, Kernel, KernelId, Module, Op, Pattern, Scalar, Sched, Uniform, V};
@@ -46,6 +47,7 @@ fn finish_uniform(mut b: Builder, lanes: &[V], name: &str) -> Kernel {
         outputs: lanes.len() as u32,
         messages: b.messages,
         write_spans: Vec::new(),
+        tensor: None,
     }
 }
 
@@ -157,6 +159,7 @@ impl<'p> ModuleLower<'p> {
         Self::final_effects(&mut lw, pairwise);
         let write_spans = spans_of(&lw.env);
         let b = lw.b;
+        let tensor = tensor::plan(self.p, it, &self.field_cols, &self.param_lanes);
         Some(self.push(Kernel {
             name: it.name.clone(),
             pattern,
@@ -165,6 +168,7 @@ impl<'p> ModuleLower<'p> {
             outputs: 0,
             messages: b.messages,
             write_spans,
+            tensor,
         }))
     }
 
@@ -253,6 +257,7 @@ impl<'p> ModuleLower<'p> {
                 outputs: 0,
                 messages: b.messages,
                 write_spans,
+                tensor: None,
             }));
         }
         ids
@@ -334,6 +339,7 @@ impl<'p> ModuleLower<'p> {
             outputs: 0,
             messages: b.messages,
             write_spans: Vec::new(),
+            tensor: None,
         }))
     }
 
@@ -399,6 +405,7 @@ impl<'p> ModuleLower<'p> {
                     outputs: 2 * vals.len() as u32,
                     messages: b.messages,
                     write_spans: Vec::new(),
+                    tensor: None,
                 });
                 terms.push(k);
                 let out = (0..vals.len()).map(|_| {

@@ -177,6 +177,7 @@ fn widen(k: &Kernel, exact: &dyn Fn(u8, u32) -> Option<u32>) -> Kernel {
         outputs: k.outputs,
         messages: k.messages.clone(),
         write_spans: Vec::new(),
+        tensor: None,
     }
 }
 

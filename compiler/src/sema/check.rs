@@ -8,6 +8,7 @@ use super::types::{AgentId, Scalar, Ty, F32};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::source::{SourceMap, Span};
 use crate::syntax::ast;
+use aiic_runtime::ir::Precision;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -833,21 +834,7 @@ impl<'a> Checker<'a> {
                         .with_hint("end the statement with `;`"),
                 );
             }
-            let mut hints = Vec::new();
-            for a in &item.annotations {
-                let v: Vec<String> = a.args.iter().map(describe_arg).collect();
-                hints.push((a.name.name.clone(), v.join(", ")));
-                if !["accel", "precision"].contains(&a.name.name.as_str()) {
-                    self.diags.push(
-                        Diagnostic::warning(
-                            "W0001",
-                            a.name.span,
-                            format!("unknown annotation `@{}` is ignored", a.name.name),
-                        )
-                        .with_hint("known annotations: @accel(...), @precision(...)"),
-                    );
-                }
-            }
+            let hints = self.hints(&item.annotations, &body);
             self.interaction_names.insert(d.name.name.clone(), out.len());
             out.push(Interaction {
                 name: d.name.name.clone(),
@@ -861,6 +848,72 @@ impl<'a> Checker<'a> {
             });
         }
         out
+    }
+
+    /// `@accel(...)` and `@precision(...)` of an interaction, checked.
+    fn hints(&mut self, annotations: &[ast::Annotation], body: &HBlock) -> Hints {
+        let mut hints = Hints::default();
+        for a in annotations {
+            let word = |arg: &ast::Arg| match (&arg.name, &arg.value.kind) {
+                (None, ast::ExprKind::Name(n)) => Some(n.clone()),
+                _ => None,
+            };
+            match a.name.name.as_str() {
+                "accel" => {
+                    const KINDS: [&str; 6] = ["cpu", "gpu", "rt_cores", "tensor_cores", "npu", "auto"];
+                    match a.args.as_slice() {
+                        [arg] if word(arg).is_some_and(|w| KINDS.contains(&w.as_str())) => hints.accel = word(arg),
+                        _ => self.error(
+                            Diagnostic::error("E0217", a.span, "`@accel` takes one accelerator")
+                                .with_hint(format!("one of: {}", KINDS.join(" "))),
+                        ),
+                    }
+                }
+                "precision" => {
+                    let mut ok = !a.args.is_empty();
+                    let mut chosen = None;
+                    let mut tolerance = None;
+                    for (i, arg) in a.args.iter().enumerate() {
+                        match (&arg.name, i) {
+                            (None, 0) => chosen = word(arg).as_deref().and_then(Precision::from_name),
+                            (Some(n), _) if n.name == "tolerance" => {
+                                tolerance = self
+                                    .const_value(&arg.value, None)
+                                    .filter(|c| c.ty.is_numeric_scalar() || c.ty.is_float_scalar())
+                                    .and_then(|c| c.lanes.first().copied())
+                                    .filter(|t| *t > 0.0 && t.is_finite())
+                            }
+                            _ => ok = false,
+                        }
+                    }
+                    let named_tolerance = a.args.iter().any(|x| x.name.is_some());
+                    if !ok || chosen.is_none() || (named_tolerance && tolerance.is_none()) {
+                        self.error(
+                            Diagnostic::error("E0217", a.span, "`@precision` takes a precision and an optional tolerance")
+                                .with_hint("e.g. `@precision(f16)` or `@precision(auto, tolerance: 1e-3)`; precisions: f16 bf16 tf32 f32 f64 auto; the tolerance is a positive number"),
+                        );
+                        continue;
+                    }
+                    hints.precision = chosen;
+                    hints.tolerance = tolerance;
+                    if !has_tensor_work(body) {
+                        self.diags.push(
+                            Diagnostic::warning(
+                                "W0003",
+                                a.span,
+                                "`@precision` applies to tensor work, and this interaction has none",
+                            )
+                            .with_hint("it is computed in its declared types"),
+                        );
+                    }
+                }
+                other => self.diags.push(
+                    Diagnostic::warning("W0001", a.name.span, format!("unknown annotation `@{other}` is ignored"))
+                        .with_hint("known annotations: @accel(...), @precision(...)"),
+                ),
+            }
+        }
+        hints
     }
 
     fn check_laws(&mut self, items: &'a [ast::Item]) -> Vec<Law> {
@@ -1253,15 +1306,60 @@ fn module_items(m: &Module) -> Vec<String> {
         .collect()
 }
 
-fn describe_arg(a: &ast::Arg) -> String {
-    let v = match &a.value.kind {
-        ast::ExprKind::Name(n) => n.clone(),
-        ast::ExprKind::Number { text, .. } => text.clone(),
-        _ => "…".to_string(),
+/// Whether a body does matrix work (`@` on a tensor, a model call), which `@precision` and
+/// `@accel(tensor_cores)` are about.
+fn has_tensor_work(b: &HBlock) -> bool {
+    let mut found = false;
+    let mut visit = |e: &HExpr| {
+        found |= matches!(&e.kind, HKind::ModelCall(..))
+            || matches!(&e.kind, HKind::Binary(ast::BinOp::MatMul, x, _) if matches!(x.ty, Ty::Tensor(..)));
     };
-    match &a.name {
-        Some(n) => format!("{}: {v}", n.name),
-        None => v,
+    for s in &b.stmts {
+        walk_stmt(s, &mut visit);
+    }
+    found
+}
+
+fn walk_stmt(s: &HStmt, f: &mut dyn FnMut(&HExpr)) {
+    match s {
+        HStmt::Let { value, .. } | HStmt::Assign { value, .. } => walk_expr(value, f),
+        HStmt::If { cond, then, els, .. } => {
+            walk_expr(cond, f);
+            for s in then.stmts.iter().chain(&els.stmts) {
+                walk_stmt(s, f);
+            }
+        }
+        HStmt::Forces(_) => {}
+    }
+}
+
+fn walk_expr(e: &HExpr, f: &mut dyn FnMut(&HExpr)) {
+    f(e);
+    match &e.kind {
+        HKind::Unary(_, x) | HKind::Cast(x) | HKind::Get(x, _) => walk_expr(x, f),
+        HKind::Binary(_, a, b) => {
+            walk_expr(a, f);
+            walk_expr(b, f);
+        }
+        HKind::Call(_, xs) | HKind::Tuple(xs) | HKind::Rand(_, xs) | HKind::Opaque(_, xs) | HKind::ModelCall(_, xs) => {
+            xs.iter().for_each(|x| walk_expr(x, f))
+        }
+        HKind::If { cond, then, els } => {
+            walk_expr(cond, f);
+            walk_expr(then, f);
+            walk_expr(els, f);
+        }
+        HKind::Block(b) => {
+            for s in &b.stmts {
+                walk_stmt(s, f);
+            }
+            if let Some(t) = &b.tail {
+                walk_expr(t, f);
+            }
+        }
+        HKind::Force { energy, .. } => walk_expr(energy, f),
+        HKind::Quant { body, .. } => walk_expr(body, f),
+        _ => {}
     }
 }
 

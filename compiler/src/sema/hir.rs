@@ -267,9 +267,16 @@ pub struct Interaction {
     pub external: bool,
     pub body: HBlock,
     pub locals: Vec<Local>,
-    /// Hints from `@accel(...)` and `@precision(...)`, kept for backends.
-    pub hints: Vec<(String, String)>,
+    pub hints: Hints,
     pub span: Span,
+}
+
+/// `@accel(...)` and `@precision(...)` of an interaction.
+#[derive(Debug, Clone, Default)]
+pub struct Hints {
+    pub accel: Option<String>,
+    pub precision: Option<aiic_runtime::ir::Precision>,
+    pub tolerance: Option<f64>,
 }
 
 #[derive(Debug, Clone)]

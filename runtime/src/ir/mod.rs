@@ -271,6 +271,88 @@ pub struct Kernel {
     /// Where in the source each written column (slot, column) was last assigned: diagnostics of
     /// the conservation proofs point there.
     pub write_spans: Vec<(u8, u32, SrcSpan)>,
+    /// The matrix work of an `each` kernel, where its whole body is one (see [`TensorPlan`]).
+    #[serde(default)]
+    pub tensor: Option<TensorPlan>,
+}
+
+/// An `each` kernel whose whole body is `p.out = net(p.x, …)` or `p.out += net(…)` for an `mlp`
+/// model, or `p.out = W @ p.x`: a chain of products over the agents, (agents × features) ·
+/// (features × outputs) per layer. Executors with matrix units run it as batched GEMMs, fused
+/// layer to layer; the kernel's scalar body computes the same thing and stays the reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TensorPlan {
+    /// Columns of slot 0 that make the input vector, in order.
+    pub inputs: Vec<u32>,
+    pub layers: Vec<TensorLayer>,
+    /// Applied after every layer but the last.
+    pub act: Activation,
+    /// The column each output lane is written to.
+    pub outputs: Vec<u32>,
+    /// `+=`: outputs are added to the columns' values instead of replacing them.
+    pub accumulate: bool,
+    pub precision: Precision,
+    /// The largest relative error `auto` accepts against f32.
+    pub tolerance: f64,
+}
+
+/// One layer `h = W @ h + b`: `W` is `[rows, cols]` row-major in the uniforms from lane
+/// `weight`, `b` its `rows` lanes from `bias` (none for a bare `W @ x`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TensorLayer {
+    pub weight: u32,
+    pub rows: u32,
+    pub cols: u32,
+    pub bias: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Activation {
+    Identity,
+    Tanh,
+    Relu,
+    Sigmoid,
+    /// The tanh approximation.
+    Gelu,
+    Silu,
+}
+
+/// The arithmetic a tensor interaction asks for (`@precision`): inputs are rounded to it and
+/// products accumulate in f32. `Auto` picks, on the run's own state, the cheapest whose error
+/// against f32 stays under the tolerance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Precision {
+    F32,
+    Tf32,
+    F16,
+    Bf16,
+    F64,
+    Auto,
+}
+
+impl Precision {
+    pub fn from_name(s: &str) -> Option<Precision> {
+        Some(match s {
+            "f32" => Precision::F32,
+            "tf32" => Precision::Tf32,
+            "f16" => Precision::F16,
+            "bf16" => Precision::Bf16,
+            "f64" => Precision::F64,
+            "auto" => Precision::Auto,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Tf32 => "tf32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+            Precision::F64 => "f64",
+            Precision::Auto => "auto",
+        }
+    }
 }
 
 /// A step of the schedule.

@@ -126,6 +126,8 @@ pub struct Kernel {
     /// Float arithmetic must be computed as written (no fused or reordered operations):
     /// compensated updates depend on it.
     pub exact: bool,
+    /// A tensor-core kernel, which only the PTX target writes (its `body` is empty).
+    pub mma: Option<super::mma::MmaKernel>,
 }
 
 // Constructors that keep the generator readable.

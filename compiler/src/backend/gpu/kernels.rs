@@ -15,11 +15,12 @@ use super::ast::{
     self, add, bin, cast, incr, ld, let_, lt, mul, set, store, sub, u, var, var_, Binding, Bo, Shared, E, S,
 };
 use super::body::{self, depends_on, needed, product, reg, Names};
+use super::mma;
 use aiic_runtime::cpu::abi::{compensated_columns, compensated_stores};
 use aiic_runtime::gpu::{
-    device_scalar, Buf, DeviceKernel, GpuOp, GpuPlan, GpuTerm, GridSpec, Launch, PARTIALS, TILE_UNROLL,
+    device_scalar, Buf, DeviceKernel, GpuOp, GpuPlan, GpuTerm, GridSpec, Launch, TensorChoice, PARTIALS, TILE_UNROLL,
 };
-use aiic_runtime::ir::{Kernel, Module, Op, Pattern, Scalar, Sched, V};
+use aiic_runtime::ir::{Kernel, Module, Op, Pattern, Precision, Scalar, Sched, TensorPlan, V};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -35,18 +36,27 @@ pub struct Options {
     /// Agents each thread of an all-pairs kernel holds (register blocking): a partner read from
     /// the tile then serves all of them, at the cost of fewer threads.
     pub rows: u32,
+    /// Run the matrix work of `each` kernels (`ir::TensorPlan`) as tensor-core kernels
+    /// (`ast::Kernel::mma`), where the interaction's precision asks for one.
+    pub tensor_cores: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { rows: 1 }
+        Options { rows: 1, tensor_cores: false }
     }
 }
 
 pub fn generate(m: &Module, opts: Options) -> Result<GpuCode, String> {
-    let plan =
-        GpuPlan { kernels: Vec::new(), grids: Vec::new(), step: Vec::new(), prime: Vec::new(), laws: Vec::new() };
-    let mut g = Gen { m, plan, kernels: Vec::new(), rows: opts.rows.max(1) };
+    let plan = GpuPlan {
+        kernels: Vec::new(),
+        grids: Vec::new(),
+        step: Vec::new(),
+        prime: Vec::new(),
+        laws: Vec::new(),
+        choices: Vec::new(),
+    };
+    let mut g = Gen { m, plan, kernels: Vec::new(), rows: opts.rows.max(1), tensor_cores: opts.tensor_cores };
     let mut done: HashMap<usize, Vec<GpuOp>> = HashMap::new();
     let mut lists = [Vec::new(), Vec::new()];
     for (list, out) in [&m.step, &m.prime].into_iter().zip(lists.iter_mut()) {
@@ -88,6 +98,7 @@ struct Gen<'a> {
     kernels: Vec<ast::Kernel>,
     /// Agents each thread of a tiled pair kernel holds.
     rows: u32,
+    tensor_cores: bool,
 }
 
 /// The buffers one kernel binds, in binding order.
@@ -204,7 +215,7 @@ impl Gen<'_> {
         let bindings = b.list.into_iter().map(|(_, bd)| bd).collect();
         let dk = DeviceKernel { name: name.clone(), source, bindings: bufs, launch, shared_bytes, rows: 1 };
         self.plan.kernels.push(dk);
-        self.kernels.push(ast::Kernel { name, bindings, shared, body, exact });
+        self.kernels.push(ast::Kernel { name, bindings, shared, body, exact, mma: None });
         self.plan.kernels.len() - 1
     }
 
@@ -234,7 +245,14 @@ impl Gen<'_> {
             return Err(format!("kernel `{}` is a reduction, which runs on the host", k.name));
         }
         match k.pattern.clone() {
-            Pattern::Map { agent } | Pattern::Integrate { agent, .. } => Ok(vec![GpuOp::Launch(self.map(kid, agent))]),
+            Pattern::Map { agent } => {
+                let n = match self.tensor(kid, agent) {
+                    Some(n) => n,
+                    None => self.map(kid, agent),
+                };
+                Ok(vec![GpuOp::Launch(n)])
+            }
+            Pattern::Integrate { agent, .. } => Ok(vec![GpuOp::Launch(self.map(kid, agent))]),
             Pattern::AllPairs { a, b } => self.pairs(kid, a, b, None),
             Pattern::Neighbors { a, b, bound } => {
                 let (grid_b, mut ops) = self.grid(b, bound)?;
@@ -365,6 +383,65 @@ impl Gen<'_> {
     /// The word a failed check of message `msg` of the next kernel writes.
     fn fail_code(&self, msg: u32) -> E {
         u(((self.plan.kernels.len() as u64) << 16 | msg as u64) + 1)
+    }
+
+    /// The tensor-core kernel of an `each` kernel's matrix work, where the target has tensor
+    /// cores, the interaction's precision asks for them and the generator can write it. For
+    /// `auto`, the f32 kernel with the tensor-core candidates beside it (`GpuPlan::choices`).
+    fn tensor(&mut self, kid: usize, agent: usize) -> Option<usize> {
+        let m = self.m;
+        let plan = m.kernels[kid].tensor.as_ref()?;
+        let f32_col = |c: &u32| device_scalar(m.column_types[agent][*c as usize]) == Scalar::F32;
+        if !self.tensor_cores || !plan.inputs.iter().chain(&plan.outputs).all(f32_col) {
+            return None;
+        }
+        if plan.precision != Precision::Auto {
+            return self.mma(kid, agent, plan.precision);
+        }
+        let f32 = self.map(kid, agent);
+        let candidates: Vec<(Precision, usize)> =
+            [Precision::F16, Precision::Bf16].into_iter().filter_map(|p| Some((p, self.mma(kid, agent, p)?))).collect();
+        if !candidates.is_empty() {
+            self.plan.choices.push(TensorChoice {
+                name: m.kernels[kid].name.clone(),
+                f32,
+                candidates,
+                outputs: plan.outputs.iter().map(|&col| Buf::Col { agent, col }).collect(),
+                accumulate: plan.accumulate,
+                tolerance: plan.tolerance,
+            });
+        }
+        Some(f32)
+    }
+
+    /// A tensor-core kernel of kernel `kid`'s matrix work in `precision`, if one can be written.
+    fn mma(&mut self, kid: usize, agent: usize, precision: Precision) -> Option<usize> {
+        let m = self.m;
+        let plan = TensorPlan { precision, ..m.kernels[kid].tensor.clone()? };
+        if mma::unsupported(&plan).is_some() {
+            return None;
+        }
+        let mut b = Binds::new(m);
+        let index = |b: &mut Binds, buf: Buf, write: bool| {
+            b.get(buf, write);
+            b.list.iter().position(|(x, _)| *x == buf).unwrap_or(0)
+        };
+        let sizes = index(&mut b, Buf::Sizes, false);
+        let params = index(&mut b, Buf::ParamsF32, false);
+        let inputs = plan.inputs.iter().map(|&col| index(&mut b, Buf::Col { agent, col }, false)).collect();
+        let outputs = plan.outputs.iter().map(|&col| index(&mut b, Buf::Col { agent, col }, true)).collect();
+        let compensated = compensated_columns(m);
+        let comps = plan
+            .outputs
+            .iter()
+            .map(|&col| compensated.contains(&(agent, col)).then(|| index(&mut b, Buf::Comp { agent, col }, true)))
+            .collect();
+        let spec = mma::MmaKernel { plan, agent, sizes, params, inputs, outputs, comps };
+        let name = format!("{}.{}", m.kernels[kid].name, precision.name());
+        let n = self.push(name, Some(kid), b, Launch::Agents { agent }, Vec::new(), Vec::new(), false);
+        self.plan.kernels[n].rows = mma::ROWS;
+        self.kernels[n].mma = Some(spec);
+        Some(n)
     }
 
     /// One thread per agent; loads and stores its own agent only.

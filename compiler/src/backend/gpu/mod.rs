@@ -6,6 +6,7 @@ pub mod ast;
 pub mod body;
 pub mod dialect;
 pub mod kernels;
+pub mod mma;
 pub mod opencl;
 pub mod ptx;
 pub mod spirv;

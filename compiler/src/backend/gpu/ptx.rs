@@ -37,7 +37,8 @@ pub fn emit_module(m: &Module, block: u32) -> Result<PtxCode, String> {
 }
 
 pub fn emit_module_with(m: &Module, block: u32, opts: Options) -> Result<PtxCode, String> {
-    let code = generate(m, opts)?;
+    // Tensor-core kernels are written per warp: whole warps only.
+    let code = generate(m, Options { tensor_cores: block.is_multiple_of(32), ..opts })?;
     let mut text = format!(
         "// aiic: {} ({} device kernels, {block} threads per block)\n.version {PTX_VERSION}\n.target sm_{PTX_TARGET}\n.address_size 64\n",
         m.name,
@@ -128,6 +129,9 @@ struct Lower<'a> {
 }
 
 pub fn lower_kernel(k: &Kernel, entry: &str, block: u32) -> Result<String, String> {
+    if let Some(mma) = &k.mma {
+        return Ok(super::mma::lower(mma, &k.name, entry, k.bindings.len(), block));
+    }
     let mut l = Lower {
         k,
         types: Types::new(k),
@@ -165,7 +169,9 @@ pub fn lower_kernel(k: &Kernel, entry: &str, block: u32) -> Result<String, Strin
     }
     l.emit("ret;");
 
-    let mut out = format!("// {}\n.visible .entry {entry}(\n{}\n)\n{{\n", k.name, params.join(",\n"));
+    // `.maxntid` lets the JIT spend registers only as far as a block of `block` threads fits.
+    let mut out =
+        format!("// {}\n.visible .entry {entry}(\n{}\n)\n.maxntid {block}, 1, 1\n{{\n", k.name, params.join(",\n"));
     let mut classes: Vec<(&Class, &u32)> = l.counts.iter().collect();
     classes.sort_by_key(|(c, _)| c.prefix());
     for (c, n) in classes {

@@ -1,0 +1,515 @@
+//! Tensor-core PTX for the matrix work of an `each` kernel ([`TensorPlan`]): the layers of a
+//! model (or one `W @ x`) as warp-level `mma.sync.m16n8k16` products over tiles of agents, all
+//! layers fused in one kernel.
+//!
+//! - A warp takes 16 agents per m-tile (two m-tiles when every layer is at most 64 wide) and
+//!   computes (agents × features) · (features × outputs) layer after layer. A layer's f32
+//!   accumulators are, lane for lane, the A operand of the next layer once bias and activation
+//!   are applied and pairs are packed to f16 (or bf16): activations never leave registers.
+//! - Weights are converted once per block into workgroup memory in *fragment order*: the two
+//!   words a lane needs for one B operand lie next to each other, and the lanes of a warp read
+//!   256 consecutive bytes, so every read is one conflict-free `ld.shared.v2` with no swizzle
+//!   and no `ldmatrix`. Input widths and layer widths are padded with zero weights to the MMA
+//!   shape (K to 16, hidden widths to 16, the last width to 8).
+//! - Agent columns are separate buffers, and the lanes of a warp read different columns at once:
+//!   a table of column addresses in workgroup memory gives each lane its own (zero past the
+//!   last column, which skips the access).
+//! - A block covers `block × ROWS` agents, each warp a run of tiles, so the weights are staged
+//!   once per two thousand agents.
+
+use aiic_runtime::ir::{Activation, Precision, TensorPlan};
+use std::fmt::Write;
+
+/// Agents per thread of a block: the launch covers `block × ROWS` agents per block.
+pub const ROWS: u32 = 8;
+/// The widest padded layer input the kernel keeps in registers.
+pub const MAX_WIDTH: u32 = 256;
+/// Workgroup memory the kernel may declare statically.
+const MAX_SHARED: u32 = 48 * 1024;
+
+/// What the PTX of a tensor kernel binds, as parameter indices of the entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MmaKernel {
+    pub plan: TensorPlan,
+    /// Index of the agent count in `sizes`.
+    pub agent: usize,
+    pub sizes: usize,
+    pub params: usize,
+    pub inputs: Vec<usize>,
+    pub outputs: Vec<usize>,
+    /// Per output, the compensation buffer of a column the executors update with Kahan's
+    /// compensated sum (`cpu::abi::compensated_stores`), as the scalar kernel does.
+    pub comps: Vec<Option<usize>>,
+}
+
+/// The geometry of one layer, padded to the MMA shape.
+struct Layer {
+    rows: u32,
+    cols: u32,
+    weight: u32,
+    bias: Option<u32>,
+    /// k-tiles of 16 inputs and n-tiles of 8 outputs.
+    kt: u32,
+    nt: u32,
+    /// Byte offsets of its weight fragments and biases in workgroup memory.
+    wfrag: u32,
+    bias_at: u32,
+}
+
+fn layers(plan: &TensorPlan) -> Vec<Layer> {
+    let last = plan.layers.len() - 1;
+    let (mut wfrag, mut bias_at) = (0, 0);
+    plan.layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let kt = l.cols.div_ceil(16);
+            // A hidden width is the next layer's K: whole k-tiles of 16.
+            let nt = if i == last { l.rows.div_ceil(8) } else { 2 * l.rows.div_ceil(16) };
+            let out = Layer { rows: l.rows, cols: l.cols, weight: l.weight, bias: l.bias, kt, nt, wfrag, bias_at };
+            wfrag += kt * nt * 32 * 8;
+            bias_at += nt * 8 * 4;
+            out
+        })
+        .collect()
+}
+
+/// Why a plan cannot run on tensor cores as this generator writes them, or `None` if it can.
+pub fn unsupported(plan: &TensorPlan) -> Option<String> {
+    if !matches!(plan.precision, Precision::F16 | Precision::Bf16) {
+        return Some(format!("precision {} has no tensor-core kernel", plan.precision.name()));
+    }
+    let ls = layers(plan);
+    if let Some(l) = ls.iter().find(|l| l.kt * 16 > MAX_WIDTH || l.nt * 8 > MAX_WIDTH) {
+        return Some(format!("a layer of {}x{} is wider than {MAX_WIDTH}", l.rows, l.cols));
+    }
+    let (w, b) = shared_bytes(&ls);
+    if w + b > MAX_SHARED {
+        return Some(format!("its weights need {} bytes of workgroup memory", w + b));
+    }
+    None
+}
+
+/// Entries of the input column table and of the output column table (compensations follow it).
+fn tables(ls: &[Layer]) -> (u32, u32) {
+    (ls[0].kt * 16, ls[ls.len() - 1].nt * 8)
+}
+
+/// Bytes of workgroup memory: weight fragments, then biases and the column tables.
+fn shared_bytes(ls: &[Layer]) -> (u32, u32) {
+    let w: u32 = ls.iter().map(|l| l.kt * l.nt * 256).sum();
+    let b: u32 = ls.iter().map(|l| l.nt * 32).sum();
+    let (ins, outs) = tables(ls);
+    (w, b + (ins + 2 * outs) * 8)
+}
+
+/// Register names of one class, numbered as they are taken.
+#[derive(Default)]
+struct Regs {
+    r: u32,
+    f: u32,
+    rd: u32,
+    p: u32,
+    h: u32,
+}
+
+impl Regs {
+    fn r(&mut self) -> String {
+        self.r += 1;
+        format!("%r{}", self.r - 1)
+    }
+    fn f(&mut self) -> String {
+        self.f += 1;
+        format!("%f{}", self.f - 1)
+    }
+    fn rd(&mut self) -> String {
+        self.rd += 1;
+        format!("%rd{}", self.rd - 1)
+    }
+    fn p(&mut self) -> String {
+        self.p += 1;
+        format!("%p{}", self.p - 1)
+    }
+    fn label(&mut self, what: &str) -> String {
+        self.h += 1;
+        format!("L{}_{what}", self.h)
+    }
+}
+
+struct Out {
+    regs: Regs,
+    body: String,
+}
+
+impl Out {
+    fn emit(&mut self, line: impl AsRef<str>) {
+        self.body.push_str("    ");
+        self.body.push_str(line.as_ref());
+        self.body.push('\n');
+    }
+}
+
+fn f32_hex(x: f32) -> String {
+    format!("0f{:08X}", x.to_bits())
+}
+
+/// The PTX entry of a tensor kernel written for `block` threads per block.
+pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32) -> String {
+    let plan = &k.plan;
+    let ls = layers(plan);
+    let (ins, outs) = tables(&ls);
+    let (wbytes, _) = shared_bytes(&ls);
+    let bias_bytes: u32 = ls.iter().map(|l| l.nt * 32).sum();
+    let widest = ls.iter().map(|l| (l.kt * 16).max(l.nt * 8)).max().unwrap_or(0);
+    let mt = if widest <= 64 { 2 } else { 1 };
+    let tile = 16 * mt;
+    let warps = block / 32;
+    let iters = ROWS * 32 / tile;
+    let bf16 = plan.precision == Precision::Bf16;
+    let (pack, mma_ty) = if bf16 { ("cvt.rn.bf16x2.f32", "bf16") } else { ("cvt.rn.f16x2.f32", "f16") };
+
+    let mut o = Out { regs: Regs::default(), body: String::new() };
+    let mut base = Vec::new();
+    for n in 0..bindings {
+        let r = o.regs.rd();
+        o.emit(format!("ld.param.u64 {r}, [{entry}_p{n}];"));
+        o.emit(format!("cvta.to.global.u64 {r}, {r};"));
+        base.push(r);
+    }
+    let (tid, blk, t0, t1) = (o.regs.r(), o.regs.r(), o.regs.r(), o.regs.r());
+    o.emit(format!("mov.u32 {tid}, %tid.x;"));
+    o.emit(format!("mov.u32 {blk}, %ctaid.y;"));
+    o.emit(format!("mov.u32 {t0}, %nctaid.x;"));
+    o.emit(format!("mov.u32 {t1}, %ctaid.x;"));
+    o.emit(format!("mad.lo.u32 {blk}, {blk}, {t0}, {t1};"));
+    let (wf, bs, itab, otab) = (o.regs.r(), o.regs.r(), o.regs.r(), o.regs.r());
+    o.emit(format!("mov.u32 {wf}, wfrag;"));
+    o.emit(format!("mov.u32 {bs}, wbias;"));
+    o.emit(format!("mov.u32 {itab}, coltab;"));
+    o.emit(format!("add.u32 {otab}, {itab}, {};", ins * 8));
+
+    // Column address tables, written by thread 0: zero past the last column.
+    let first = o.regs.p();
+    let skip = o.regs.label("tables");
+    o.emit(format!("setp.ne.u32 {first}, {tid}, 0;"));
+    o.emit(format!("@{first} bra {skip};"));
+    for i in 0..ins {
+        let v = k.inputs.get(i as usize).map_or("0".to_string(), |&b| base[b].clone());
+        o.emit(format!("st.shared.u64 [{itab}+{}], {v};", i * 8));
+    }
+    for i in 0..outs {
+        let v = k.outputs.get(i as usize).map_or("0".to_string(), |&b| base[b].clone());
+        o.emit(format!("st.shared.u64 [{otab}+{}], {v};", i * 8));
+    }
+    // Compensations in a second table after the first, zero where a column has none.
+    for i in 0..outs {
+        let v = match k.comps.get(i as usize) {
+            Some(Some(b)) => base[*b].clone(),
+            _ => "0".to_string(),
+        };
+        o.emit(format!("st.shared.u64 [{otab}+{}], {v};", (outs + i) * 8));
+    }
+    o.emit(format!("{skip}:"));
+
+    // Weight fragments: slot i of a layer is (k-tile, n-tile, lane) = (i / 32 / nt, i / 32 % nt, i % 32).
+    let params = &base[k.params];
+    for l in &ls {
+        let (i, p) = (o.regs.r(), o.regs.p());
+        let (top, done) = (o.regs.label("fill"), o.regs.label("filled"));
+        o.emit(format!("mov.u32 {i}, {tid};"));
+        o.emit(format!("{top}:"));
+        o.emit(format!("setp.ge.u32 {p}, {i}, {};", l.kt * l.nt * 32));
+        o.emit(format!("@{p} bra {done};"));
+        let (lane, f, nt, kt, g, t, n, k0) =
+            (o.regs.r(), o.regs.r(), o.regs.r(), o.regs.r(), o.regs.r(), o.regs.r(), o.regs.r(), o.regs.r());
+        o.emit(format!("and.b32 {lane}, {i}, 31;"));
+        o.emit(format!("shr.u32 {f}, {i}, 5;"));
+        o.emit(format!("rem.u32 {nt}, {f}, {};", l.nt));
+        o.emit(format!("div.u32 {kt}, {f}, {};", l.nt));
+        o.emit(format!("shr.u32 {g}, {lane}, 2;"));
+        o.emit(format!("and.b32 {t}, {lane}, 3;"));
+        o.emit(format!("mad.lo.u32 {n}, {nt}, 8, {g};"));
+        o.emit(format!("shl.b32 {k0}, {t}, 1;"));
+        o.emit(format!("mad.lo.u32 {k0}, {kt}, 16, {k0};"));
+        let rowok = o.regs.p();
+        o.emit(format!("setp.lt.u32 {rowok}, {n}, {};", l.rows));
+        let mut vals = Vec::new();
+        for dk in [0u32, 1, 8, 9] {
+            let (kk, ok, idx, v, a) = (o.regs.r(), o.regs.p(), o.regs.r(), o.regs.f(), o.regs.rd());
+            o.emit(format!("add.u32 {kk}, {k0}, {dk};"));
+            o.emit(format!("setp.lt.and.u32 {ok}, {kk}, {}, {rowok};", l.cols));
+            o.emit(format!("mad.lo.u32 {idx}, {n}, {}, {kk};", l.cols));
+            o.emit(format!("add.u32 {idx}, {idx}, {};", l.weight));
+            o.emit(format!("mul.wide.u32 {a}, {idx}, 4;"));
+            o.emit(format!("add.u64 {a}, {params}, {a};"));
+            o.emit(format!("mov.f32 {v}, 0f00000000;"));
+            o.emit(format!("@{ok} ld.global.nc.f32 {v}, [{a}];"));
+            vals.push(v);
+        }
+        let (lo, hi, at) = (o.regs.r(), o.regs.r(), o.regs.r());
+        o.emit(format!("{pack} {lo}, {}, {};", vals[1], vals[0]));
+        o.emit(format!("{pack} {hi}, {}, {};", vals[3], vals[2]));
+        o.emit(format!("shl.b32 {at}, {i}, 3;"));
+        o.emit(format!("add.u32 {at}, {at}, {};", l.wfrag));
+        o.emit(format!("add.u32 {at}, {at}, {wf};"));
+        o.emit(format!("st.shared.v2.b32 [{at}], {{{lo}, {hi}}};"));
+        o.emit(format!("add.u32 {i}, {i}, {block};"));
+        o.emit(format!("bra {top};"));
+        o.emit(format!("{done}:"));
+        // Biases, zero in the padding.
+        let (top, done) = (o.regs.label("bias"), o.regs.label("biased"));
+        let (j, pj) = (o.regs.r(), o.regs.p());
+        o.emit(format!("mov.u32 {j}, {tid};"));
+        o.emit(format!("{top}:"));
+        o.emit(format!("setp.ge.u32 {pj}, {j}, {};", l.nt * 8));
+        o.emit(format!("@{pj} bra {done};"));
+        let (v, ok, a, at) = (o.regs.f(), o.regs.p(), o.regs.rd(), o.regs.r());
+        o.emit(format!("mov.f32 {v}, 0f00000000;"));
+        if let Some(b) = l.bias {
+            let idx = o.regs.r();
+            o.emit(format!("setp.lt.u32 {ok}, {j}, {};", l.rows));
+            o.emit(format!("add.u32 {idx}, {j}, {b};"));
+            o.emit(format!("mul.wide.u32 {a}, {idx}, 4;"));
+            o.emit(format!("add.u64 {a}, {params}, {a};"));
+            o.emit(format!("@{ok} ld.global.nc.f32 {v}, [{a}];"));
+        }
+        o.emit(format!("shl.b32 {at}, {j}, 2;"));
+        o.emit(format!("add.u32 {at}, {at}, {};", l.bias_at));
+        o.emit(format!("add.u32 {at}, {at}, {bs};"));
+        o.emit(format!("st.shared.f32 [{at}], {v};"));
+        o.emit(format!("add.u32 {j}, {j}, {block};"));
+        o.emit(format!("bra {top};"));
+        o.emit(format!("{done}:"));
+    }
+    o.emit("bar.sync 0;");
+
+    // Per lane: its row in a tile (g), its column pair (t), and its place in the tables.
+    let (count, lane, warp, g, t2, wl, il, ol, bl) =
+        (o.regs.r(), o.regs.r(), o.regs.r(), o.regs.r(), o.regs.r(), o.regs.r(), o.regs.r(), o.regs.r(), o.regs.r());
+    let ca = o.regs.rd();
+    o.emit(format!("mul.wide.u32 {ca}, {}, 4;", k.agent));
+    o.emit(format!("add.u64 {ca}, {}, {ca};", base[k.sizes]));
+    o.emit(format!("ld.global.u32 {count}, [{ca}];"));
+    o.emit(format!("and.b32 {lane}, {tid}, 31;"));
+    o.emit(format!("shr.u32 {warp}, {tid}, 5;"));
+    o.emit(format!("shr.u32 {g}, {lane}, 2;"));
+    o.emit(format!("and.b32 {t2}, {lane}, 3;"));
+    o.emit(format!("shl.b32 {t2}, {t2}, 1;"));
+    o.emit(format!("mad.lo.u32 {wl}, {lane}, 8, {wf};"));
+    o.emit(format!("mad.lo.u32 {il}, {t2}, 8, {itab};"));
+    o.emit(format!("mad.lo.u32 {ol}, {t2}, 8, {otab};"));
+    o.emit(format!("mad.lo.u32 {bl}, {t2}, 4, {bs};"));
+
+    let (it, tb, pdone) = (o.regs.r(), o.regs.r(), o.regs.p());
+    let (top, done) = (o.regs.label("tile"), o.regs.label("done"));
+    o.emit(format!("mov.u32 {it}, 0;"));
+    o.emit(format!("{top}:"));
+    o.emit(format!("mad.lo.u32 {tb}, {it}, {warps}, {warp};"));
+    o.emit(format!("mul.lo.u32 {tb}, {tb}, {tile};"));
+    let bb = o.regs.r();
+    o.emit(format!("mul.lo.u32 {bb}, {blk}, {};", block * ROWS));
+    o.emit(format!("add.u32 {tb}, {tb}, {bb};"));
+    o.emit(format!("setp.ge.u32 {pdone}, {tb}, {count};"));
+    o.emit(format!("@{pdone} bra {done};"));
+
+    // Rows of this lane: m-tile m, half h (0: row g, 1: row g + 8).
+    let mut row_off: Vec<String> = Vec::new();
+    let mut row_ok: Vec<String> = Vec::new();
+    for m in 0..mt {
+        for h in 0..2 {
+            let (r, ok, off) = (o.regs.r(), o.regs.p(), o.regs.rd());
+            o.emit(format!("add.u32 {r}, {tb}, {};", m * 16 + h * 8));
+            o.emit(format!("add.u32 {r}, {r}, {g};"));
+            o.emit(format!("setp.lt.u32 {ok}, {r}, {count};"));
+            o.emit(format!("mul.wide.u32 {off}, {r}, 4;"));
+            row_off.push(off);
+            row_ok.push(ok);
+        }
+    }
+
+    // Layer 0's A operand from the input columns: register j of k-tile kt holds row half
+    // j & 1 and columns kt·16 + 2t + (j >> 1)·8 + {0, 1}.
+    let mut a: Vec<Vec<[String; 4]>> = Vec::new();
+    for m in 0..mt as usize {
+        let mut frags = Vec::new();
+        for kt in 0..ls[0].kt {
+            let mut regs: [String; 4] = Default::default();
+            for (j, reg) in regs.iter_mut().enumerate() {
+                let h = j & 1;
+                let mut v = Vec::new();
+                for e in 0..2u32 {
+                    let col = kt * 16 + (j as u32 >> 1) * 8 + e;
+                    let (ptr, ok, x) = (o.regs.rd(), o.regs.p(), o.regs.f());
+                    o.emit(format!("ld.shared.u64 {ptr}, [{il}+{}];", col * 8));
+                    o.emit(format!("setp.ne.and.u64 {ok}, {ptr}, 0, {};", row_ok[m * 2 + h]));
+                    o.emit(format!("add.u64 {ptr}, {ptr}, {};", row_off[m * 2 + h]));
+                    o.emit(format!("mov.f32 {x}, 0f00000000;"));
+                    o.emit(format!("@{ok} ld.global.f32 {x}, [{ptr}];"));
+                    v.push(x);
+                }
+                let r = o.regs.r();
+                o.emit(format!("{pack} {r}, {}, {};", v[1], v[0]));
+                *reg = r;
+            }
+            frags.push(regs);
+        }
+        a.push(frags);
+    }
+
+    let last = ls.len() - 1;
+    for (li, l) in ls.iter().enumerate() {
+        let mut next: Vec<Vec<[String; 4]>> = vec![vec![Default::default(); (l.nt / 2) as usize]; mt as usize];
+        // Output n-tiles in chunks of 8, to bound the live accumulators.
+        for chunk in (0..l.nt).step_by(8) {
+            let tiles: Vec<u32> = (chunk..(chunk + 8).min(l.nt)).collect();
+            let mut acc: Vec<Vec<[String; 4]>> = Vec::new();
+            for _ in 0..mt {
+                let mut per = Vec::new();
+                for _ in &tiles {
+                    let regs: [String; 4] = std::array::from_fn(|_| o.regs.f());
+                    for r in &regs {
+                        o.emit(format!("mov.f32 {r}, 0f00000000;"));
+                    }
+                    per.push(regs);
+                }
+                acc.push(per);
+            }
+            for kt in 0..l.kt {
+                for (c, &nt) in tiles.iter().enumerate() {
+                    let (b0, b1) = (o.regs.r(), o.regs.r());
+                    let off = l.wfrag + (kt * l.nt + nt) * 256;
+                    o.emit(format!("ld.shared.v2.b32 {{{b0}, {b1}}}, [{wl}+{off}];"));
+                    for m in 0..mt as usize {
+                        let d = &acc[m][c];
+                        let av = &a[m][kt as usize];
+                        o.emit(format!(
+                            "mma.sync.aligned.m16n8k16.row.col.f32.{mma_ty}.{mma_ty}.f32 {{{}, {}, {}, {}}}, {{{}, {}, {}, {}}}, {{{b0}, {b1}}}, {{{}, {}, {}, {}}};",
+                            d[0], d[1], d[2], d[3], av[0], av[1], av[2], av[3], d[0], d[1], d[2], d[3]
+                        ));
+                    }
+                }
+            }
+            // Epilogue: bias, then the activation into the next A operand, or the outputs.
+            for (c, &nt) in tiles.iter().enumerate() {
+                let (b0, b1) = (o.regs.f(), o.regs.f());
+                o.emit(format!("ld.shared.v2.f32 {{{b0}, {b1}}}, [{bl}+{}];", l.bias_at + nt * 32));
+                for m in 0..mt as usize {
+                    let d = &acc[m][c];
+                    let v: Vec<String> = (0..4)
+                        .map(|i| {
+                            let r = o.regs.f();
+                            o.emit(format!("add.f32 {r}, {}, {};", d[i], if i % 2 == 0 { &b0 } else { &b1 }));
+                            r
+                        })
+                        .collect();
+                    if li == last {
+                        let rows = (&row_off[m * 2..m * 2 + 2], &row_ok[m * 2..m * 2 + 2]);
+                        store(&mut o, k.plan.accumulate, &v, nt * 8, outs, &ol, rows);
+                        continue;
+                    }
+                    let kt_next = (nt / 2) as usize;
+                    let slot = if nt % 2 == 0 { 0 } else { 2 };
+                    for h in 0..2 {
+                        let r = o.regs.r();
+                        let (x0, x1) = (&v[2 * h], &v[2 * h + 1]);
+                        if plan.act == Activation::Tanh && !bf16 {
+                            o.emit(format!("{pack} {r}, {x1}, {x0};"));
+                            o.emit(format!("tanh.approx.f16x2 {r}, {r};"));
+                        } else {
+                            let y0 = activation(&mut o, plan.act, x0);
+                            let y1 = activation(&mut o, plan.act, x1);
+                            o.emit(format!("{pack} {r}, {y1}, {y0};"));
+                        }
+                        next[m][kt_next][slot + h] = r;
+                    }
+                }
+            }
+        }
+        a = next;
+    }
+    o.emit(format!("add.u32 {it}, {it}, 1;"));
+    o.emit(format!("setp.lt.u32 {pdone}, {it}, {iters};"));
+    o.emit(format!("@{pdone} bra {top};"));
+    o.emit(format!("{done}:"));
+    o.emit("ret;");
+
+    let mut out = format!("// {name}: tensor cores, {} per tile of {tile} agents\n", mma_ty);
+    let params: Vec<String> = (0..bindings).map(|n| format!("    .param .u64 {entry}_p{n}")).collect();
+    let _ = writeln!(out, ".visible .entry {entry}(\n{}\n)\n.maxntid {block}, 1, 1\n{{", params.join(",\n"));
+    let r = &o.regs;
+    let _ = writeln!(out, "    .reg .b32 %r<{}>;", r.r.max(1));
+    let _ = writeln!(out, "    .reg .f32 %f<{}>;", r.f.max(1));
+    let _ = writeln!(out, "    .reg .b64 %rd<{}>;", r.rd.max(1));
+    let _ = writeln!(out, "    .reg .pred %p<{}>;", r.p.max(1));
+    let _ = writeln!(out, "    .shared .align 16 .b8 wfrag[{wbytes}];");
+    let _ = writeln!(out, "    .shared .align 16 .b8 wbias[{bias_bytes}];");
+    let _ = writeln!(out, "    .shared .align 16 .b8 coltab[{}];", (ins + 2 * outs) * 8);
+    out += &o.body;
+    out += "}\n";
+    out
+}
+
+/// The activation of an f32 value, from the hardware tanh (accurate to about 2⁻¹¹, below the
+/// rounding of the f16 or bf16 operand it feeds).
+fn activation(o: &mut Out, act: Activation, x: &str) -> String {
+    let y = o.regs.f();
+    match act {
+        Activation::Identity => o.emit(format!("mov.f32 {y}, {x};")),
+        Activation::Tanh => o.emit(format!("tanh.approx.f32 {y}, {x};")),
+        Activation::Relu => o.emit(format!("max.f32 {y}, {x}, 0f00000000;")),
+        Activation::Sigmoid | Activation::Silu => {
+            // σ(x) = ½·tanh(x/2) + ½
+            o.emit(format!("mul.f32 {y}, {x}, 0f3F000000;"));
+            o.emit(format!("tanh.approx.f32 {y}, {y};"));
+            o.emit(format!("fma.rn.f32 {y}, {y}, 0f3F000000, 0f3F000000;"));
+            if act == Activation::Silu {
+                o.emit(format!("mul.f32 {y}, {y}, {x};"));
+            }
+        }
+        Activation::Gelu => {
+            let t = o.regs.f();
+            o.emit(format!("mul.f32 {t}, {x}, {x};"));
+            o.emit(format!("fma.rn.f32 {t}, {t}, {}, 0f3F800000;", f32_hex(0.044715)));
+            o.emit(format!("mul.f32 {t}, {t}, {x};"));
+            o.emit(format!("mul.f32 {t}, {t}, {};", f32_hex((2.0 / std::f64::consts::PI).sqrt() as f32)));
+            o.emit(format!("tanh.approx.f32 {t}, {t};"));
+            o.emit(format!("fma.rn.f32 {t}, {t}, 0f3F000000, 0f3F000000;"));
+            o.emit(format!("mul.f32 {y}, {t}, {x};"));
+        }
+    }
+    y
+}
+
+/// Stores the last layer's values of one n-tile, from column `first`: `v[2h + e]` is row half
+/// `h`, column `first + 2t + e`. A column with a compensation (its address `outs` entries
+/// further in the table) is updated with Kahan's sum, rounded as written.
+fn store(o: &mut Out, accumulate: bool, v: &[String], first: u32, outs: u32, ol: &str, rows: (&[String], &[String])) {
+    let (off, ok) = rows;
+    for h in 0..2 {
+        for e in 0..2u32 {
+            let (ptr, cptr, p, pc) = (o.regs.rd(), o.regs.rd(), o.regs.p(), o.regs.p());
+            o.emit(format!("ld.shared.u64 {ptr}, [{ol}+{}];", (first + e) * 8));
+            o.emit(format!("ld.shared.u64 {cptr}, [{ol}+{}];", (outs + first + e) * 8));
+            o.emit(format!("setp.ne.and.u64 {p}, {ptr}, 0, {};", ok[h]));
+            o.emit(format!("setp.ne.and.u64 {pc}, {cptr}, 0, {p};"));
+            o.emit(format!("add.u64 {ptr}, {ptr}, {};", off[h]));
+            o.emit(format!("add.u64 {cptr}, {cptr}, {};", off[h]));
+            let x = &v[2 * h + e as usize];
+            if accumulate {
+                let (old, c, y, t) = (o.regs.f(), o.regs.f(), o.regs.f(), o.regs.f());
+                o.emit(format!("mov.f32 {c}, 0f00000000;"));
+                o.emit(format!("@{p} ld.global.f32 {old}, [{ptr}];"));
+                o.emit(format!("@{pc} ld.global.f32 {c}, [{cptr}];"));
+                o.emit(format!("sub.rn.f32 {y}, {x}, {c};"));
+                o.emit(format!("add.rn.f32 {t}, {old}, {y};"));
+                o.emit(format!("@{p} st.global.f32 [{ptr}], {t};"));
+                o.emit(format!("sub.rn.f32 {c}, {t}, {old};"));
+                o.emit(format!("sub.rn.f32 {c}, {c}, {y};"));
+                o.emit(format!("@{pc} st.global.f32 [{cptr}], {c};"));
+            } else {
+                o.emit(format!("@{p} st.global.f32 [{ptr}], {x};"));
+                o.emit(format!("@{pc} st.global.f32 [{cptr}], 0f00000000;"));
+            }
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! Tensor interactions on every executor against the f64 interpreter: a lattice of shapes
+//! (inputs, hidden width and outputs from 1 to 300, mostly not multiples of 16, agent counts
+//! that are not multiples of a tile), in each precision, and the learned-force example.
+//!
+//! Bounds are relative to the largest magnitude of the output field. f32 executors compute what
+//! the interpreter computes to f32 rounding (1e-5). Tensor cores round inputs, weights and hidden
+//! activations to 11 significant bits (f16) or 8 (bf16) and accumulate in f32; the bounds below
+//! are five times the largest error measured on the H200 over the lattice (f16 1.0e-3, bf16
+//! 6.5e-3: bench/RESULTS.md), and an error in the fragment layouts (a transposed operand, a
+//! swapped half, a lost tile) is of the order of the output itself.
+
+use aiic_compiler::driver::compile_file;
+use aiic_compiler::ir::interp::Interp;
+use aiic_compiler::ir::{Module, Precision};
+use aiic_compiler::sema::CheckOptions;
+use aiic_runtime::backend::Backend;
+use aiic_runtime::cpu::exec::CpuBackend;
+use aiic_runtime::World;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[path = "support/require.rs"]
+mod require;
+
+const F32_BOUND: f64 = 1e-5;
+const F16_BOUND: f64 = 5e-3;
+const BF16_BOUND: f64 = 3.2e-2;
+
+/// One shape of the lattice: input width, hidden width (0: a bare `W @ x`), output width,
+/// activation, and whether the output is accumulated (`+=`).
+struct Shape {
+    inputs: u32,
+    hidden: u32,
+    outputs: u32,
+    act: &'static str,
+    accumulate: bool,
+}
+
+const fn shape(inputs: u32, hidden: u32, outputs: u32, act: &'static str, accumulate: bool) -> Shape {
+    Shape { inputs, hidden, outputs, act, accumulate }
+}
+
+const LATTICE: &[Shape] = &[
+    shape(1, 1, 1, "tanh", false),
+    shape(3, 13, 3, "tanh", true),
+    shape(7, 20, 1, "relu", false),
+    shape(17, 33, 5, "sigmoid", true),
+    shape(2, 0, 9, "tanh", false),
+    shape(31, 64, 3, "tanh", false),
+    shape(45, 100, 19, "gelu", true),
+    shape(130, 90, 7, "silu", false),
+    shape(37, 0, 41, "tanh", true),
+    // Weights beyond the tensor-core kernel's workgroup memory, and a layer wider than it keeps
+    // in registers: the f32 kernel runs instead.
+    shape(200, 250, 60, "tanh", false),
+    shape(300, 17, 100, "relu", false),
+];
+
+/// Shapes small enough for every executor's binding limits (lavapipe allows 32 buffers a shader).
+fn small(s: &Shape) -> bool {
+    s.inputs + 2 * s.outputs <= 24
+}
+
+/// Shapes whose fully unrolled f32 kernel the CPU compiles in seconds (the wide ones take
+/// minutes of Cranelift's time; the same lowering is checked on them through CUDA's f32 path).
+fn cheap(s: &Shape) -> bool {
+    let macs = if s.hidden == 0 { s.inputs * s.outputs } else { s.hidden * (s.inputs + s.outputs) };
+    macs <= 8000
+}
+
+/// A deterministic stream of numbers in [-1, 1).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
+    }
+}
+
+fn write_npy(path: &Path, shape: &[u32], values: &[f32]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let tuple = if dims.len() == 1 { format!("{},", dims[0]) } else { dims.join(", ") };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({tuple}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(path, bytes).expect("write npy");
+}
+
+fn ty(n: u32) -> String {
+    if n == 1 {
+        "f32".into()
+    } else {
+        format!("vec<f32, {n}>")
+    }
+}
+
+/// Writes the program of a shape (and its weights) into `dir`; returns its path.
+fn program(dir: &Path, s: &Shape, precision: &str) -> PathBuf {
+    let mut rng = Lcg(u64::from(s.inputs) << 32 | u64::from(s.hidden) << 16 | u64::from(s.outputs));
+    let mut tensor = |name: &str, shape: &[u32], scale: f32| {
+        let n: u32 = shape.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| rng.next() * scale).collect();
+        write_npy(&dir.join(format!("{name}.npy")), shape, &values);
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        format!("    param {name}: tensor<f32>[{}] = load(\"{name}.npy\");\n", dims.join(", "))
+    };
+    let mut params = String::new();
+    let spread = |n: u32| if n == 1 { "rand_uniform(-1.0, 1.0)".to_string() } else { String::new() };
+    if s.inputs > 1 {
+        params += &tensor("EX", &[s.inputs, 3], 1.0);
+    }
+    if s.outputs > 1 {
+        params += &tensor("EY", &[s.outputs, 3], 1.0);
+    }
+    let gain = |fan_in: u32| 2.0 / (fan_in as f32).sqrt();
+    let (model, value) = if s.hidden == 0 {
+        params += &tensor("W", &[s.outputs, s.inputs], gain(s.inputs));
+        (String::new(), "W @ p.x".to_string())
+    } else {
+        params += &tensor("W1", &[s.hidden, s.inputs], gain(s.inputs));
+        params += &tensor("B1", &[s.hidden], 0.5);
+        params += &tensor("W2", &[s.outputs, s.hidden], gain(s.hidden));
+        params += &tensor("B2", &[s.outputs], 0.5);
+        (format!("    model net = mlp(W1, B1, W2, B2, act: {});\n", s.act), "net(p.x)".to_string())
+    };
+    let init = |n: u32, e: &str| if n == 1 { spread(1) } else { format!("{e} @ rand_in_sphere(1.0)") };
+    let src = format!(
+        "system Shape {{\n{params}{model}\n    agent P {{\n        state x: {};\n        state y: {};\n    }}\n\n    @accel(tensor_cores) @precision({precision})\n    interaction apply(p: P) each external {{\n        p.y {} {value};\n    }}\n\n    step {{\n        apply;\n    }}\n\n    init {{\n        spawn P * {} {{\n            x: {},\n            y: {},\n        }}\n    }}\n}}\n",
+        ty(s.inputs),
+        ty(s.outputs),
+        if s.accumulate { "+=" } else { "=" },
+        // Not a multiple of any tile; more than one block of 2,048 agents for the narrow shapes,
+        // fewer agents where the interpreter's reference is costly.
+        if s.inputs.max(s.hidden) <= 64 { 2100 + s.inputs } else { 97 + s.inputs },
+        init(s.inputs, "EX"),
+        init(s.outputs, "EY"),
+    );
+    let path = dir.join("shape.aii");
+    std::fs::write(&path, src).expect("write program");
+    path
+}
+
+fn compile(path: &Path) -> Module {
+    let c = compile_file(path, &CheckOptions::default()).expect("readable");
+    let errors: Vec<String> = c.diags.list.iter().map(|d| d.one_line(&c.sources)).collect();
+    c.module.unwrap_or_else(|| panic!("{} compiles: {errors:?}", path.display()))
+}
+
+fn temp(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("aiic-tensor-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// The initial state, every column rounded to f32 as executors hold it.
+fn start(m: &Module) -> World {
+    let mut sim = Interp::new(m, 7);
+    sim.init(&HashMap::new()).expect("init");
+    for data in &mut sim.world.agents {
+        for col in &mut data.columns {
+            col.iter_mut().for_each(|x| *x = *x as f32 as f64);
+        }
+    }
+    sim.world
+}
+
+/// The largest difference of field `y` after `steps` steps, relative to its largest magnitude.
+fn error(m: &Module, start: &World, backend: &mut dyn Backend, steps: usize) -> f64 {
+    let mut interp = Interp::new(m, 7);
+    interp.world = start.clone();
+    for _ in 0..steps {
+        interp.step().expect("interp step");
+        backend.step().expect("backend step");
+    }
+    let (fi, f) = m.agents[0].field("y").expect("field y");
+    let first = m.agents[0].column_offsets()[fi];
+    let other = backend.world().expect("read back");
+    let (mut diff, mut scale) = (0.0f64, 0.0f64);
+    for c in first..first + f.lanes.len() {
+        for (x, y) in interp.world.agents[0].columns[c].iter().zip(&other.agents[0].columns[c]) {
+            scale = scale.max(x.abs());
+            diff = diff.max(if (x - y).is_nan() { f64::INFINITY } else { (x - y).abs() });
+        }
+    }
+    diff / scale.max(f64::MIN_POSITIVE)
+}
+
+fn label(s: &Shape) -> String {
+    let acc = if s.accumulate { "+=" } else { "=" };
+    match s.hidden {
+        0 => format!("{acc} W[{}x{}] @ x", s.outputs, s.inputs),
+        h => format!("{acc} mlp {}->{h}->{} {}", s.inputs, s.outputs, s.act),
+    }
+}
+
+#[test]
+fn tensor_interactions_are_recognised_as_plans() {
+    let dir = temp("plans");
+    for s in LATTICE {
+        let m = compile(&program(&dir, s, "f16"));
+        let k = m.kernels.iter().find(|k| k.name == "apply").expect("kernel apply");
+        let t = k.tensor.as_ref().unwrap_or_else(|| panic!("{}: no tensor plan", label(s)));
+        assert_eq!(t.inputs.len() as u32, s.inputs, "{}", label(s));
+        assert_eq!(t.outputs.len() as u32, s.outputs, "{}", label(s));
+        assert_eq!(t.layers.len(), if s.hidden == 0 { 1 } else { 2 }, "{}", label(s));
+        assert_eq!(t.accumulate, s.accumulate, "{}", label(s));
+        assert_eq!(t.precision, Precision::F16);
+    }
+    // A body that does more than one product is not a plan: it runs as scalar code everywhere.
+    let path = program(&dir, &LATTICE[1], "f16");
+    let src = std::fs::read_to_string(&path).expect("read").replace("p.y += net(p.x);", "p.y += net(p.x) * 2.0;");
+    std::fs::write(&path, src).expect("write");
+    let m = compile(&path);
+    assert!(m.kernels.iter().all(|k| k.tensor.is_none()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cpu_matches_the_interpreter_on_the_lattice() {
+    let dir = temp("cpu");
+    for s in LATTICE.iter().filter(|s| cheap(s)) {
+        // Other precisions are computed in f32 on the CPU: the f32 bound holds.
+        let m = compile(&program(&dir, s, "f16"));
+        let start = start(&m);
+        let code = aiic_compiler::backend::cpu::emit_module(&m).expect("cpu code");
+        let mut cpu = CpuBackend::new(&m, &code, &start, 2).expect("cpu backend");
+        let e = error(&m, &start, &mut cpu, 2);
+        assert!(e < F32_BOUND, "{} on the CPU: error {e:e}", label(s));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn vulkan_and_opencl_match_the_interpreter_on_small_shapes() {
+    let _one = lock();
+    let dir = temp("gpu");
+    let vulkan = match aiic_runtime::vulkan::probe() {
+        aiic_runtime::probe::Probe::Found(_) => true,
+        aiic_runtime::probe::Probe::Absent(why) => {
+            require::skip("vulkan", why);
+            false
+        }
+        aiic_runtime::probe::Probe::Broken(e) => panic!("vulkan is installed but failed: {e}"),
+    };
+    let opencl = match aiic_runtime::opencl::probe() {
+        aiic_runtime::probe::Probe::Found(_) => true,
+        aiic_runtime::probe::Probe::Absent(why) => {
+            require::skip("opencl", why);
+            false
+        }
+        aiic_runtime::probe::Probe::Broken(e) => panic!("opencl is installed but failed: {e}"),
+    };
+    for s in LATTICE.iter().filter(|s| small(s)) {
+        let m = compile(&program(&dir, s, "auto"));
+        let start = start(&m);
+        if vulkan {
+            let code = aiic_compiler::backend::gpu::spirv::emit_module(&m).expect("spirv");
+            let opts = aiic_runtime::vulkan::exec::Options { device: None, workgroup: None };
+            let mut gpu =
+                aiic_runtime::vulkan::exec::VulkanBackend::new(&m, code.code.plan.clone(), &code.words, &start, &opts)
+                    .expect("vulkan backend");
+            let e = error(&m, &start, &mut gpu, 2);
+            assert!(e < F32_BOUND, "{} on Vulkan: error {e:e}", label(s));
+        }
+        if opencl {
+            let code = aiic_compiler::backend::gpu::opencl::emit_module(&m, Default::default()).expect("opencl");
+            let mut gpu =
+                aiic_runtime::opencl::OpenClBackend::new(&m, code.code.plan.clone(), &code.text, &start, None, None)
+                    .expect("opencl backend");
+            let e = error(&m, &start, &mut gpu, 2);
+            assert!(e < F32_BOUND, "{} on OpenCL: error {e:e}", label(s));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The interpreter's state after `STEPS` steps from `start`, the reference of every run.
+fn reference(m: &Module, start: &World) -> World {
+    let mut interp = Interp::new(m, 7);
+    interp.world = start.clone();
+    for _ in 0..STEPS {
+        interp.step().expect("interp step");
+    }
+    interp.world
+}
+
+const STEPS: usize = 2;
+
+/// The largest difference of field `y` from the reference, relative to its largest magnitude.
+fn y_error(m: &Module, reference: &World, other: &World) -> f64 {
+    let (fi, f) = m.agents[0].field("y").expect("field y");
+    let first = m.agents[0].column_offsets()[fi];
+    let (mut diff, mut scale) = (0.0f64, 0.0f64);
+    for c in first..first + f.lanes.len() {
+        for (x, y) in reference.agents[0].columns[c].iter().zip(&other.agents[0].columns[c]) {
+            scale = scale.max(x.abs());
+            diff = diff.max(if (x - y).is_nan() { f64::INFINITY } else { (x - y).abs() });
+        }
+    }
+    diff / scale.max(f64::MIN_POSITIVE)
+}
+
+/// Runs one shape in one precision on CUDA, with the PTX written for `block` threads; the error
+/// against `reference` and whether a tensor-core kernel ran.
+fn cuda_error(dir: &Path, s: &Shape, precision: &str, block: u32, reference: &World) -> (f64, bool) {
+    let m = compile(&program(dir, s, precision));
+    let start = start(&m);
+    let code = aiic_compiler::backend::gpu::ptx::emit_module(&m, block).expect("ptx");
+    let mut gpu = aiic_runtime::cuda::CudaBackend::new(&m, code.code.plan.clone(), &code.text, block, &start, None)
+        .unwrap_or_else(|e| panic!("{}: {e}", label(s)));
+    let launched: Vec<usize> = code
+        .code
+        .plan
+        .step
+        .iter()
+        .filter_map(|op| if let aiic_runtime::gpu::GpuOp::Launch(k) = op { Some(*k) } else { None })
+        .collect();
+    let notes = gpu.notes();
+    for _ in 0..STEPS {
+        gpu.step().expect("cuda step");
+    }
+    let e = y_error(&m, reference, gpu.world().expect("read back"));
+    let tensor = match precision {
+        "auto" => notes.iter().any(|n| !n.contains("chose f32")),
+        _ => launched.iter().any(|&k| code.code.kernels[k].mma.is_some()),
+    };
+    if std::env::var_os("AIIC_TEST_SHOW_ERRORS").is_some() {
+        eprintln!("{} {precision} ({block} threads): error {e:.2e}, tensor cores {tensor} {notes:?}", label(s));
+    }
+    (e, tensor)
+}
+
+#[test]
+fn cuda_tensor_cores_match_the_interpreter_on_the_lattice() {
+    let _one = lock();
+    let dir = temp("cuda");
+    match aiic_runtime::cuda::probe() {
+        aiic_runtime::probe::Probe::Found(_) => {}
+        aiic_runtime::probe::Probe::Absent(why) => return require::skip("cuda", why),
+        aiic_runtime::probe::Probe::Broken(e) => panic!("cuda is installed but failed: {e}"),
+    }
+    for s in LATTICE {
+        // The programs differ only in their `@precision`: one reference serves them all.
+        let m = compile(&program(&dir, s, "f32"));
+        let reference = reference(&m, &start(&m));
+        // Layers wider than the kernel keeps in registers, or weights beyond its workgroup
+        // memory, run the f32 kernel instead.
+        let plan = m.kernels.iter().find_map(|k| k.tensor.clone()).expect("a tensor plan");
+        let plan = aiic_compiler::ir::TensorPlan { precision: Precision::F16, ..plan };
+        let fits = aiic_compiler::backend::gpu::mma::unsupported(&plan).is_none();
+        for (precision, bound, blocks) in [("f16", F16_BOUND, &[256, 64][..]), ("bf16", BF16_BOUND, &[256][..])] {
+            for &block in blocks {
+                let (e, tensor) = cuda_error(&dir, s, precision, block, &reference);
+                assert_eq!(tensor, fits, "{} {precision}: tensor cores", label(s));
+                let bound = if tensor { bound } else { F32_BOUND };
+                assert!(e < bound, "{} {precision} ({block} threads): error {e:e}, bound {bound:e}", label(s));
+            }
+        }
+        // `auto` runs the f32 kernel beside the candidates: on the shapes it compiles quickly.
+        if cheap(s) {
+            let (e, _) = cuda_error(&dir, s, "auto", 256, &reference);
+            assert!(e < F16_BOUND, "{} auto: error {e:e}", label(s));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn learned_force_runs_on_every_executor() {
+    let _one = lock();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/learned_force.aii");
+    let m = compile(&path);
+    let start = start(&m);
+    let code = aiic_compiler::backend::cpu::emit_module(&m).expect("cpu code");
+    let mut cpu = CpuBackend::new(&m, &code, &start, 2).expect("cpu backend");
+    let mut interp = Interp::new(&m, 7);
+    interp.world = start.clone();
+    for _ in 0..5 {
+        interp.step().expect("interp");
+        cpu.step().expect("cpu");
+    }
+    let force = |w: &World| {
+        let (fi, _) = m.agents[0].field("velocity").expect("velocity");
+        w.agents[0].columns[m.agents[0].column_offsets()[fi]].clone()
+    };
+    let (r, c) = (force(&interp.world), force(cpu.world().expect("cpu world")));
+    let scale = r.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+    let diff = r.iter().zip(&c).fold(0.0f64, |a, (x, y)| a.max((x - y).abs()));
+    assert!(diff / scale < 1e-4, "learned_force on the CPU: velocity error {:e}", diff / scale);
+    if let aiic_runtime::probe::Probe::Found(_) = aiic_runtime::cuda::probe() {
+        let ptx = aiic_compiler::backend::gpu::ptx::emit_module(&m, 256).expect("ptx");
+        let mut gpu = aiic_runtime::cuda::CudaBackend::new(&m, ptx.code.plan.clone(), &ptx.text, 256, &start, None)
+            .expect("cuda backend");
+        let notes = gpu.notes();
+        assert!(notes.iter().any(|n| n.contains("@precision(auto) chose")), "{notes:?}");
+        for _ in 0..5 {
+            gpu.step().expect("cuda");
+        }
+        let g = force(gpu.world().expect("cuda world"));
+        let diff = r.iter().zip(&g).fold(0.0f64, |a, (x, y)| a.max((x - y).abs()));
+        assert!(diff / scale < 1e-2, "learned_force on CUDA ({notes:?}): velocity error {:e}", diff / scale);
+    }
+}
+
+/// Every field of `tests/programs/tensor_cores.aii` (an f16 force in an integrator, a bf16 and
+/// an `auto` read-out) after 20 steps, relative to its largest magnitude.
+fn program_errors(m: &Module, start: &World, backend: &mut dyn Backend) -> Vec<(String, f64)> {
+    let mut interp = Interp::new(m, 7);
+    interp.world = start.clone();
+    for _ in 0..20 {
+        interp.step().expect("interp");
+        backend.step().expect("backend");
+    }
+    let other = backend.world().expect("read back").clone();
+    let schema = &m.agents[0];
+    let offsets = schema.column_offsets();
+    schema
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.kind != aiic_runtime::FieldKind::Scratch)
+        .map(|(i, f)| {
+            let (mut diff, mut scale) = (0.0f64, 0.0f64);
+            for c in offsets[i]..offsets[i] + f.lanes.len() {
+                for (x, y) in interp.world.agents[0].columns[c].iter().zip(&other.agents[0].columns[c]) {
+                    scale = scale.max(x.abs());
+                    diff = diff.max(if (x - y).is_nan() { f64::INFINITY } else { (x - y).abs() });
+                }
+            }
+            (f.name.clone(), diff / scale.max(f64::MIN_POSITIVE))
+        })
+        .collect()
+}
+
+#[test]
+fn tensor_cores_program_matches_the_interpreter() {
+    let _one = lock();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/programs/tensor_cores.aii");
+    let m = compile(&path);
+    let start = start(&m);
+    let code = aiic_compiler::backend::cpu::emit_module(&m).expect("cpu code");
+    let mut cpu = CpuBackend::new(&m, &code, &start, 2).expect("cpu backend");
+    for (field, e) in program_errors(&m, &start, &mut cpu) {
+        assert!(e < 1e-4, "tensor_cores on the CPU: {field} error {e:e}");
+    }
+    match aiic_runtime::cuda::probe() {
+        aiic_runtime::probe::Probe::Found(_) => {}
+        aiic_runtime::probe::Probe::Absent(why) => return require::skip("cuda", why),
+        aiic_runtime::probe::Probe::Broken(e) => panic!("cuda is installed but failed: {e}"),
+    }
+    let ptx = aiic_compiler::backend::gpu::ptx::emit_module(&m, 64).expect("ptx");
+    let mut gpu =
+        aiic_runtime::cuda::CudaBackend::new(&m, ptx.code.plan.clone(), &ptx.text, 64, &start, None).expect("cuda");
+    for (field, e) in program_errors(&m, &start, &mut gpu) {
+        if std::env::var_os("AIIC_TEST_SHOW_ERRORS").is_some() {
+            eprintln!("tensor_cores on CUDA: {field}: error {e:.2e}");
+        }
+        // bf16 read-outs round to 8 significant bits; the rest to 11 or better.
+        let bound = if field == "read" { BF16_BOUND } else { F16_BOUND };
+        assert!(e < bound, "tensor_cores on CUDA: {field} error {e:e}, bound {bound:e}");
+    }
+}
