@@ -5,8 +5,7 @@ mod common;
 use common::*;
 
 fn snapshot(name: &str) {
-    let c = compile(&example(name));
-    let m = c.module.expect("module");
+    let m = program(name);
     let kernels = aiic_compiler::backend::cpu::emit_module(&m).unwrap_or_else(|e| panic!("{name}: {e}"));
     let text: Vec<String> = kernels.into_iter().flatten().collect();
     insta::with_settings!({ snapshot_path => "../../snapshots/clif", prepend_module_to_snapshot => false, omit_expression => true }, {
@@ -24,3 +23,9 @@ macro_rules! example_clif {
 }
 
 example_clif!(nbody, kepler, lj_gas, billiards, springs);
+
+/// Tensor plans as loops over layers, sixteen agents per step (`learned`, `read`, `guess`).
+#[test]
+fn tensor_plan_loops() {
+    snapshot("tensor_cores");
+}

@@ -79,16 +79,16 @@ fn levels(k: &Kernel) -> Vec<u8> {
     lv
 }
 
-struct Em<'a, 'b> {
+pub(super) struct Em<'a, 'b> {
     m: &'a Module,
-    k: &'a Kernel,
-    b: FunctionBuilder<'b>,
+    pub(super) k: &'a Kernel,
+    pub(super) b: FunctionBuilder<'b>,
     slots: Vec<usize>,
-    cols: HashMap<(u8, u32), Value>,
+    pub(super) cols: HashMap<(u8, u32), Value>,
     deltas: HashMap<(u8, u32), Value>,
     /// Compensation buffers of compensated integrator updates, by column.
-    comps: HashMap<u32, Value>,
-    uniforms: Value,
+    pub(super) comps: HashMap<u32, Value>,
+    pub(super) uniforms: Value,
     fail: Value,
     libm: HashMap<u32, FuncRef>,
     /// Scalar values of uniform and first-agent instructions.
@@ -98,7 +98,7 @@ struct Em<'a, 'b> {
 }
 
 impl<'a, 'b> Em<'a, 'b> {
-    fn col_scalar(&self, slot: u8, col: u32) -> Scalar {
+    pub(super) fn col_scalar(&self, slot: u8, col: u32) -> Scalar {
         self.m.column_types[self.slots[slot as usize]][col as usize]
     }
 
@@ -107,12 +107,12 @@ impl<'a, 'b> Em<'a, 'b> {
         self.b.ins().load(types::I64, MemFlagsData::new().with_notrap(), table, (col as i32) * 8)
     }
 
-    fn addr(&mut self, base: Value, idx: Value, bytes: i64) -> Value {
+    pub(super) fn addr(&mut self, base: Value, idx: Value, bytes: i64) -> Value {
         let off = self.b.ins().imul_imm_s(idx, bytes);
         self.b.ins().iadd(base, off)
     }
 
-    fn libm_call(&mut self, name: &str, wide: bool, args: &[Value]) -> Result<Value, String> {
+    pub(super) fn libm_call(&mut self, name: &str, wide: bool, args: &[Value]) -> Result<Value, String> {
         let index = abi::libm_index(name, wide).ok_or_else(|| format!("no math function {name}"))?;
         let fr = match self.libm.get(&index) {
             Some(f) => *f,
@@ -552,7 +552,7 @@ pub fn emit_kernel(m: &Module, k: &Kernel, index: u32) -> Result<Function, Strin
 /// `for i in [begin, end)`: four agents at a time, then one at a time.
 /// Emits a loop's test in `head` (`var < limit`, else on to `out`) and continues in `body`,
 /// returning the loop variable's value there.
-fn enter_loop(em: &mut Em, head: Block, var: Variable, limit: Value, body: Block, out: Block) -> Value {
+pub(super) fn enter_loop(em: &mut Em, head: Block, var: Variable, limit: Value, body: Block, out: Block) -> Value {
     em.b.switch_to_block(head);
     let at = em.b.use_var(var);
     let more = em.b.ins().icmp(IntCC::SignedLessThan, at, limit);
@@ -564,7 +564,7 @@ fn enter_loop(em: &mut Em, head: Block, var: Variable, limit: Value, body: Block
 
 /// `old + inc` with Kahan's compensation: the part of `inc` lost to rounding is kept in the
 /// column's compensation buffer and fed into the next update.
-fn compensated_add(em: &mut Em, col: u32, idx: Value, old: Value, inc: Value, vector: bool) -> Value {
+pub(super) fn compensated_add(em: &mut Em, col: u32, idx: Value, old: Value, inc: Value, vector: bool) -> Value {
     let base = em.comps[&col];
     let addr = em.addr(base, idx, 4);
     let t = if vector { types::F32X4 } else { types::F32 };
@@ -578,7 +578,7 @@ fn compensated_add(em: &mut Em, col: u32, idx: Value, old: Value, inc: Value, ve
 }
 
 /// A plain store makes the column's compensation meaningless: it starts again from zero.
-fn reset_comp(em: &mut Em, col: u32, idx: Value, vector: bool) {
+pub(super) fn reset_comp(em: &mut Em, col: u32, idx: Value, vector: bool) {
     let Some(&base) = em.comps.get(&col) else { return };
     let addr = em.addr(base, idx, 4);
     let zero = em.b.ins().f32const(0.0);
@@ -587,19 +587,26 @@ fn reset_comp(em: &mut Em, col: u32, idx: Value, vector: bool) {
 }
 
 fn map_body(em: &mut Em, lv: &[u8], begin: Value, end: Value) -> Result<(), String> {
-    let vec = vectorizable(em.k);
+    // Matrix work runs as loops over the layers, sixteen agents at a time, whatever it calls.
+    let tensor = super::cpu_tensor::plan(em);
+    let vec = tensor.is_some() || vectorizable(em.k);
     let comp = aiic_runtime::cpu::abi::compensated_stores(em.m, em.k);
     let i = em.b.declare_var(types::I64);
     em.b.def_var(i, begin);
     let span = em.b.ins().isub(end, begin);
-    let whole = if vec { em.b.ins().band_imm_s(span, !(abi::LANES - 1)) } else { em.b.ins().iconst(types::I64, 0) };
+    let step = if tensor.is_some() { super::cpu_tensor::AGENTS } else { abi::LANES };
+    let whole = if vec { em.b.ins().band_imm_s(span, !(step - 1)) } else { em.b.ins().iconst(types::I64, 0) };
     let vend = em.b.ins().iadd(begin, whole);
     let (vhead, vbody, shead, sbody, exit) =
         (em.b.create_block(), em.b.create_block(), em.b.create_block(), em.b.create_block(), em.b.create_block());
     em.b.ins().jump(vhead, &[]);
 
     let iv = enter_loop(em, vhead, i, vend, vbody, shead);
-    if vec {
+    if let Some(t) = &tensor {
+        super::cpu_tensor::block(em, t, iv)?;
+        let next = em.b.ins().iadd_imm_s(iv, super::cpu_tensor::AGENTS);
+        em.b.def_var(i, next);
+    } else if vec {
         em.v.clear();
         for (v, inst) in em.k.insts.iter().enumerate() {
             if lv[v] == 0 {
