@@ -69,3 +69,33 @@ fn every_module_assembles_with_ptxas() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `auto` keeps the f32 kernel in the step and writes the tensor-core candidates beside it, for
+/// the executor to measure; a fixed precision puts its tensor-core kernel in the step; targets
+/// other than PTX never write tensor-core kernels.
+#[test]
+fn auto_precision_keeps_f32_in_the_step_with_candidates_beside_it() {
+    let m = program("tensor_cores");
+    let code = ptx::emit_module(&m, ptx::DEFAULT_BLOCK).expect("ptx");
+    let plan = &code.code.plan;
+    let launched: Vec<usize> = plan
+        .step
+        .iter()
+        .filter_map(|op| if let aiic_runtime::gpu::GpuOp::Launch(k) = op { Some(*k) } else { None })
+        .collect();
+    assert_eq!(plan.choices.len(), 1, "{:?}", plan.choices);
+    let choice = &plan.choices[0];
+    assert_eq!(choice.name, "guess");
+    assert!(launched.contains(&choice.f32) && code.code.kernels[choice.f32].mma.is_none());
+    let names: Vec<&str> = choice.candidates.iter().map(|(p, _)| p.name()).collect();
+    assert_eq!(names, ["f16", "bf16"]);
+    for &(_, k) in &choice.candidates {
+        assert!(code.code.kernels[k].mma.is_some() && !launched.contains(&k));
+    }
+    for name in ["learned.f16", "read.bf16"] {
+        let k = code.code.kernels.iter().position(|k| k.name == name).unwrap_or_else(|| panic!("{name}"));
+        assert!(launched.contains(&k), "{name} is launched");
+    }
+    let opencl = aiic_compiler::backend::gpu::opencl::emit_module(&m, Default::default()).expect("opencl");
+    assert!(opencl.code.kernels.iter().all(|k| k.mma.is_none()) && opencl.code.plan.choices.is_empty());
+}

@@ -452,3 +452,59 @@ pub fn law_samples(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(xs: &[f32]) -> Vec<u8> {
+        xs.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    fn choice(accumulate: bool) -> TensorChoice {
+        TensorChoice {
+            name: "t".into(),
+            f32: 0,
+            candidates: Vec::new(),
+            outputs: Vec::new(),
+            accumulate,
+            tolerance: 1e-3,
+        }
+    }
+
+    #[test]
+    fn a_choice_measures_the_largest_difference_over_the_largest_reference() {
+        let before = [bytes(&[0.0, 0.0])];
+        let reference = [bytes(&[2.0, -4.0])];
+        let other = [bytes(&[2.5, -4.0])];
+        assert_eq!(choice(false).error(&before, &reference, &other), 0.5 / 4.0);
+        assert_eq!(choice(false).error(&before, &reference, &reference), 0.0);
+        let nan = [bytes(&[2.0, f32::NAN])];
+        assert_eq!(choice(false).error(&before, &reference, &nan), f64::INFINITY);
+    }
+
+    #[test]
+    fn an_accumulating_choice_is_measured_on_what_it_adds() {
+        // A large value already in the column must not hide an error in the increment.
+        let before = [bytes(&[1000.0])];
+        let reference = [bytes(&[1001.0])];
+        let other = [bytes(&[1001.5])];
+        assert_eq!(choice(true).error(&before, &reference, &other), 0.5);
+        assert!(choice(false).error(&before, &reference, &other) < 1e-3);
+    }
+
+    #[test]
+    fn relaunch_replaces_a_kernel_in_the_step_and_the_first_passes_only() {
+        let mut plan = GpuPlan {
+            kernels: Vec::new(),
+            grids: Vec::new(),
+            step: vec![GpuOp::Launch(0), GpuOp::Launch(1), GpuOp::Launch(0)],
+            prime: vec![GpuOp::Launch(0)],
+            laws: Vec::new(),
+            choices: Vec::new(),
+        };
+        plan.relaunch(0, 7);
+        assert_eq!(plan.step, vec![GpuOp::Launch(7), GpuOp::Launch(1), GpuOp::Launch(7)]);
+        assert_eq!(plan.prime, vec![GpuOp::Launch(7)]);
+    }
+}
