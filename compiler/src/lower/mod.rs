@@ -471,63 +471,15 @@ fn stmt_span(s: &HStmt) -> crate::source::Span {
     }
 }
 
-/// Every local a statement reads.
+/// Every local a statement reads or assigns.
 fn stmt_locals(s: &HStmt) -> Vec<LocalId> {
     let mut out = Vec::new();
-    let visit_block = |b: &HBlock, out: &mut Vec<LocalId>| {
-        for s in &b.stmts {
-            out.extend(stmt_locals(s));
-        }
-        if let Some(t) = &b.tail {
-            expr_locals(t, out);
-        }
-    };
-    match s {
-        HStmt::Let { value, .. } => expr_locals(value, &mut out),
-        HStmt::Assign { place, value, .. } => {
-            if let Place::Local(l) = place {
-                out.push(*l);
-            }
-            expr_locals(value, &mut out);
-        }
-        HStmt::If { cond, then, els, .. } => {
-            expr_locals(cond, &mut out);
-            visit_block(then, &mut out);
-            visit_block(els, &mut out);
-        }
-        HStmt::Forces(_) => {}
-    }
-    out
-}
-
-fn expr_locals(e: &HExpr, out: &mut Vec<LocalId>) {
-    match &e.kind {
-        HKind::Local(l) => out.push(*l),
-        HKind::Unary(_, x) | HKind::Cast(x) | HKind::Get(x, _) => expr_locals(x, out),
-        HKind::Binary(_, a, b) => {
-            expr_locals(a, out);
-            expr_locals(b, out);
-        }
-        HKind::Call(_, xs) | HKind::Tuple(xs) | HKind::Rand(_, xs) | HKind::Opaque(_, xs) | HKind::ModelCall(_, xs) => {
-            xs.iter().for_each(|x| expr_locals(x, out))
-        }
-        HKind::If { cond, then, els } => {
-            expr_locals(cond, out);
-            expr_locals(then, out);
-            expr_locals(els, out);
-        }
-        HKind::Block(b) => {
-            for s in &b.stmts {
-                out.extend(stmt_locals(s));
-            }
-            if let Some(t) = &b.tail {
-                expr_locals(t, out);
-            }
-        }
-        HKind::Force { energy, .. } => expr_locals(energy, out),
-        HKind::Quant { body, .. } => expr_locals(body, out),
+    s.walk(&mut |n| match n {
+        Node::Stmt(HStmt::Assign { place: Place::Local(l), .. }) => out.push(*l),
+        Node::Expr(HExpr { kind: HKind::Local(l), .. }) => out.push(*l),
         _ => {}
-    }
+    });
+    out
 }
 
 /// Lowers a checked program to a kernel IR module.

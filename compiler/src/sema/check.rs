@@ -1310,57 +1310,13 @@ fn module_items(m: &Module) -> Vec<String> {
 /// `@accel(tensor_cores)` are about.
 fn has_tensor_work(b: &HBlock) -> bool {
     let mut found = false;
-    let mut visit = |e: &HExpr| {
-        found |= matches!(&e.kind, HKind::ModelCall(..))
-            || matches!(&e.kind, HKind::Binary(ast::BinOp::MatMul, x, _) if matches!(x.ty, Ty::Tensor(..)));
-    };
-    for s in &b.stmts {
-        walk_stmt(s, &mut visit);
-    }
+    b.walk(&mut |n| {
+        if let Node::Expr(e) = n {
+            found |= matches!(&e.kind, HKind::ModelCall(..))
+                || matches!(&e.kind, HKind::Binary(ast::BinOp::MatMul, x, _) if matches!(x.ty, Ty::Tensor(..)));
+        }
+    });
     found
-}
-
-fn walk_stmt(s: &HStmt, f: &mut dyn FnMut(&HExpr)) {
-    match s {
-        HStmt::Let { value, .. } | HStmt::Assign { value, .. } => walk_expr(value, f),
-        HStmt::If { cond, then, els, .. } => {
-            walk_expr(cond, f);
-            for s in then.stmts.iter().chain(&els.stmts) {
-                walk_stmt(s, f);
-            }
-        }
-        HStmt::Forces(_) => {}
-    }
-}
-
-fn walk_expr(e: &HExpr, f: &mut dyn FnMut(&HExpr)) {
-    f(e);
-    match &e.kind {
-        HKind::Unary(_, x) | HKind::Cast(x) | HKind::Get(x, _) => walk_expr(x, f),
-        HKind::Binary(_, a, b) => {
-            walk_expr(a, f);
-            walk_expr(b, f);
-        }
-        HKind::Call(_, xs) | HKind::Tuple(xs) | HKind::Rand(_, xs) | HKind::Opaque(_, xs) | HKind::ModelCall(_, xs) => {
-            xs.iter().for_each(|x| walk_expr(x, f))
-        }
-        HKind::If { cond, then, els } => {
-            walk_expr(cond, f);
-            walk_expr(then, f);
-            walk_expr(els, f);
-        }
-        HKind::Block(b) => {
-            for s in &b.stmts {
-                walk_stmt(s, f);
-            }
-            if let Some(t) = &b.tail {
-                walk_expr(t, f);
-            }
-        }
-        HKind::Force { energy, .. } => walk_expr(energy, f),
-        HKind::Quant { body, .. } => walk_expr(body, f),
-        _ => {}
-    }
 }
 
 fn contains_quant(e: &HExpr) -> bool {

@@ -246,6 +246,69 @@ pub enum HStmt {
     Forces(Span),
 }
 
+/// A statement or an expression met by [`HStmt::walk`] and [`HExpr::walk`].
+#[derive(Clone, Copy)]
+pub enum Node<'a> {
+    Stmt(&'a HStmt),
+    Expr(&'a HExpr),
+}
+
+impl HBlock {
+    /// Visits every statement of the block, then its value, each with all it contains.
+    pub fn walk<'a>(&'a self, f: &mut dyn FnMut(Node<'a>)) {
+        for s in &self.stmts {
+            s.walk(f);
+        }
+        if let Some(t) = &self.tail {
+            t.walk(f);
+        }
+    }
+}
+
+impl HStmt {
+    /// Visits this statement, then every statement and expression inside it, outermost first.
+    pub fn walk<'a>(&'a self, f: &mut dyn FnMut(Node<'a>)) {
+        f(Node::Stmt(self));
+        match self {
+            HStmt::Let { value, .. } | HStmt::Assign { value, .. } => value.walk(f),
+            HStmt::If { cond, then, els, .. } => {
+                cond.walk(f);
+                then.walk(f);
+                els.walk(f);
+            }
+            HStmt::Forces(_) => {}
+        }
+    }
+}
+
+impl HExpr {
+    /// Visits this expression, then every statement and expression inside it, outermost first.
+    pub fn walk<'a>(&'a self, f: &mut dyn FnMut(Node<'a>)) {
+        f(Node::Expr(self));
+        match &self.kind {
+            HKind::Unary(_, x) | HKind::Cast(x) | HKind::Get(x, _) => x.walk(f),
+            HKind::Binary(_, a, b) => {
+                a.walk(f);
+                b.walk(f);
+            }
+            HKind::Call(_, xs)
+            | HKind::Tuple(xs)
+            | HKind::Rand(_, xs)
+            | HKind::Opaque(_, xs)
+            | HKind::ModelCall(_, xs) => xs.iter().for_each(|x| x.walk(f)),
+            HKind::If { cond, then, els } => {
+                cond.walk(f);
+                then.walk(f);
+                els.walk(f);
+            }
+            HKind::Block(b) => b.walk(f),
+            HKind::Force { energy, .. } => energy.walk(f),
+            HKind::Quant { body, .. } => body.walk(f),
+            _ => {}
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Local {
     pub name: String,

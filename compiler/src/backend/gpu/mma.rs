@@ -17,7 +17,7 @@
 //! - A block covers `block × ROWS` agents, each warp a run of tiles, so the weights are staged
 //!   once per two thousand agents.
 
-use aiic_runtime::ir::{Activation, Precision, TensorPlan};
+use aiic_runtime::ir::{Activation, Precision, TensorLayer, TensorPlan};
 use std::fmt::Write;
 
 /// Agents per thread of a block: the launch covers `block × ROWS` agents per block.
@@ -42,12 +42,9 @@ pub struct MmaKernel {
     pub comps: Vec<Option<usize>>,
 }
 
-/// The geometry of one layer, padded to the MMA shape.
-struct Layer {
-    rows: u32,
-    cols: u32,
-    weight: u32,
-    bias: Option<u32>,
+/// One layer of the plan and its geometry, padded to the MMA shape.
+struct Layer<'a> {
+    of: &'a TensorLayer,
     /// k-tiles of 16 inputs and n-tiles of 8 outputs.
     kt: u32,
     nt: u32,
@@ -56,7 +53,7 @@ struct Layer {
     bias_at: u32,
 }
 
-fn layers(plan: &TensorPlan) -> Vec<Layer> {
+fn layers(plan: &TensorPlan) -> Vec<Layer<'_>> {
     let last = plan.layers.len() - 1;
     let (mut wfrag, mut bias_at) = (0, 0);
     plan.layers
@@ -66,7 +63,7 @@ fn layers(plan: &TensorPlan) -> Vec<Layer> {
             let kt = l.cols.div_ceil(16);
             // A hidden width is the next layer's K: whole k-tiles of 16.
             let nt = if i == last { l.rows.div_ceil(8) } else { 2 * l.rows.div_ceil(16) };
-            let out = Layer { rows: l.rows, cols: l.cols, weight: l.weight, bias: l.bias, kt, nt, wfrag, bias_at };
+            let out = Layer { of: l, kt, nt, wfrag, bias_at };
             wfrag += kt * nt * 32 * 8;
             bias_at += nt * 8 * 4;
             out
@@ -81,11 +78,11 @@ pub fn unsupported(plan: &TensorPlan) -> Option<String> {
     }
     let ls = layers(plan);
     if let Some(l) = ls.iter().find(|l| l.kt * 16 > MAX_WIDTH || l.nt * 8 > MAX_WIDTH) {
-        return Some(format!("a layer of {}x{} is wider than {MAX_WIDTH}", l.rows, l.cols));
+        return Some(format!("a layer of {}x{} is wider than {MAX_WIDTH}", l.of.rows, l.of.cols));
     }
-    let (w, b) = shared_bytes(&ls);
-    if w + b > MAX_SHARED {
-        return Some(format!("its weights need {} bytes of workgroup memory", w + b));
+    let bytes: u32 = shared_bytes(&ls).iter().sum();
+    if bytes > MAX_SHARED {
+        return Some(format!("its weights need {bytes} bytes of workgroup memory"));
     }
     None
 }
@@ -95,12 +92,10 @@ fn tables(ls: &[Layer]) -> (u32, u32) {
     (ls[0].kt * 16, ls[ls.len() - 1].nt * 8)
 }
 
-/// Bytes of workgroup memory: weight fragments, then biases and the column tables.
-fn shared_bytes(ls: &[Layer]) -> (u32, u32) {
-    let w: u32 = ls.iter().map(|l| l.kt * l.nt * 256).sum();
-    let b: u32 = ls.iter().map(|l| l.nt * 32).sum();
+/// Bytes of the three workgroup arrays: weight fragments, biases, column tables.
+fn shared_bytes(ls: &[Layer]) -> [u32; 3] {
     let (ins, outs) = tables(ls);
-    (w, b + (ins + 2 * outs) * 8)
+    [ls.iter().map(|l| l.kt * l.nt * 256).sum(), ls.iter().map(|l| l.nt * 32).sum(), (ins + 2 * outs) * 8]
 }
 
 /// Register names of one class, numbered as they are taken.
@@ -158,8 +153,7 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
     let plan = &k.plan;
     let ls = layers(plan);
     let (ins, outs) = tables(&ls);
-    let (wbytes, _) = shared_bytes(&ls);
-    let bias_bytes: u32 = ls.iter().map(|l| l.nt * 32).sum();
+    let [wbytes, bias_bytes, table_bytes] = shared_bytes(&ls);
     let widest = ls.iter().map(|l| (l.kt * 16).max(l.nt * 8)).max().unwrap_or(0);
     let mt = if widest <= 64 { 2 } else { 1 };
     let tile = 16 * mt;
@@ -232,14 +226,14 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
         o.emit(format!("shl.b32 {k0}, {t}, 1;"));
         o.emit(format!("mad.lo.u32 {k0}, {kt}, 16, {k0};"));
         let rowok = o.regs.p();
-        o.emit(format!("setp.lt.u32 {rowok}, {n}, {};", l.rows));
+        o.emit(format!("setp.lt.u32 {rowok}, {n}, {};", l.of.rows));
         let mut vals = Vec::new();
         for dk in [0u32, 1, 8, 9] {
             let (kk, ok, idx, v, a) = (o.regs.r(), o.regs.p(), o.regs.r(), o.regs.f(), o.regs.rd());
             o.emit(format!("add.u32 {kk}, {k0}, {dk};"));
-            o.emit(format!("setp.lt.and.u32 {ok}, {kk}, {}, {rowok};", l.cols));
-            o.emit(format!("mad.lo.u32 {idx}, {n}, {}, {kk};", l.cols));
-            o.emit(format!("add.u32 {idx}, {idx}, {};", l.weight));
+            o.emit(format!("setp.lt.and.u32 {ok}, {kk}, {}, {rowok};", l.of.cols));
+            o.emit(format!("mad.lo.u32 {idx}, {n}, {}, {kk};", l.of.cols));
+            o.emit(format!("add.u32 {idx}, {idx}, {};", l.of.weight));
             o.emit(format!("mul.wide.u32 {a}, {idx}, 4;"));
             o.emit(format!("add.u64 {a}, {params}, {a};"));
             o.emit(format!("mov.f32 {v}, 0f00000000;"));
@@ -265,9 +259,9 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
         o.emit(format!("@{pj} bra {done};"));
         let (v, ok, a, at) = (o.regs.f(), o.regs.p(), o.regs.rd(), o.regs.r());
         o.emit(format!("mov.f32 {v}, 0f00000000;"));
-        if let Some(b) = l.bias {
+        if let Some(b) = l.of.bias {
             let idx = o.regs.r();
-            o.emit(format!("setp.lt.u32 {ok}, {j}, {};", l.rows));
+            o.emit(format!("setp.lt.u32 {ok}, {j}, {};", l.of.rows));
             o.emit(format!("add.u32 {idx}, {j}, {b};"));
             o.emit(format!("mul.wide.u32 {a}, {idx}, 4;"));
             o.emit(format!("add.u64 {a}, {params}, {a};"));
@@ -443,7 +437,7 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
     let _ = writeln!(out, "    .reg .pred %p<{}>;", r.p.max(1));
     let _ = writeln!(out, "    .shared .align 16 .b8 wfrag[{wbytes}];");
     let _ = writeln!(out, "    .shared .align 16 .b8 wbias[{bias_bytes}];");
-    let _ = writeln!(out, "    .shared .align 16 .b8 coltab[{}];", (ins + 2 * outs) * 8);
+    let _ = writeln!(out, "    .shared .align 16 .b8 coltab[{table_bytes}];");
     out += &o.body;
     out += "}\n";
     out
