@@ -6,14 +6,11 @@
 """
 import os
 import random
-import struct
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "programs"))
+import npy  # noqa: E402
+
 rng = random.Random(7)
-values = [rng.gauss(0, 1) for _ in range(32 * 3)]
-header = "{'descr': '<f4', 'fortran_order': False, 'shape': (32, 3), }"
-header = header + " " * (64 - (10 + len(header) + 1) % 64) + "\n"
-with open(os.path.join(HERE, "mlp_tc_embed.npy"), "wb") as f:
-    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1"))
-    for v in values:
-        f.write(struct.pack("<f", v))
+npy.save(os.path.join(HERE, "mlp_tc_embed.npy"), "<f4", (32, 3), [rng.gauss(0, 1) for _ in range(32 * 3)])

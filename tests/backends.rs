@@ -22,31 +22,6 @@ const EXAMPLES: &[&str] = &["nbody", "kepler", "lj_gas", "billiards", "springs"]
 /// parameters applied with `@`, and MLP models with every activation.
 const PROGRAMS: &[&str] = &["mixed_types", "tensor_trap", "mlp_field"];
 
-/// Device tests run one at a time: Mesa's lavapipe and PoCL each bring an LLVM into this one
-/// process, and compiling on both at once from two threads crashes.
-fn one_device_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The name of the first device a probe found, or why there is none.
-fn device<T>(
-    what: &str,
-    probe: impl FnOnce() -> aiic_runtime::probe::Probe<T>,
-    name: impl Fn(&T) -> String,
-) -> Option<String> {
-    use aiic_runtime::probe::Probe;
-    require::listed();
-    match probe() {
-        Probe::Found(list) => Some(name(&list[0])),
-        Probe::Absent(why) => {
-            require::skip(what, why);
-            None
-        }
-        Probe::Broken(err) => panic!("{what} is installed but listing its devices failed: {err}"),
-    }
-}
-
 fn module(name: &str) -> Module {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let path = if PROGRAMS.contains(&name) {
@@ -301,12 +276,12 @@ fn cpu_runs_are_deterministic_for_a_thread_count() {
 /// The first Vulkan device; or, where Vulkan is not installed, `None` after saying why (a failure
 /// if `AIIC_TEST_REQUIRE` lists `vulkan`). A loader or driver that is there but fails is a failure.
 fn vulkan_device() -> Option<String> {
-    device("vulkan", aiic_runtime::vulkan::probe, |d| d.name.clone())
+    require::device("vulkan", aiic_runtime::vulkan::probe, |d| d.name.clone())
 }
 
 #[test]
 fn vulkan_matches_the_interpreter_on_every_example() {
-    let _device = one_device_at_a_time();
+    let _device = require::one_device_at_a_time();
     let Some(device) = vulkan_device() else { return };
     for name in EXAMPLES.iter().chain(PROGRAMS) {
         let m = module(name);
@@ -328,7 +303,7 @@ fn vulkan_matches_the_interpreter_on_every_example() {
 
 #[test]
 fn vulkan_neighbour_grid_matches_the_cpu_with_many_agents() {
-    let _device = one_device_at_a_time();
+    let _device = require::one_device_at_a_time();
     let Some(device) = vulkan_device() else { return };
     grid_agrees_with_the_cpu(&format!("on {device}"), |m, start| {
         let code = aiic_compiler::backend::gpu::spirv::emit_module(m).expect("spirv");
@@ -342,12 +317,12 @@ fn vulkan_neighbour_grid_matches_the_cpu_with_many_agents() {
 /// The first CUDA device; or, where CUDA is not installed, `None` after saying why (a failure
 /// if `AIIC_TEST_REQUIRE` lists `cuda`). A loader or driver that is there but fails is a failure.
 fn cuda_device() -> Option<String> {
-    device("cuda", aiic_runtime::cuda::probe, |d| d.name.clone())
+    require::device("cuda", aiic_runtime::cuda::probe, |d| d.name.clone())
 }
 
 #[test]
 fn cuda_matches_the_interpreter_on_every_example() {
-    let _device = one_device_at_a_time();
+    let _device = require::one_device_at_a_time();
     let Some(device) = cuda_device() else { return };
     for name in EXAMPLES.iter().chain(PROGRAMS) {
         let m = module(name);
@@ -368,7 +343,7 @@ fn cuda_matches_the_interpreter_on_every_example() {
 
 #[test]
 fn cuda_neighbour_grid_matches_the_cpu_with_many_agents() {
-    let _device = one_device_at_a_time();
+    let _device = require::one_device_at_a_time();
     let Some(device) = cuda_device() else { return };
     grid_agrees_with_the_cpu(&format!("on {device}"), |m, start| {
         let code = aiic_compiler::backend::gpu::ptx::emit_module(m, 64).expect("ptx");
@@ -381,12 +356,12 @@ fn cuda_neighbour_grid_matches_the_cpu_with_many_agents() {
 /// The first OpenCL device; or, where OpenCL is not installed, `None` after saying why (a failure
 /// if `AIIC_TEST_REQUIRE` lists `opencl`). A loader or driver that is there but fails is a failure.
 fn opencl_device() -> Option<String> {
-    device("opencl", aiic_runtime::opencl::probe, |d| d.name.clone())
+    require::device("opencl", aiic_runtime::opencl::probe, |d| d.name.clone())
 }
 
 #[test]
 fn opencl_matches_the_interpreter_on_every_example() {
-    let _device = one_device_at_a_time();
+    let _device = require::one_device_at_a_time();
     let Some(device) = opencl_device() else { return };
     for name in EXAMPLES.iter().chain(PROGRAMS) {
         let m = module(name);
@@ -405,7 +380,7 @@ fn opencl_matches_the_interpreter_on_every_example() {
 
 #[test]
 fn opencl_neighbour_grid_matches_the_cpu_with_many_agents() {
-    let _device = one_device_at_a_time();
+    let _device = require::one_device_at_a_time();
     let Some(device) = opencl_device() else { return };
     grid_agrees_with_the_cpu(&format!("on {device}"), |m, start| {
         let code = aiic_compiler::backend::gpu::opencl::emit_module(m, Default::default()).expect("opencl");
@@ -418,7 +393,7 @@ fn opencl_neighbour_grid_matches_the_cpu_with_many_agents() {
 
 #[test]
 fn an_opencl_build_failure_shows_the_build_log() {
-    let _device = one_device_at_a_time();
+    let _device = require::one_device_at_a_time();
     let Some(_) = opencl_device() else { return };
     let m = module("kepler");
     let start = initial(&m).world.clone();
@@ -502,7 +477,7 @@ fn an_unknown_requirement_fails_rather_than_requiring_nothing() {
 
 #[test]
 fn vulkan_laws_match_the_interpreter_on_the_lattice() {
-    let _device = one_device_at_a_time();
+    let _device = require::one_device_at_a_time();
     let Some(device) = vulkan_device() else { return };
     for wg in [None, Some(12)] {
         laws_agree_on_the_lattice(&format!("{device} (workgroup {wg:?})"), &|m, start| {
@@ -518,7 +493,7 @@ fn vulkan_laws_match_the_interpreter_on_the_lattice() {
 
 #[test]
 fn cuda_laws_match_the_interpreter_on_the_lattice() {
-    let _device = one_device_at_a_time();
+    let _device = require::one_device_at_a_time();
     let Some(device) = cuda_device() else { return };
     for block in [256, 12] {
         laws_agree_on_the_lattice(&format!("{device} ({block} threads)"), &|m, start| {
@@ -533,7 +508,7 @@ fn cuda_laws_match_the_interpreter_on_the_lattice() {
 
 #[test]
 fn opencl_laws_match_the_interpreter_on_the_lattice() {
-    let _device = one_device_at_a_time();
+    let _device = require::one_device_at_a_time();
     let Some(device) = opencl_device() else { return };
     for wg in [None, Some(12)] {
         laws_agree_on_the_lattice(&format!("{device} (workgroup {wg:?})"), &|m, start| {
@@ -584,7 +559,7 @@ fn frames_are_the_state_they_were_begun_at_on_every_executor() {
         let code = aiic_compiler::backend::cpu::emit_module(m).expect("cpu code");
         Box::new(CpuBackend::new(m, &code, start, 2).expect("cpu backend"))
     });
-    let _device = one_device_at_a_time();
+    let _device = require::one_device_at_a_time();
     if let Some(device) = cuda_device() {
         frames_are_the_state_they_were_begun_at(&device, &|m, start| {
             let code = aiic_compiler::backend::gpu::ptx::emit_module(m, 64).expect("ptx");

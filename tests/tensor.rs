@@ -171,20 +171,29 @@ fn start(m: &Module) -> World {
     sim.world
 }
 
-/// The largest difference of field `y` after `steps` steps, relative to its largest magnitude.
-fn error(m: &Module, start: &World, backend: &mut dyn Backend, steps: usize) -> f64 {
-    let mut interp = Interp::new(m, 7);
-    interp.world = start.clone();
+/// Steps `backend` `steps` times; its state after them.
+fn run(backend: &mut dyn Backend, steps: usize) -> World {
     for _ in 0..steps {
-        interp.step().expect("interp step");
         backend.step().expect("backend step");
     }
-    let (fi, f) = m.agents[0].field("y").expect("field y");
+    backend.world().expect("read back").clone()
+}
+
+/// The interpreter's state after `steps` steps from `start`, the reference of every run.
+fn reference(m: &Module, start: &World, steps: usize) -> World {
+    let mut interp = Interp::new(m, 7);
+    interp.world = start.clone();
+    run(&mut interp, steps)
+}
+
+/// The largest difference of a field of `other` from `reference`, relative to the field's largest
+/// magnitude in the reference; a NaN is an infinite error.
+fn field_error(m: &Module, field: &str, reference: &World, other: &World) -> f64 {
+    let (fi, f) = m.agents[0].field(field).unwrap_or_else(|| panic!("field {field}"));
     let first = m.agents[0].column_offsets()[fi];
-    let other = backend.world().expect("read back");
     let (mut diff, mut scale) = (0.0f64, 0.0f64);
     for c in first..first + f.lanes.len() {
-        for (x, y) in interp.world.agents[0].columns[c].iter().zip(&other.agents[0].columns[c]) {
+        for (x, y) in reference.agents[0].columns[c].iter().zip(&other.agents[0].columns[c]) {
             scale = scale.max(x.abs());
             diff = diff.max(if (x - y).is_nan() { f64::INFINITY } else { (x - y).abs() });
         }
@@ -231,47 +240,29 @@ fn cpu_matches_the_interpreter_on_the_lattice() {
         let start = start(&m);
         let code = aiic_compiler::backend::cpu::emit_module(&m).expect("cpu code");
         let mut cpu = CpuBackend::new(&m, &code, &start, 2).expect("cpu backend");
-        let e = error(&m, &start, &mut cpu, 2);
+        let e = field_error(&m, "y", &reference(&m, &start, STEPS), &run(&mut cpu, STEPS));
         assert!(e < F32_BOUND, "{} on the CPU: error {e:e}", label(s));
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 #[test]
 fn vulkan_and_opencl_match_the_interpreter_on_small_shapes() {
-    let _one = lock();
+    let _one = require::one_device_at_a_time();
     let dir = temp("gpu");
-    let vulkan = match aiic_runtime::vulkan::probe() {
-        aiic_runtime::probe::Probe::Found(_) => true,
-        aiic_runtime::probe::Probe::Absent(why) => {
-            require::skip("vulkan", why);
-            false
-        }
-        aiic_runtime::probe::Probe::Broken(e) => panic!("vulkan is installed but failed: {e}"),
-    };
-    let opencl = match aiic_runtime::opencl::probe() {
-        aiic_runtime::probe::Probe::Found(_) => true,
-        aiic_runtime::probe::Probe::Absent(why) => {
-            require::skip("opencl", why);
-            false
-        }
-        aiic_runtime::probe::Probe::Broken(e) => panic!("opencl is installed but failed: {e}"),
-    };
+    let vulkan = require::device("vulkan", aiic_runtime::vulkan::probe, |d| d.name.clone()).is_some();
+    let opencl = require::device("opencl", aiic_runtime::opencl::probe, |d| d.name.clone()).is_some();
     for s in LATTICE.iter().filter(|s| small(s)) {
         let m = compile(&program(&dir, s, "auto"));
         let start = start(&m);
+        let reference = reference(&m, &start, STEPS);
         if vulkan {
             let code = aiic_compiler::backend::gpu::spirv::emit_module(&m).expect("spirv");
             let opts = aiic_runtime::vulkan::exec::Options { device: None, workgroup: None };
             let mut gpu =
                 aiic_runtime::vulkan::exec::VulkanBackend::new(&m, code.code.plan.clone(), &code.words, &start, &opts)
                     .expect("vulkan backend");
-            let e = error(&m, &start, &mut gpu, 2);
+            let e = field_error(&m, "y", &reference, &run(&mut gpu, STEPS));
             assert!(e < F32_BOUND, "{} on Vulkan: error {e:e}", label(s));
         }
         if opencl {
@@ -279,38 +270,15 @@ fn vulkan_and_opencl_match_the_interpreter_on_small_shapes() {
             let mut gpu =
                 aiic_runtime::opencl::OpenClBackend::new(&m, code.code.plan.clone(), &code.text, &start, None, None)
                     .expect("opencl backend");
-            let e = error(&m, &start, &mut gpu, 2);
+            let e = field_error(&m, "y", &reference, &run(&mut gpu, STEPS));
             assert!(e < F32_BOUND, "{} on OpenCL: error {e:e}", label(s));
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The interpreter's state after `STEPS` steps from `start`, the reference of every run.
-fn reference(m: &Module, start: &World) -> World {
-    let mut interp = Interp::new(m, 7);
-    interp.world = start.clone();
-    for _ in 0..STEPS {
-        interp.step().expect("interp step");
-    }
-    interp.world
-}
-
+/// Steps of every lattice run: the second shows what `+=` accumulates.
 const STEPS: usize = 2;
-
-/// The largest difference of field `y` from the reference, relative to its largest magnitude.
-fn y_error(m: &Module, reference: &World, other: &World) -> f64 {
-    let (fi, f) = m.agents[0].field("y").expect("field y");
-    let first = m.agents[0].column_offsets()[fi];
-    let (mut diff, mut scale) = (0.0f64, 0.0f64);
-    for c in first..first + f.lanes.len() {
-        for (x, y) in reference.agents[0].columns[c].iter().zip(&other.agents[0].columns[c]) {
-            scale = scale.max(x.abs());
-            diff = diff.max(if (x - y).is_nan() { f64::INFINITY } else { (x - y).abs() });
-        }
-    }
-    diff / scale.max(f64::MIN_POSITIVE)
-}
 
 /// Runs one shape in one precision on CUDA, with the PTX written for `block` threads; the error
 /// against `reference` and whether a tensor-core kernel ran.
@@ -328,10 +296,7 @@ fn cuda_error(dir: &Path, s: &Shape, precision: &str, block: u32, reference: &Wo
         .filter_map(|op| if let aiic_runtime::gpu::GpuOp::Launch(k) = op { Some(*k) } else { None })
         .collect();
     let notes = gpu.notes();
-    for _ in 0..STEPS {
-        gpu.step().expect("cuda step");
-    }
-    let e = y_error(&m, reference, gpu.world().expect("read back"));
+    let e = field_error(&m, "y", reference, &run(&mut gpu, STEPS));
     let tensor = match precision {
         "auto" => notes.iter().any(|n| !n.contains("chose f32")),
         _ => launched.iter().any(|&k| code.code.kernels[k].mma.is_some()),
@@ -344,17 +309,15 @@ fn cuda_error(dir: &Path, s: &Shape, precision: &str, block: u32, reference: &Wo
 
 #[test]
 fn cuda_tensor_cores_match_the_interpreter_on_the_lattice() {
-    let _one = lock();
-    let dir = temp("cuda");
-    match aiic_runtime::cuda::probe() {
-        aiic_runtime::probe::Probe::Found(_) => {}
-        aiic_runtime::probe::Probe::Absent(why) => return require::skip("cuda", why),
-        aiic_runtime::probe::Probe::Broken(e) => panic!("cuda is installed but failed: {e}"),
+    let _one = require::one_device_at_a_time();
+    if require::device("cuda", aiic_runtime::cuda::probe, |d| d.name.clone()).is_none() {
+        return;
     }
+    let dir = temp("cuda");
     for s in LATTICE {
         // The programs differ only in their `@precision`: one reference serves them all.
         let m = compile(&program(&dir, s, "f32"));
-        let reference = reference(&m, &start(&m));
+        let reference = reference(&m, &start(&m), STEPS);
         // Layers wider than the kernel keeps in registers, or weights beyond its workgroup
         // memory, run the f32 kernel instead.
         let plan = m.kernels.iter().find_map(|k| k.tensor.clone()).expect("a tensor plan");
@@ -379,91 +342,52 @@ fn cuda_tensor_cores_match_the_interpreter_on_the_lattice() {
 
 #[test]
 fn learned_force_runs_on_every_executor() {
-    let _one = lock();
+    let _one = require::one_device_at_a_time();
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/learned_force.aii");
     let m = compile(&path);
     let start = start(&m);
     let code = aiic_compiler::backend::cpu::emit_module(&m).expect("cpu code");
     let mut cpu = CpuBackend::new(&m, &code, &start, 2).expect("cpu backend");
-    let mut interp = Interp::new(&m, 7);
-    interp.world = start.clone();
-    for _ in 0..5 {
-        interp.step().expect("interp");
-        cpu.step().expect("cpu");
-    }
-    let force = |w: &World| {
-        let (fi, _) = m.agents[0].field("velocity").expect("velocity");
-        w.agents[0].columns[m.agents[0].column_offsets()[fi]].clone()
-    };
-    let (r, c) = (force(&interp.world), force(cpu.world().expect("cpu world")));
-    let scale = r.iter().fold(0.0f64, |a, x| a.max(x.abs()));
-    let diff = r.iter().zip(&c).fold(0.0f64, |a, (x, y)| a.max((x - y).abs()));
-    assert!(diff / scale < 1e-4, "learned_force on the CPU: velocity error {:e}", diff / scale);
-    if let aiic_runtime::probe::Probe::Found(_) = aiic_runtime::cuda::probe() {
+    let reference = reference(&m, &start, 5);
+    let e = field_error(&m, "velocity", &reference, &run(&mut cpu, 5));
+    assert!(e < 1e-4, "learned_force on the CPU: velocity error {e:e}");
+    if require::device("cuda", aiic_runtime::cuda::probe, |d| d.name.clone()).is_some() {
         let ptx = aiic_compiler::backend::gpu::ptx::emit_module(&m, 256).expect("ptx");
         let mut gpu = aiic_runtime::cuda::CudaBackend::new(&m, ptx.code.plan.clone(), &ptx.text, 256, &start, None)
             .expect("cuda backend");
         let notes = gpu.notes();
         assert!(notes.iter().any(|n| n.contains("@precision(auto) chose")), "{notes:?}");
-        for _ in 0..5 {
-            gpu.step().expect("cuda");
-        }
-        let g = force(gpu.world().expect("cuda world"));
-        let diff = r.iter().zip(&g).fold(0.0f64, |a, (x, y)| a.max((x - y).abs()));
-        assert!(diff / scale < 1e-2, "learned_force on CUDA ({notes:?}): velocity error {:e}", diff / scale);
+        let e = field_error(&m, "velocity", &reference, &run(&mut gpu, 5));
+        assert!(e < 1e-2, "learned_force on CUDA ({notes:?}): velocity error {e:e}");
     }
 }
 
 /// Every field of `tests/programs/tensor_cores.aii` (an f16 force in an integrator, a bf16 and
-/// an `auto` read-out) after 20 steps, relative to its largest magnitude.
-fn program_errors(m: &Module, start: &World, backend: &mut dyn Backend) -> Vec<(String, f64)> {
-    let mut interp = Interp::new(m, 7);
-    interp.world = start.clone();
-    for _ in 0..20 {
-        interp.step().expect("interp");
-        backend.step().expect("backend");
-    }
-    let other = backend.world().expect("read back").clone();
-    let schema = &m.agents[0];
-    let offsets = schema.column_offsets();
-    schema
-        .fields
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| f.kind != aiic_runtime::FieldKind::Scratch)
-        .map(|(i, f)| {
-            let (mut diff, mut scale) = (0.0f64, 0.0f64);
-            for c in offsets[i]..offsets[i] + f.lanes.len() {
-                for (x, y) in interp.world.agents[0].columns[c].iter().zip(&other.agents[0].columns[c]) {
-                    scale = scale.max(x.abs());
-                    diff = diff.max(if (x - y).is_nan() { f64::INFINITY } else { (x - y).abs() });
-                }
-            }
-            (f.name.clone(), diff / scale.max(f64::MIN_POSITIVE))
-        })
-        .collect()
+/// an `auto` read-out) against `reference`, each relative to its largest magnitude.
+fn program_errors(m: &Module, reference: &World, other: &World) -> Vec<(String, f64)> {
+    let fields = m.agents[0].fields.iter().filter(|f| f.kind != aiic_runtime::FieldKind::Scratch);
+    fields.map(|f| (f.name.clone(), field_error(m, &f.name, reference, other))).collect()
 }
 
 #[test]
 fn tensor_cores_program_matches_the_interpreter() {
-    let _one = lock();
+    let _one = require::one_device_at_a_time();
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/programs/tensor_cores.aii");
     let m = compile(&path);
     let start = start(&m);
     let code = aiic_compiler::backend::cpu::emit_module(&m).expect("cpu code");
     let mut cpu = CpuBackend::new(&m, &code, &start, 2).expect("cpu backend");
-    for (field, e) in program_errors(&m, &start, &mut cpu) {
+    let reference = reference(&m, &start, 20);
+    for (field, e) in program_errors(&m, &reference, &run(&mut cpu, 20)) {
         assert!(e < 1e-4, "tensor_cores on the CPU: {field} error {e:e}");
     }
-    match aiic_runtime::cuda::probe() {
-        aiic_runtime::probe::Probe::Found(_) => {}
-        aiic_runtime::probe::Probe::Absent(why) => return require::skip("cuda", why),
-        aiic_runtime::probe::Probe::Broken(e) => panic!("cuda is installed but failed: {e}"),
+    if require::device("cuda", aiic_runtime::cuda::probe, |d| d.name.clone()).is_none() {
+        return;
     }
     let ptx = aiic_compiler::backend::gpu::ptx::emit_module(&m, 64).expect("ptx");
     let mut gpu =
         aiic_runtime::cuda::CudaBackend::new(&m, ptx.code.plan.clone(), &ptx.text, 64, &start, None).expect("cuda");
-    for (field, e) in program_errors(&m, &start, &mut gpu) {
+    for (field, e) in program_errors(&m, &reference, &run(&mut gpu, 20)) {
         if std::env::var_os("AIIC_TEST_SHOW_ERRORS").is_some() {
             eprintln!("tensor_cores on CUDA: {field}: error {e:.2e}");
         }

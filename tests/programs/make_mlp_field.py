@@ -6,9 +6,9 @@
 import os
 import random
 
-from make_tensor_trap import save
+import npy
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+save = npy.saver(os.path.dirname(os.path.abspath(__file__)))
 rng = random.Random(20261202)
 
 

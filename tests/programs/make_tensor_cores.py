@@ -3,10 +3,12 @@
 
     python3 tests/programs/make_tensor_cores.py
 """
+import os
 import random
 
-from make_tensor_trap import save
+import npy
 
+save = npy.saver(os.path.dirname(os.path.abspath(__file__)))
 rng = random.Random(20261203)
 
 

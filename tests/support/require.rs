@@ -33,3 +33,28 @@ pub fn skip(what: &str, reason: impl std::fmt::Display) {
     }
     eprintln!("skipped: {reason} (set AIIC_TEST_REQUIRE={what} to make this a failure)");
 }
+
+/// Device tests run one at a time: Mesa's lavapipe and PoCL each bring an LLVM into this one
+/// process, and compiling on both at once from two threads crashes.
+pub fn one_device_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The name of the first device a probe found, or why there is none.
+pub fn device<T>(
+    what: &str,
+    probe: impl FnOnce() -> aiic_runtime::probe::Probe<T>,
+    name: impl Fn(&T) -> String,
+) -> Option<String> {
+    use aiic_runtime::probe::Probe;
+    listed();
+    match probe() {
+        Probe::Found(list) => Some(name(&list[0])),
+        Probe::Absent(why) => {
+            skip(what, why);
+            None
+        }
+        Probe::Broken(err) => panic!("{what} is installed but listing its devices failed: {err}"),
+    }
+}
