@@ -29,6 +29,11 @@ impl Progress {
         }
     }
 
+    /// Prints a line above the bar, which stays where it is.
+    pub fn note(&self, line: &str) {
+        self.bar.suspend(|| eprintln!("{line}"));
+    }
+
     pub fn finish(&self) {
         self.bar.finish_and_clear();
     }

@@ -50,6 +50,9 @@ const LATTICE: &[Shape] = &[
     shape(45, 100, 19, "gelu", true),
     shape(130, 90, 7, "silu", false),
     shape(37, 0, 41, "tanh", true),
+    // Parameter indices past 977, the number the SPIR-V writes the workgroup size as before it
+    // becomes a specialization constant: an index of that value must stay an index.
+    shape(2, 400, 1, "tanh", false),
     // Weights beyond the tensor-core kernel's workgroup memory, and a layer wider than it keeps
     // in registers: the f32 kernel runs instead.
     shape(200, 250, 60, "tanh", false),
@@ -246,24 +249,37 @@ fn cpu_matches_the_interpreter_on_the_lattice() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A Vulkan executor of `m` from `start` on the first device, and whether a cooperative-matrix
+/// kernel runs its tensor interaction (its notes say so).
+fn vulkan<'m>(m: &'m Module, start: &World) -> (aiic_runtime::vulkan::exec::VulkanBackend<'m>, bool) {
+    let code = aiic_compiler::backend::gpu::spirv::emit_module(m).expect("spirv");
+    let opts = aiic_runtime::vulkan::exec::Options { device: None, workgroup: None };
+    let gpu = aiic_runtime::vulkan::exec::VulkanBackend::new(m, code.code.plan.clone(), &code.words, start, &opts)
+        .expect("vulkan backend");
+    let notes = gpu.notes();
+    let coop = notes.iter().any(|n| n.contains("on cooperative matrices") && !n.contains("chose f32"));
+    if std::env::var_os("AIIC_TEST_SHOW_ERRORS").is_some() {
+        eprintln!("vulkan: {notes:?}");
+    }
+    (gpu, coop)
+}
+
 #[test]
 fn vulkan_and_opencl_match_the_interpreter_on_small_shapes() {
     let _one = require::one_device_at_a_time();
     let dir = temp("gpu");
-    let vulkan = require::device("vulkan", aiic_runtime::vulkan::probe, |d| d.name.clone()).is_some();
+    let vulkan_device = require::device("vulkan", aiic_runtime::vulkan::probe, |d| d.name.clone()).is_some();
     let opencl = require::device("opencl", aiic_runtime::opencl::probe, |d| d.name.clone()).is_some();
     for s in LATTICE.iter().filter(|s| small(s)) {
         let m = compile(&program(&dir, s, "auto"));
         let start = start(&m);
         let reference = reference(&m, &start, STEPS);
-        if vulkan {
-            let code = aiic_compiler::backend::gpu::spirv::emit_module(&m).expect("spirv");
-            let opts = aiic_runtime::vulkan::exec::Options { device: None, workgroup: None };
-            let mut gpu =
-                aiic_runtime::vulkan::exec::VulkanBackend::new(&m, code.code.plan.clone(), &code.words, &start, &opts)
-                    .expect("vulkan backend");
+        if vulkan_device {
+            // Without cooperative matrices `auto` leaves the f32 kernel running.
+            let (mut gpu, coop) = vulkan(&m, &start);
+            let bound = if coop { F16_BOUND } else { F32_BOUND };
             let e = field_error(&m, "y", &reference, &run(&mut gpu, STEPS));
-            assert!(e < F32_BOUND, "{} on Vulkan: error {e:e}", label(s));
+            assert!(e < bound, "{} on Vulkan (cooperative matrices: {coop}): error {e:e}", label(s));
         }
         if opencl {
             let code = aiic_compiler::backend::gpu::opencl::emit_module(&m, Default::default()).expect("opencl");
@@ -272,6 +288,59 @@ fn vulkan_and_opencl_match_the_interpreter_on_small_shapes() {
                     .expect("opencl backend");
             let e = field_error(&m, "y", &reference, &run(&mut gpu, STEPS));
             assert!(e < F32_BOUND, "{} on OpenCL: error {e:e}", label(s));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every shape of the lattice whose kernels the device can bind runs on Vulkan: in f32 within
+/// the f32 bound and, on a device with cooperative matrices (`VK_KHR_cooperative_matrix`), in
+/// f16 and `auto` too, where every shape the generator fits in workgroup memory runs on them
+/// within the f16 bound (the others run the f32 kernel).
+#[test]
+fn vulkan_matches_the_interpreter_on_the_lattice() {
+    let _one = require::one_device_at_a_time();
+    let Some(devices) = require::device("vulkan", aiic_runtime::vulkan::probe, |d| d.name.clone()) else {
+        return;
+    };
+    let limit =
+        aiic_runtime::vulkan::list_devices().ok().and_then(|l| l.first().map(|d| d.storage_buffers)).unwrap_or(0);
+    let dir = temp("coop");
+    let first = LATTICE.iter().find(|s| small(s)).expect("a small shape");
+    let m = compile(&program(&dir, first, "f16"));
+    let has_coop = vulkan(&m, &start(&m)).1;
+    if !has_coop {
+        eprintln!("note: {devices:?} has no cooperative matrices that aiic's kernels use: f32 only");
+    }
+    for s in LATTICE {
+        let m = compile(&program(&dir, s, "f32"));
+        let code = aiic_compiler::backend::gpu::spirv::emit_module(&m).expect("spirv");
+        let widest = code.code.plan.kernels.iter().map(|k| k.bindings.len() as u32).max().unwrap_or(0);
+        if widest > limit {
+            eprintln!("{}: {widest} buffers, more than the device's {limit}: not run", label(s));
+            continue;
+        }
+        let reference = reference(&m, &start(&m), STEPS);
+        let plan = m.kernels.iter().find_map(|k| k.tensor.clone()).expect("a tensor plan");
+        let fits = aiic_compiler::backend::gpu::coop::workgroup(&aiic_compiler::ir::TensorPlan {
+            precision: Precision::F16,
+            ..plan
+        })
+        .is_ok();
+        let precisions: &[&str] = if has_coop { &["f32", "f16", "auto"] } else { &["f32"] };
+        for &precision in precisions {
+            let m = compile(&program(&dir, s, precision));
+            let start = start(&m);
+            let (mut gpu, coop) = vulkan(&m, &start);
+            let e = field_error(&m, "y", &reference, &run(&mut gpu, STEPS));
+            if std::env::var_os("AIIC_TEST_SHOW_ERRORS").is_some() {
+                eprintln!("{} {precision} on Vulkan: error {e:.2e}, cooperative matrices {coop}", label(s));
+            }
+            if precision == "f16" {
+                assert_eq!(coop, fits, "{}: cooperative matrices", label(s));
+            }
+            let bound = if coop { F16_BOUND } else { F32_BOUND };
+            assert!(e < bound, "{} {precision} on Vulkan: error {e:e}, bound {bound:e}", label(s));
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -360,6 +429,15 @@ fn learned_force_runs_on_every_executor() {
         let e = field_error(&m, "velocity", &reference, &run(&mut gpu, 5));
         assert!(e < 1e-2, "learned_force on CUDA ({notes:?}): velocity error {e:e}");
     }
+    // Bookworm's lavapipe allows 32 buffers a shader, fewer than the model's 32 inputs need
+    // with the rest.
+    if require::device("vulkan", aiic_runtime::vulkan::probe, |d| d.name.clone()).is_some()
+        && aiic_runtime::vulkan::list_devices().is_ok_and(|l| l.first().is_some_and(|d| d.storage_buffers >= 64))
+    {
+        let (mut gpu, coop) = vulkan(&m, &start);
+        let e = field_error(&m, "velocity", &reference, &run(&mut gpu, 5));
+        assert!(e < 1e-2, "learned_force on Vulkan (cooperative matrices: {coop}): velocity error {e:e}");
+    }
 }
 
 /// Every field of `tests/programs/tensor_cores.aii` (an f16 force in an integrator, a bf16 and
@@ -380,6 +458,14 @@ fn tensor_cores_program_matches_the_interpreter() {
     let reference = reference(&m, &start, 20);
     for (field, e) in program_errors(&m, &reference, &run(&mut cpu, 20)) {
         assert!(e < 1e-4, "tensor_cores on the CPU: {field} error {e:e}");
+    }
+    if require::device("vulkan", aiic_runtime::vulkan::probe, |d| d.name.clone()).is_some() {
+        // bf16 has no cooperative-matrix kernel: `read` runs in f32 on Vulkan.
+        let (mut gpu, coop) = vulkan(&m, &start);
+        for (field, e) in program_errors(&m, &reference, &run(&mut gpu, 20)) {
+            let bound = if coop && field != "read" { F16_BOUND } else { 1e-4 };
+            assert!(e < bound, "tensor_cores on Vulkan (cooperative matrices: {coop}): {field} error {e:e}");
+        }
     }
     if require::device("cuda", aiic_runtime::cuda::probe, |d| d.name.clone()).is_none() {
         return;

@@ -35,7 +35,13 @@ pub const EXAMPLES: &[&str] = &["nbody", "kepler", "lj_gas", "billiards", "sprin
 /// A program of `tests/programs` (`mixed_types`, `tensor_cores`), or an example, compiled to its module.
 pub fn program(name: &str) -> aiic_compiler::ir::Module {
     let test_program = root().join("tests/programs").join(format!("{name}.aii"));
-    let src =
-        if test_program.is_file() { std::fs::read_to_string(test_program).expect("readable") } else { example(name) };
-    compile(&src).module.unwrap_or_else(|| panic!("{name} compiles"))
+    // Files the program loads lie next to it.
+    let (src, base_dir) = if test_program.is_file() {
+        (std::fs::read_to_string(test_program).expect("readable"), root().join("tests/programs"))
+    } else {
+        (example(name), root().join("examples"))
+    };
+    compile_with(&src, CheckOptions { base_dir, ..Default::default() })
+        .module
+        .unwrap_or_else(|| panic!("{name} compiles"))
 }

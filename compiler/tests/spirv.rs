@@ -74,6 +74,64 @@ fn every_kernel_passes_spirv_val() {
     assert!(checked > 20, "only {checked} kernels checked");
 }
 
+/// A SPIR-V validator that knows cooperative matrices (SPIRV-Tools 2024 or later): the command
+/// line in `AIIC_SPIRV_VAL`, else `spirv-val` if it is new enough; or why there is none.
+fn coop_validator(sample: &std::path::Path) -> Result<Vec<String>, String> {
+    let words: Vec<String> = match std::env::var("AIIC_SPIRV_VAL") {
+        Ok(cmd) => cmd.split_whitespace().map(String::from).collect(),
+        Err(_) => vec!["spirv-val".into()],
+    };
+    let out = std::process::Command::new(&words[0])
+        .args(&words[1..])
+        .args(["--target-env", "vulkan1.1"])
+        .arg(sample)
+        .output()
+        .map_err(|e| format!("{}: {e}", words[0]))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("Invalid capability operand") {
+        return Err(format!("{} predates cooperative matrices (set AIIC_SPIRV_VAL to a newer one)", words[0]));
+    }
+    Ok(words)
+}
+
+/// The cooperative-matrix kernels of every tensor program pass SPIRV-Tools' validator, which
+/// checks what naga does not: the operand types of the matrix instructions, and that the
+/// 16-bit storage capabilities aiic drops are not needed.
+#[test]
+fn cooperative_matrix_kernels_pass_spirv_val() {
+    require::listed();
+    let dir = std::env::temp_dir().join(format!("aiic-spirv-coop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut kernels = Vec::new();
+    for name in ["tensor_cores", "learned_force"] {
+        let code = spirv::emit_module(&program(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for ((k, dk), words) in code.code.kernels.iter().zip(&code.code.plan.kernels).zip(&code.words) {
+            if k.mma.is_none() {
+                continue;
+            }
+            assert!(dk.workgroup.is_some(), "{name}: `{}` has no workgroup size of its own", k.name);
+            let path = dir.join(format!("{name}_{}.spv", k.name.replace(['.', '/'], "_")));
+            std::fs::write(&path, words.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>()).expect("write");
+            kernels.push((format!("{name}: `{}`", k.name), path));
+        }
+    }
+    assert!(kernels.len() >= 3, "only {} cooperative-matrix kernels", kernels.len());
+    let validator = match coop_validator(&kernels[0].1) {
+        Ok(v) => v,
+        Err(why) => return require::skip("spirv-val-coop", why),
+    };
+    for (what, path) in &kernels {
+        let out = std::process::Command::new(&validator[0])
+            .args(&validator[1..])
+            .args(["--target-env", "vulkan1.1"])
+            .arg(path)
+            .output()
+            .expect("the validator runs");
+        assert!(out.status.success(), "{what} fails spirv-val:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn the_workgroup_size_is_a_specialization_constant() {
     let code = spirv::emit_module(&program("nbody")).expect("spirv");

@@ -35,6 +35,11 @@ pub trait Backend {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Measures again, on the current state, the precision `@precision(auto)` chose, and moves
+    /// to a more accurate one where the error grew past the tolerance; returns what changed.
+    fn recheck_precisions(&mut self, _step: u64) -> Result<Vec<String>, RunError> {
+        Ok(Vec::new())
+    }
     /// Waits until every step asked for has run.
     fn finish(&mut self) -> Result<(), RunError> {
         Ok(())

@@ -173,52 +173,10 @@ impl<'m> CudaBackend<'m> {
         Ok(host)
     }
 
-    /// Settles each `@precision(auto)` interaction (`GpuPlan::choices`): runs its f32 kernel
-    /// and each candidate from the initial state, restoring the state after each, and launches
-    /// the cheapest candidate whose error stays within the tolerance (f32 if none does).
+    /// Settles each tensor interaction with a choice of kernels (`GpuPlan::choices`).
     fn choose_precisions(&mut self) -> Result<(), CudaError> {
-        let choices = self.plan.choices.clone();
-        if choices.is_empty() {
-            return Ok(());
-        }
-        let state: Vec<Buf> =
-            self.buffers.keys().copied().filter(|b| matches!(b, Buf::Col { .. } | Buf::Comp { .. })).collect();
-        let saved = state.iter().map(|b| self.read(b)).collect::<Result<Vec<_>, _>>()?;
-        let restore = |me: &mut Self| -> Result<(), CudaError> {
-            for (b, bytes) in state.iter().zip(&saved) {
-                let dev = me.buffers.get_mut(b).ok_or_else(|| CudaError::NoDevice(format!("no buffer {b:?}")))?;
-                me.stream.memcpy_htod(bytes, dev).map_err(call("restoring the state"))?;
-            }
-            Ok(())
-        };
-        for c in choices {
-            let before = c.outputs.iter().map(|b| self.read(b)).collect::<Result<Vec<_>, _>>()?;
-            let outputs = |me: &mut Self, k: usize| -> Result<Vec<Vec<u8>>, CudaError> {
-                me.enqueue(&[GpuOp::Launch(k)])?;
-                me.stream.synchronize().map_err(call("measuring a precision"))?;
-                let out = c.outputs.iter().map(|b| me.read(b)).collect::<Result<Vec<_>, _>>()?;
-                restore(me)?;
-                Ok(out)
-            };
-            let reference = outputs(self, c.f32)?;
-            let mut chosen = None;
-            let mut measured = Vec::new();
-            for &(p, k) in &c.candidates {
-                let err = c.error(&before, &reference, &outputs(self, k)?);
-                measured.push(format!("{} {err:.2e}", p.name()));
-                if chosen.is_none() && err <= c.tolerance {
-                    chosen = Some((p, k));
-                }
-            }
-            let (name, k) = chosen.map_or(("f32", c.f32), |(p, k)| (p.name(), k));
-            self.plan.relaunch(c.f32, k);
-            self.notes.push(format!(
-                "`{}`: @precision(auto) chose {name} on tensor cores: error against f32 on the initial state {} (tolerance {:e})",
-                c.name,
-                measured.join(", "),
-                c.tolerance
-            ));
-        }
+        let settled = gpu::settle_choices(self, true, "tensor cores")?;
+        self.notes.extend(settled);
         Ok(())
     }
 
@@ -286,6 +244,28 @@ impl<'m> CudaBackend<'m> {
     }
 }
 
+impl gpu::Trial for CudaBackend<'_> {
+    type Error = CudaError;
+
+    fn plan(&mut self) -> &mut GpuPlan {
+        &mut self.plan
+    }
+
+    fn launch_once(&mut self, k: usize) -> Result<(), CudaError> {
+        self.enqueue(&[GpuOp::Launch(k)])?;
+        self.stream.synchronize().map_err(call("trying a tensor kernel"))
+    }
+
+    fn read(&mut self, b: &Buf) -> Result<Vec<u8>, CudaError> {
+        CudaBackend::read(self, b)
+    }
+
+    fn write(&mut self, b: &Buf, bytes: &[u8]) -> Result<(), CudaError> {
+        let dev = self.buffers.get_mut(b).ok_or_else(|| CudaError::NoDevice(format!("no buffer {b:?}")))?;
+        self.stream.memcpy_htod(bytes, dev).map_err(call("restoring the state"))
+    }
+}
+
 impl Backend for CudaBackend<'_> {
     fn name(&self) -> String {
         format!("cuda ({})", self.name)
@@ -338,6 +318,19 @@ impl Backend for CudaBackend<'_> {
 
     fn notes(&self) -> Vec<String> {
         self.notes.clone()
+    }
+
+    fn recheck_precisions(&mut self, step: u64) -> Result<Vec<String>, RunError> {
+        if self.plan.choices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let notes = gpu::recheck_choices(self, step).map_err(|e| self.failure(e))?;
+        if !notes.is_empty() {
+            // The captured step launches the kernels it had.
+            self.graph = None;
+        }
+        self.host.fresh = false;
+        Ok(notes)
     }
 
     fn finish(&mut self) -> Result<(), RunError> {

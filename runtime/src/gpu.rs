@@ -7,7 +7,7 @@
 //! interpreter visits it; the thread takes slot 0's changes when it holds the lower index and
 //! slot 1's otherwise. Each pair is therefore computed twice, once by each of its agents.
 
-use crate::ir::{Module, Scalar};
+use crate::ir::{Module, Precision, Scalar};
 use crate::World;
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +92,10 @@ pub struct DeviceKernel {
     /// Agents each thread holds (`Launch::Agents`): a workgroup covers `rows` × its size.
     #[serde(default = "one")]
     pub rows: u32,
+    /// A workgroup size the kernel is written for (cooperative-matrix kernels), instead of the
+    /// one the executor picks for all others.
+    #[serde(default)]
+    pub workgroup: Option<u32>,
 }
 
 fn one() -> u32 {
@@ -132,9 +136,12 @@ pub struct GpuPlan {
     pub choices: Vec<TensorChoice>,
 }
 
-/// A tensor interaction of precision `auto`: the step launches the f32 kernel `f32`; before the
-/// first step the executor runs it and each candidate (cheapest first) on the run's own state,
-/// and launches the first whose relative error stays within `tolerance`.
+/// A tensor interaction with kernels on matrix units that the executor decides between: the
+/// step launches the f32 kernel `f32`. For precision `auto`, before the first step the executor
+/// runs it and each candidate (cheapest first) on the run's own state, and launches the first
+/// whose relative error stays within `tolerance`, then checks it again on the state of the run
+/// at every law check. A `fixed` precision has one candidate, which the executor launches if
+/// the device can run it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TensorChoice {
     pub name: String,
@@ -145,6 +152,137 @@ pub struct TensorChoice {
     /// `+=`: the error is measured on what the interaction adds.
     pub accumulate: bool,
     pub tolerance: f64,
+    /// The precision was given, not `auto`: nothing to measure.
+    #[serde(default)]
+    pub fixed: bool,
+}
+
+/// What an executor offers for trying tensor kernels on the state of a run.
+pub trait Trial {
+    type Error;
+    /// The executor's plan, whose launches a choice changes.
+    fn plan(&mut self) -> &mut GpuPlan;
+    /// Runs device kernel `k` once and waits for it.
+    fn launch_once(&mut self, k: usize) -> Result<(), Self::Error>;
+    fn read(&mut self, b: &Buf) -> Result<Vec<u8>, Self::Error>;
+    fn write(&mut self, b: &Buf, bytes: &[u8]) -> Result<(), Self::Error>;
+}
+
+impl TensorChoice {
+    /// The buffers a trial of its kernels changes: the outputs and their compensations.
+    fn touched(&self, plan: &GpuPlan) -> Vec<Buf> {
+        let mut list = self.outputs.clone();
+        for &k in std::iter::once(&self.f32).chain(self.candidates.iter().map(|(_, k)| k)) {
+            for b in &plan.kernels[k].bindings {
+                if matches!(b, Buf::Comp { .. }) && !list.contains(b) {
+                    list.push(*b);
+                }
+            }
+        }
+        list
+    }
+
+    /// The error of each candidate against the f32 kernel on the device's current state, which
+    /// is left as it was.
+    pub fn measure<T: Trial>(&self, dev: &mut T) -> Result<Vec<(Precision, usize, f64)>, T::Error> {
+        let touched = self.touched(dev.plan());
+        let saved = touched.iter().map(|b| dev.read(b)).collect::<Result<Vec<_>, _>>()?;
+        let before: Vec<Vec<u8>> = saved[..self.outputs.len()].to_vec();
+        let run = |dev: &mut T, k: usize| -> Result<Vec<Vec<u8>>, T::Error> {
+            dev.launch_once(k)?;
+            let out = self.outputs.iter().map(|b| dev.read(b)).collect::<Result<Vec<_>, _>>()?;
+            for (b, bytes) in touched.iter().zip(&saved) {
+                dev.write(b, bytes)?;
+            }
+            Ok(out)
+        };
+        let reference = run(dev, self.f32)?;
+        let mut out = Vec::new();
+        for &(p, k) in &self.candidates {
+            let other = run(dev, k)?;
+            out.push((p, k, self.error(&before, &reference, &other)));
+        }
+        Ok(out)
+    }
+
+    /// The kernel to launch after measuring: the first candidate within the tolerance, or f32.
+    pub fn pick(&self, measured: &[(Precision, usize, f64)]) -> (Precision, usize) {
+        measured.iter().find(|m| m.2 <= self.tolerance).map_or((Precision::F32, self.f32), |m| (m.0, m.1))
+    }
+
+    /// The kernel of this choice that the step launches now.
+    pub fn launched(&self, plan: &GpuPlan) -> usize {
+        let kernels: Vec<usize> = std::iter::once(self.f32).chain(self.candidates.iter().map(|c| c.1)).collect();
+        plan.step
+            .iter()
+            .chain(&plan.prime)
+            .find_map(|op| match op {
+                GpuOp::Launch(k) if kernels.contains(k) => Some(*k),
+                _ => None,
+            })
+            .unwrap_or(self.f32)
+    }
+}
+
+/// Settles the tensor choices of `plan` before the first step (see [`TensorChoice`]): relaunches
+/// the chosen kernels and returns what to tell the user. `usable` says whether the device can
+/// run a candidate kernel at all; `units` names the hardware for the messages.
+pub fn settle_choices<T: Trial>(dev: &mut T, usable: bool, units: &str) -> Result<Vec<String>, T::Error> {
+    let mut notes = Vec::new();
+    for c in dev.plan().choices.clone() {
+        if !usable {
+            notes.push(format!("`{}`: this device has no {units}; the f32 kernel runs", c.name));
+            continue;
+        }
+        if c.fixed {
+            let (p, k) = c.candidates[0];
+            dev.plan().relaunch(c.f32, k);
+            notes.push(format!("`{}`: {} on {units}", c.name, p.name()));
+            continue;
+        }
+        let measured = c.measure(dev)?;
+        let (p, k) = c.pick(&measured);
+        dev.plan().relaunch(c.f32, k);
+        notes.push(format!(
+            "`{}`: @precision(auto) chose {} on {units}: error against f32 on the initial state {} (tolerance {:e})",
+            c.name,
+            p.name(),
+            errors(&measured),
+            c.tolerance
+        ));
+    }
+    Ok(notes)
+}
+
+/// Measures again each `auto` choice that runs a candidate, on the run's current state, and
+/// moves to the next candidate within the tolerance (or f32) where its error grew past it.
+/// Returns what changed, for the user; an empty list when nothing did.
+pub fn recheck_choices<T: Trial>(dev: &mut T, step: u64) -> Result<Vec<String>, T::Error> {
+    let mut notes = Vec::new();
+    for c in dev.plan().choices.clone() {
+        let now = c.launched(dev.plan());
+        if c.fixed || now == c.f32 {
+            continue;
+        }
+        let measured = c.measure(dev)?;
+        if measured.iter().any(|m| m.1 == now && m.2 <= c.tolerance) {
+            continue;
+        }
+        let (p, k) = c.pick(&measured);
+        dev.plan().relaunch(now, k);
+        notes.push(format!(
+            "`{}`: at step {step} the error of the chosen precision grew past {:e} ({}); now {}",
+            c.name,
+            c.tolerance,
+            errors(&measured),
+            p.name()
+        ));
+    }
+    Ok(notes)
+}
+
+fn errors(measured: &[(Precision, usize, f64)]) -> String {
+    measured.iter().map(|(p, _, e)| format!("{} {e:.2e}", p.name())).collect::<Vec<_>>().join(", ")
 }
 
 impl TensorChoice {

@@ -437,6 +437,14 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
         }
         if args.check_every.is_some_and(|k| s % k == 0) || s == args.steps {
             last_checked = s;
+            match exec.recheck_precisions(s) {
+                Ok(notes) => notes.iter().for_each(|n| progress.note(&format!("note: {n}"))),
+                Err(e) => {
+                    eprintln!("error: step {s}: checking the precision of tensor kernels: {e}");
+                    code = exit::USER_ERROR;
+                    break;
+                }
+            }
             match measure(&mut exec) {
                 Ok(samples) => monitor.record(s, samples),
                 Err(e) => {

@@ -61,6 +61,9 @@ pub struct VulkanBackend<'m> {
     host: gpu::HostCopy,
     /// Steps submitted and not yet waited for.
     pending: u32,
+    /// Whether the device runs the cooperative-matrix kernels, or why not.
+    coop: Result<(), String>,
+    notes: Vec<String>,
     // Last, so that it is dropped after the device made from it.
     instance: std::sync::Arc<Instance>,
 }
@@ -164,10 +167,22 @@ impl<'m> VulkanBackend<'m> {
             }
         };
 
+        let coop =
+            if plan.choices.is_empty() { Err("no tensor kernels".into()) } else { super::coop::support(&instance, pd) };
         let priorities = [1.0f32];
         let queue_info = [vk::DeviceQueueCreateInfo::default().queue_family_index(qfi).queue_priorities(&priorities)];
         let features = vk::PhysicalDeviceFeatures { shader_float64: u32::from(uses_f64), ..Default::default() };
-        let dinfo = vk::DeviceCreateInfo::default().queue_create_infos(&queue_info).enabled_features(&features);
+        let mut coop_features = vk::PhysicalDeviceCooperativeMatrixFeaturesKHR::default().cooperative_matrix(true);
+        let mut f16_features = vk::PhysicalDeviceShaderFloat16Int8Features::default().shader_float16(true);
+        let mut features2 = vk::PhysicalDeviceFeatures2::default().features(features);
+        let extensions = [ash::khr::cooperative_matrix::NAME.as_ptr()];
+        let mut dinfo = vk::DeviceCreateInfo::default().queue_create_infos(&queue_info);
+        if coop.is_ok() {
+            features2 = features2.push_next(&mut coop_features).push_next(&mut f16_features);
+            dinfo = dinfo.enabled_extension_names(&extensions).push_next(&mut features2);
+        } else {
+            dinfo = dinfo.enabled_features(&features);
+        }
         // SAFETY: the create info outlives the call; the device is destroyed in `drop`.
         let device =
             unsafe { inst.create_device(pd, &dinfo, None) }.map_err(VkError::call("creating the Vulkan device"))?;
@@ -198,14 +213,44 @@ impl<'m> VulkanBackend<'m> {
             counts,
             host: gpu::HostCopy::new(world.clone()),
             pending: 0,
+            coop,
+            notes: Vec::new(),
             instance,
         };
         me.create_buffers()?;
         me.create_pipelines(spirv)?;
         me.create_commands(timestamps.then_some(limits.timestamp_period as f64))?;
         me.upload()?;
+        me.choose_precisions()?;
         me.record_step()?;
         Ok(me)
+    }
+
+    /// Settles each tensor interaction with a cooperative-matrix kernel (`GpuPlan::choices`).
+    fn choose_precisions(&mut self) -> Result<(), VkError> {
+        if self.plan.choices.is_empty() {
+            return Ok(());
+        }
+        let units = match &self.coop {
+            Ok(()) => "cooperative matrices".to_string(),
+            Err(why) => format!("cooperative matrices ({why})"),
+        };
+        let settled = gpu::settle_choices(self, self.coop.is_ok(), &units)?;
+        self.notes.extend(settled);
+        Ok(())
+    }
+
+    /// Kernels this device cannot build: cooperative-matrix kernels where it has none.
+    fn unbuildable(&self) -> Vec<usize> {
+        if self.coop.is_ok() {
+            return Vec::new();
+        }
+        self.plan.choices.iter().flat_map(|c| c.candidates.iter().map(|x| x.1)).collect()
+    }
+
+    /// The workgroup size kernel `k` runs with.
+    fn workgroup_of(&self, k: usize) -> u32 {
+        self.plan.kernels[k].workgroup.unwrap_or(self.wg)
     }
 
     fn buffer(
@@ -291,10 +336,20 @@ impl<'m> VulkanBackend<'m> {
         unsafe {
             self.desc_pool =
                 d.create_descriptor_pool(&pool_info, None).map_err(VkError::call("creating the descriptor pool"))?;
-            let wg_bytes = self.wg.to_le_bytes();
             let entries = [vk::SpecializationMapEntry { constant_id: 0, offset: 0, size: 4 }];
-            let spec = vk::SpecializationInfo::default().map_entries(&entries).data(&wg_bytes);
-            for (k, words) in self.plan.kernels.iter().zip(spirv) {
+            let skip = self.unbuildable();
+            for (n, (k, words)) in self.plan.kernels.iter().zip(spirv).enumerate() {
+                if skip.contains(&n) {
+                    self.pipelines.push(Pipeline {
+                        set_layout: vk::DescriptorSetLayout::null(),
+                        layout: vk::PipelineLayout::null(),
+                        pipeline: vk::Pipeline::null(),
+                        set: vk::DescriptorSet::null(),
+                    });
+                    continue;
+                }
+                let wg_bytes = self.workgroup_of(n).to_le_bytes();
+                let spec = vk::SpecializationInfo::default().map_entries(&entries).data(&wg_bytes);
                 let what = |s: &str| format!("{s} of kernel `{}`", k.name);
                 let bindings: Vec<vk::DescriptorSetLayoutBinding> = (0..k.bindings.len() as u32)
                     .map(|n| {
@@ -421,7 +476,7 @@ impl<'m> VulkanBackend<'m> {
                     GpuOp::Launch(k) => {
                         let (x, y) = match self.plan.kernels[*k].launch {
                             Launch::Agents { agent } => {
-                                let per = (self.wg * self.plan.kernels[*k].rows) as usize;
+                                let per = (self.workgroup_of(*k) * self.plan.kernels[*k].rows) as usize;
                                 let groups = self.counts[agent].div_ceil(per) as u64;
                                 let x = groups.min(self.max_groups as u64);
                                 (x as u32, groups.div_ceil(x.max(1)) as u32)
@@ -604,6 +659,45 @@ fn plan_tile_bytes(plan: &GpuPlan) -> u64 {
     plan.kernels.iter().map(|k| k.shared_bytes as u64).max().unwrap_or(0)
 }
 
+impl gpu::Trial for VulkanBackend<'_> {
+    type Error = VkError;
+
+    fn plan(&mut self) -> &mut GpuPlan {
+        &mut self.plan
+    }
+
+    fn launch_once(&mut self, k: usize) -> Result<(), VkError> {
+        self.run_once("trying a tensor kernel", |me, cb| me.record(cb, &[GpuOp::Launch(k)]))
+    }
+
+    fn read(&mut self, b: &Buf) -> Result<Vec<u8>, VkError> {
+        let buf = self.buffers.get(b).ok_or_else(|| VkError::Unsupported(format!("no buffer {b:?}")))?;
+        let (src, bytes, staging) = (buf.buffer, buf.bytes, self.staging.buffer);
+        let region = vk::BufferCopy { src_offset: 0, dst_offset: 0, size: bytes };
+        self.run_once("reading a buffer", |me, cb| {
+            me.barrier(cb);
+            // SAFETY: `cb` is recording; the staging buffer is at least as large as any buffer.
+            unsafe { me.device.cmd_copy_buffer(cb, src, staging, &[region]) };
+        })?;
+        // SAFETY: the copy finished (`run_once` waited) into the mapped staging memory.
+        Ok(unsafe { std::slice::from_raw_parts(self.staging_ptr, bytes as usize) }.to_vec())
+    }
+
+    fn write(&mut self, b: &Buf, bytes: &[u8]) -> Result<(), VkError> {
+        let buf = self.buffers.get(b).ok_or_else(|| VkError::Unsupported(format!("no buffer {b:?}")))?;
+        let (dst, size, staging) = (buf.buffer, (bytes.len() as u64).min(buf.bytes), self.staging.buffer);
+        self.wait()?;
+        // SAFETY: the queue is idle, and the staging buffer holds at least `size` bytes.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.staging_ptr, size as usize) };
+        let region = vk::BufferCopy { src_offset: 0, dst_offset: 0, size };
+        self.run_once("restoring a buffer", |me, cb| {
+            // SAFETY: `cb` is recording; the region lies inside both buffers.
+            unsafe { me.device.cmd_copy_buffer(cb, staging, dst, &[region]) };
+            me.barrier(cb);
+        })
+    }
+}
+
 impl Backend for VulkanBackend<'_> {
     fn name(&self) -> String {
         let layer = if self.instance.validating() { ", Khronos validation layer on" } else { "" };
@@ -647,6 +741,22 @@ impl Backend for VulkanBackend<'_> {
 
     fn finish(&mut self) -> Result<(), RunError> {
         self.wait().map_err(|e| self.failure(e))
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.clone()
+    }
+
+    fn recheck_precisions(&mut self, step: u64) -> Result<Vec<String>, RunError> {
+        if self.plan.choices.is_empty() || self.coop.is_err() {
+            return Ok(Vec::new());
+        }
+        let notes = gpu::recheck_choices(self, step).map_err(|e| self.failure(e))?;
+        if !notes.is_empty() {
+            self.wait().map_err(|e| self.failure(e))?;
+            self.record_step().map_err(|e| self.failure(e))?;
+        }
+        Ok(notes)
     }
 
     fn laws(&mut self) -> Result<Option<Vec<crate::monitor::LawSample>>, RunError> {
@@ -712,7 +822,7 @@ impl Drop for VulkanBackend<'_> {
         unsafe {
             let d = &self.device;
             let _ = d.device_wait_idle();
-            for p in &self.pipelines {
+            for p in self.pipelines.iter().filter(|p| p.pipeline != vk::Pipeline::null()) {
                 d.destroy_pipeline(p.pipeline, None);
                 d.destroy_pipeline_layout(p.layout, None);
                 d.destroy_descriptor_set_layout(p.set_layout, None);

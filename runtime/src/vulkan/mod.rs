@@ -1,6 +1,7 @@
 //! The Vulkan executor: Vulkan is loaded at run time (no link-time dependency), devices are
 //! listed discrete GPUs first, and SPIR-V kernels run as compute pipelines.
 
+pub mod coop;
 pub mod exec;
 
 use ash::vk;
@@ -55,6 +56,9 @@ pub struct DeviceInfo {
     pub f64: bool,
     /// A CPU implementation (lavapipe, SwiftShader): slower than aiic's own CPU backend.
     pub is_cpu: bool,
+    /// Storage buffers a shader may bind (`maxPerStageDescriptorStorageBuffers`): aiic binds one
+    /// per column a kernel touches.
+    pub storage_buffers: u32,
 }
 
 /// The loaded library and an instance; validation layers are enabled with `AIIC_VALIDATION=1`
@@ -161,7 +165,14 @@ impl Instance {
                 let name = props.device_name_as_c_str().map(CStr::to_string_lossy).unwrap_or_default().into_owned();
                 let v = props.api_version;
                 let api = format!("Vulkan {}.{}", vk::api_version_major(v), vk::api_version_minor(v));
-                let info = DeviceInfo { name, kind, api, f64: feats.shader_float64 == vk::TRUE, is_cpu: rank == 3 };
+                let info = DeviceInfo {
+                    name,
+                    kind,
+                    api,
+                    f64: feats.shader_float64 == vk::TRUE,
+                    is_cpu: rank == 3,
+                    storage_buffers: props.limits.max_per_stage_descriptor_storage_buffers,
+                };
                 (rank, pd, info)
             })
             .collect();

@@ -64,8 +64,8 @@ pub enum E {
     Ld(String, Box<E>),
     /// Element of a workgroup array, or one lane of a `vec4` element.
     Sh(String, Box<E>, Option<u8>),
-    /// Element of a thread's local `u32` array.
-    Arr(String, Box<E>),
+    /// Element of a thread's local array of this type (`u32` or `f32`).
+    Arr(String, Scalar, Box<E>),
     /// Adds to an element of an atomic `u32` buffer; the value is the element's old value.
     AtomicAdd(String, Box<E>, Box<E>),
     AtomicLoad(String, Box<E>),
@@ -82,8 +82,8 @@ pub enum S {
     Store(String, E, E),
     ShStore(String, E, E),
     AtomicStore(String, E, E),
-    /// A thread-local array of `u32`.
-    Array(String, usize),
+    /// A thread-local array of `u32` or `f32`.
+    Array(String, Scalar, usize),
     ArrStore(String, E, E),
     If(E, Vec<S>, Vec<S>),
     While(E, Vec<S>),
@@ -214,9 +214,8 @@ impl<'a> Types<'a> {
         match e {
             E::F(_, s) => *s,
             E::I(_) => Scalar::I32,
-            E::U(_) | E::Wg | E::Gid | E::Lid | E::Grp | E::Arr(..) | E::AtomicAdd(..) | E::AtomicLoad(..) => {
-                Scalar::U32
-            }
+            E::Arr(_, s, _) => *s,
+            E::U(_) | E::Wg | E::Gid | E::Lid | E::Grp | E::AtomicAdd(..) | E::AtomicLoad(..) => Scalar::U32,
             E::B(_) => Scalar::Bool,
             E::Var(n) => self.var(n),
             E::Un(UnOp::Not, _, _) => Scalar::Bool,

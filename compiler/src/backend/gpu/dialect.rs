@@ -12,7 +12,8 @@ pub trait Dialect {
     fn uint(&self, x: u64) -> String;
     fn let_(&self, name: &str, s: Scalar, e: &str) -> String;
     fn var(&self, name: &str, s: Scalar, e: &str) -> String;
-    fn array_u32(&self, name: &str, len: usize) -> String;
+    /// A thread-local array.
+    fn array(&self, name: &str, s: Scalar, len: usize) -> String;
     fn select(&self, cond: &str, t: &str, f: &str) -> String;
     fn cast(&self, to: Scalar, x: &str) -> String;
     /// A math function's name (`Neg` and `Not` are operators).
@@ -54,7 +55,7 @@ fn stmt(d: &dyn Dialect, s: &S, depth: usize, out: &mut String) {
             *out += &format!("{pad}{b}[{}] = {};\n", e(i), e(x))
         }
         S::AtomicStore(b, i, x) => *out += &format!("{pad}{}\n", d.atomic_store(b, &e(i), &e(x))),
-        S::Array(n, len) => *out += &format!("{pad}{}\n", d.array_u32(n, *len)),
+        S::Array(n, s, len) => *out += &format!("{pad}{}\n", d.array(n, *s, *len)),
         S::If(c, t, f) => {
             *out += &format!("{pad}if {} {{\n", cond(d, c));
             stmts(d, t, depth + 1, out);
@@ -130,7 +131,7 @@ pub fn expr(d: &dyn Dialect, x: &E) -> String {
         }
         E::Sel(c, t, f) => d.select(&e(c), &e(t), &e(f)),
         E::Cast(s, a) => d.cast(*s, &e(a)),
-        E::Ld(b, i) | E::Arr(b, i) => format!("{b}[{}]", e(i)),
+        E::Ld(b, i) | E::Arr(b, _, i) => format!("{b}[{}]", e(i)),
         E::Sh(n, i, None) => format!("{n}[{}]", e(i)),
         E::Sh(n, i, Some(l)) => format!("{n}[{}].{}", e(i), ["x", "y", "z", "w"][*l as usize & 3]),
         E::AtomicAdd(b, i, v) => d.atomic_add(b, &e(i), &e(v)),

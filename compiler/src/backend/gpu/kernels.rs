@@ -15,12 +15,12 @@ use super::ast::{
     self, add, bin, cast, incr, ld, let_, lt, mul, set, store, sub, u, var, var_, Binding, Bo, Shared, E, S,
 };
 use super::body::{self, depends_on, needed, product, reg, Names};
-use super::mma;
+use super::{coop, mma};
 use aiic_runtime::cpu::abi::{compensated_columns, compensated_stores};
 use aiic_runtime::gpu::{
     device_scalar, Buf, DeviceKernel, GpuOp, GpuPlan, GpuTerm, GridSpec, Launch, TensorChoice, PARTIALS, TILE_UNROLL,
 };
-use aiic_runtime::ir::{Kernel, Module, Op, Pattern, Precision, Scalar, Sched, TensorPlan, V};
+use aiic_runtime::ir::{Activation, Kernel, Module, Op, Pattern, Precision, Scalar, Sched, TensorPlan, V};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -36,14 +36,28 @@ pub struct Options {
     /// Agents each thread of an all-pairs kernel holds (register blocking): a partner read from
     /// the tile then serves all of them, at the cost of fewer threads.
     pub rows: u32,
-    /// Run the matrix work of `each` kernels (`ir::TensorPlan`) as tensor-core kernels
-    /// (`ast::Kernel::mma`), where the interaction's precision asks for one.
-    pub tensor_cores: bool,
+    /// The matrix units the target's kernels may use for the matrix work of `each` kernels
+    /// (`ir::TensorPlan`), where the interaction's precision asks for them.
+    pub matrix: MatrixUnits,
+}
+
+/// How a target runs tensor plans on matrix hardware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatrixUnits {
+    /// Scalar kernels only.
+    None,
+    /// PTX `mma.sync` (`mma.rs`): the kernel is launched in the step, as every CUDA device of
+    /// the targeted architecture has tensor cores.
+    MmaSync,
+    /// Vulkan cooperative matrices (`coop.rs`) for f16: a device may lack them, so the step
+    /// launches the scalar kernel and the candidate waits in `GpuPlan::choices` for the
+    /// executor to find the device able to run it.
+    Cooperative,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { rows: 1, tensor_cores: false }
+        Options { rows: 1, matrix: MatrixUnits::None }
     }
 }
 
@@ -56,7 +70,7 @@ pub fn generate(m: &Module, opts: Options) -> Result<GpuCode, String> {
         laws: Vec::new(),
         choices: Vec::new(),
     };
-    let mut g = Gen { m, plan, kernels: Vec::new(), rows: opts.rows.max(1), tensor_cores: opts.tensor_cores };
+    let mut g = Gen { m, plan, kernels: Vec::new(), rows: opts.rows.max(1), matrix: opts.matrix };
     let mut done: HashMap<usize, Vec<GpuOp>> = HashMap::new();
     let mut lists = [Vec::new(), Vec::new()];
     for (list, out) in [&m.step, &m.prime].into_iter().zip(lists.iter_mut()) {
@@ -98,7 +112,7 @@ struct Gen<'a> {
     kernels: Vec<ast::Kernel>,
     /// Agents each thread of a tiled pair kernel holds.
     rows: u32,
-    tensor_cores: bool,
+    matrix: MatrixUnits,
 }
 
 /// The buffers one kernel binds, in binding order.
@@ -180,6 +194,26 @@ fn hash(cells: Vec<E>, nb: E) -> E {
     bin(Bo::BitAnd, mixed, sub(nb, u(1)))
 }
 
+/// An activation of an f32 value, as the IR computes it (`lower::body::activation`).
+fn activation(act: Activation, x: E) -> E {
+    use aiic_runtime::ir::UnOp;
+    let f = |c: f64| E::F(c, Scalar::F32);
+    let un = |op: UnOp, x: E| E::Un(op, Scalar::F32, Box::new(x));
+    let sigmoid = |x: E| bin(Bo::Div, f(1.0), add(f(1.0), un(UnOp::Exp, un(UnOp::Neg, x))));
+    match act {
+        Activation::Identity => x,
+        Activation::Tanh => un(UnOp::Tanh, x),
+        Activation::Relu => bin(Bo::Max, x, f(0.0)),
+        Activation::Sigmoid => sigmoid(x),
+        Activation::Silu => mul(x.clone(), sigmoid(x)),
+        Activation::Gelu => {
+            let inner = add(x.clone(), mul(f(0.044715), mul(mul(x.clone(), x.clone()), x.clone())));
+            let t = un(UnOp::Tanh, mul(f((2.0 / std::f64::consts::PI).sqrt()), inner));
+            mul(mul(f(0.5), x), add(f(1.0), t))
+        }
+    }
+}
+
 /// `if (gid < n) { body }` with `n = sizes[agent]`: one thread per agent.
 fn per_agent(b: &mut Binds, agent: usize, body: Vec<S>) -> Vec<S> {
     let n = b.size(agent);
@@ -213,7 +247,8 @@ impl Gen<'_> {
         let shared_bytes = shared.iter().map(Shared::bytes).sum();
         let bufs = b.list.iter().map(|(x, _)| *x).collect();
         let bindings = b.list.into_iter().map(|(_, bd)| bd).collect();
-        let dk = DeviceKernel { name: name.clone(), source, bindings: bufs, launch, shared_bytes, rows: 1 };
+        let dk =
+            DeviceKernel { name: name.clone(), source, bindings: bufs, launch, shared_bytes, rows: 1, workgroup: None };
         self.plan.kernels.push(dk);
         self.kernels.push(ast::Kernel { name, bindings, shared, body, exact, mma: None });
         self.plan.kernels.len() - 1
@@ -248,7 +283,7 @@ impl Gen<'_> {
             Pattern::Map { agent } => {
                 let n = match self.tensor(kid, agent) {
                     Some(n) => n,
-                    None => self.map(kid, agent),
+                    None => self.f32_tensor(kid, agent).unwrap_or_else(|| self.map(kid, agent)),
                 };
                 Ok(vec![GpuOp::Launch(n)])
             }
@@ -392,15 +427,17 @@ impl Gen<'_> {
         let m = self.m;
         let plan = m.kernels[kid].tensor.as_ref()?;
         let f32_col = |c: &u32| device_scalar(m.column_types[agent][*c as usize]) == Scalar::F32;
-        if !self.tensor_cores || !plan.inputs.iter().chain(&plan.outputs).all(f32_col) {
+        if self.matrix == MatrixUnits::None || !plan.inputs.iter().chain(&plan.outputs).all(f32_col) {
             return None;
         }
-        if plan.precision != Precision::Auto {
+        let fixed = plan.precision != Precision::Auto;
+        if fixed && self.matrix == MatrixUnits::MmaSync {
             return self.mma(kid, agent, plan.precision);
         }
-        let f32 = self.map(kid, agent);
+        let wanted = if fixed { vec![plan.precision] } else { vec![Precision::F16, Precision::Bf16] };
+        let f32 = self.f32_tensor(kid, agent)?;
         let candidates: Vec<(Precision, usize)> =
-            [Precision::F16, Precision::Bf16].into_iter().filter_map(|p| Some((p, self.mma(kid, agent, p)?))).collect();
+            wanted.into_iter().filter_map(|p| Some((p, self.mma(kid, agent, p)?))).collect();
         if !candidates.is_empty() {
             self.plan.choices.push(TensorChoice {
                 name: m.kernels[kid].name.clone(),
@@ -409,6 +446,7 @@ impl Gen<'_> {
                 outputs: plan.outputs.iter().map(|&col| Buf::Col { agent, col }).collect(),
                 accumulate: plan.accumulate,
                 tolerance: plan.tolerance,
+                fixed,
             });
         }
         Some(f32)
@@ -418,9 +456,11 @@ impl Gen<'_> {
     fn mma(&mut self, kid: usize, agent: usize, precision: Precision) -> Option<usize> {
         let m = self.m;
         let plan = TensorPlan { precision, ..m.kernels[kid].tensor.clone()? };
-        if mma::unsupported(&plan).is_some() {
-            return None;
-        }
+        let workgroup = match self.matrix {
+            MatrixUnits::MmaSync if mma::unsupported(&plan).is_none() => None,
+            MatrixUnits::Cooperative => Some(coop::workgroup(&plan).ok()?),
+            _ => return None,
+        };
         let mut b = Binds::new(m);
         let index = |b: &mut Binds, buf: Buf, write: bool| {
             b.get(buf, write);
@@ -439,9 +479,79 @@ impl Gen<'_> {
         let spec = mma::MmaKernel { plan, agent, sizes, params, inputs, outputs, comps };
         let name = format!("{}.{}", m.kernels[kid].name, precision.name());
         let n = self.push(name, Some(kid), b, Launch::Agents { agent }, Vec::new(), Vec::new(), false);
-        self.plan.kernels[n].rows = mma::ROWS;
+        self.plan.kernels[n].rows = if workgroup.is_some() { coop::TILES } else { mma::ROWS };
+        self.plan.kernels[n].workgroup = workgroup;
+        // Kahan's update is only as good as the order of its operations.
+        self.kernels[n].exact = spec.comps.iter().any(Option::is_some);
         self.kernels[n].mma = Some(spec);
         Some(n)
+    }
+
+    /// The f32 kernel of an `each` kernel's matrix work (`ir::TensorPlan`): one thread per
+    /// agent, which runs the layers as loops over the weights in the parameter buffer with its
+    /// activations in two local arrays. The scalar kernel would unroll every multiply-add (tens
+    /// of thousands of instructions for a modest model, which drivers compile slowly or not at
+    /// all); this one is the same size for any width. `None` where the kernel has no plan or its
+    /// columns are not all f32.
+    fn f32_tensor(&mut self, kid: usize, agent: usize) -> Option<usize> {
+        let m = self.m;
+        let plan = m.kernels[kid].tensor.clone()?;
+        let f32_col = |c: &u32| device_scalar(m.column_types[agent][*c as usize]) == Scalar::F32;
+        if !plan.inputs.iter().chain(&plan.outputs).all(f32_col) {
+            return None;
+        }
+        let mut b = Binds::new(m);
+        let params = b.get(Buf::ParamsF32, false);
+        let widest = plan.layers.iter().map(|l| l.rows.max(l.cols)).max().unwrap_or(1) as usize;
+        let f = |x: f64| E::F(x, Scalar::F32);
+        let arr = |n: &str, i: E| E::Arr(n.to_string(), Scalar::F32, Box::new(i));
+        let mut body = vec![S::Array("h0".into(), Scalar::F32, widest), S::Array("h1".into(), Scalar::F32, widest)];
+        for (i, &col) in plan.inputs.iter().enumerate() {
+            body.push(S::ArrStore("h0".into(), u(i as u64), b.col(agent, col, E::Gid)));
+        }
+        let last = plan.layers.len() - 1;
+        for (li, l) in plan.layers.iter().enumerate() {
+            let (src, dst) = if li % 2 == 0 { ("h0", "h1") } else { ("h1", "h0") };
+            // s = Σ_k W[o, k]·h[k], then the bias, in the order the IR adds them.
+            let w = add(u(l.weight as u64), add(mul(var("o"), u(l.cols as u64)), var("k")));
+            let mac = set("s", add(var("s"), mul(ld(&params, w), arr(src, var("k")))));
+            let mut out = var("s");
+            if let Some(bias) = l.bias {
+                out = add(out, ld(&params, add(u(bias as u64), var("o"))));
+            }
+            let y = if li == last { out } else { activation(plan.act, out) };
+            let rows = vec![
+                var_("s", Scalar::F32, f(0.0)),
+                var_("k", Scalar::U32, u(0)),
+                S::While(lt(var("k"), u(l.cols as u64)), vec![mac, incr("k", u(1))]),
+                S::ArrStore(dst.into(), var("o"), y),
+                incr("o", u(1)),
+            ];
+            body.push(S::Block(vec![var_("o", Scalar::U32, u(0)), S::While(lt(var("o"), u(l.rows as u64)), rows)]));
+        }
+        let result = if last % 2 == 0 { "h1" } else { "h0" };
+        let compensated = compensated_columns(m);
+        for (j, &col) in plan.outputs.iter().enumerate() {
+            let target = b.get(Buf::Col { agent, col }, true);
+            let v = arr(result, u(j as u64));
+            let comp = compensated.contains(&(agent, col)).then(|| b.get(Buf::Comp { agent, col }, true));
+            body.push(match (plan.accumulate, comp) {
+                (false, None) => store(&target, E::Gid, v),
+                (false, Some(cb)) => S::Block(vec![store(&target, E::Gid, v), store(&cb, E::Gid, f(0.0))]),
+                (true, None) => store(&target, E::Gid, add(ld(&target, E::Gid), v)),
+                // Kahan's compensated update, as the scalar kernel makes it.
+                (true, Some(cb)) => S::Block(vec![
+                    let_("old", Scalar::F32, ld(&target, E::Gid)),
+                    let_("y", Scalar::F32, sub(v, ld(&cb, E::Gid))),
+                    let_("t", Scalar::F32, add(var("old"), var("y"))),
+                    store(&cb, E::Gid, sub(sub(var("t"), var("old")), var("y"))),
+                    store(&target, E::Gid, var("t")),
+                ]),
+            });
+        }
+        let exact = plan.outputs.iter().any(|&col| compensated.contains(&(agent, col)));
+        let body = per_agent(&mut b, agent, body);
+        Some(self.push(m.kernels[kid].name.clone(), Some(kid), b, Launch::Agents { agent }, Vec::new(), body, exact))
     }
 
     /// One thread per agent; loads and stores its own agent only.
@@ -1019,8 +1129,8 @@ impl Gen<'_> {
                     sub(add(c, cast(Scalar::I32, digit)), E::I(1))
                 })
                 .collect();
-            let hs = |i: E| E::Arr("hs".into(), Box::new(i));
-            out.push(S::Array("hs".into(), cells_n as usize));
+            let hs = |i: E| E::Arr("hs".into(), Scalar::U32, Box::new(i));
+            out.push(S::Array("hs".into(), Scalar::U32, cells_n as usize));
             out.push(var_("nh", Scalar::U32, u(0)));
             out.push(var_("o", Scalar::U32, u(0)));
             out.push(S::While(

@@ -4,6 +4,7 @@
 
 pub mod ast;
 pub mod body;
+pub mod coop;
 pub mod dialect;
 pub mod kernels;
 pub mod mma;

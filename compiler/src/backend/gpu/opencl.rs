@@ -94,8 +94,8 @@ impl Dialect for OpenCl {
         format!("{} {name} = {e};", self.ty(s))
     }
 
-    fn array_u32(&self, name: &str, len: usize) -> String {
-        format!("uint {name}[{len}];")
+    fn array(&self, name: &str, s: Scalar, len: usize) -> String {
+        format!("{} {name}[{len}];", self.ty(s))
     }
 
     fn select(&self, cond: &str, t: &str, f: &str) -> String {

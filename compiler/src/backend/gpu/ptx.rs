@@ -7,7 +7,7 @@
 //! `vec4` workgroup tile read at one index are fetched with one `ld.shared.v4`.
 
 use super::ast::{Bo, Kernel, Types, E, S};
-use super::kernels::{generate, GpuCode, Options};
+use super::kernels::{generate, GpuCode, MatrixUnits, Options};
 use aiic_runtime::ir::{Module, Scalar, UnOp};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -38,7 +38,8 @@ pub fn emit_module(m: &Module, block: u32) -> Result<PtxCode, String> {
 
 pub fn emit_module_with(m: &Module, block: u32, opts: Options) -> Result<PtxCode, String> {
     // Tensor-core kernels are written per warp: whole warps only.
-    let code = generate(m, Options { tensor_cores: block.is_multiple_of(32), ..opts })?;
+    let matrix = if block.is_multiple_of(32) { MatrixUnits::MmaSync } else { MatrixUnits::None };
+    let code = generate(m, Options { matrix, ..opts })?;
     let mut text = format!(
         "// aiic: {} ({} device kernels, {block} threads per block)\n.version {PTX_VERSION}\n.target sm_{PTX_TARGET}\n.address_size 64\n",
         m.name,
@@ -190,7 +191,7 @@ pub fn lower_kernel(k: &Kernel, entry: &str, block: u32) -> Result<String, Strin
 
 fn declare_arrays(s: &S, out: &mut String) {
     match s {
-        S::Array(n, len) => {
+        S::Array(n, _, len) => {
             let _ = writeln!(out, "    .local .align 4 .b8 {n}[{}];", 4 * len);
         }
         S::If(_, a, b) => a.iter().chain(b).for_each(|s| declare_arrays(s, out)),
@@ -305,15 +306,16 @@ impl Lower<'_> {
                 }
                 self.lanes.clear();
             }
-            S::Array(n, _) => {
+            S::Array(n, _, _) => {
                 let r = self.reg(Class::B64);
                 self.emit(&format!("mov.u64 {r}, {n};"));
                 self.bases.insert(format!("#local {n}"), r);
             }
             S::ArrStore(n, i, x) => {
+                let t = self.types.of(x);
                 let v = self.expr(x)?;
                 let a = self.local_addr(n, i)?;
-                self.emit(&format!("st.local.u32 [{a}], {v};"));
+                self.emit(&format!("st.local.{} [{a}], {v};", mem_ty(t)));
             }
             S::If(c, t, f) => {
                 let p = self.expr(c)?;
@@ -493,10 +495,10 @@ impl Lower<'_> {
                     }
                 }
             }
-            E::Arr(n, i) => {
+            E::Arr(n, s, i) => {
                 let a = self.local_addr(n, i)?;
-                let r = self.reg(Class::B32);
-                self.emit(&format!("ld.local.u32 {r}, [{a}];"));
+                let r = self.reg(Class::of(*s));
+                self.emit(&format!("ld.local.{} {r}, [{a}];", mem_ty(*s)));
                 r
             }
             E::AtomicAdd(b, i, v) => {

@@ -1,8 +1,9 @@
 //! SPIR-V for Vulkan: each kernel's WGSL is parsed and validated by naga, written as SPIR-V by
 //! naga's writer, and its workgroup size turned into a specialization constant.
 
+use super::coop;
 use super::dialect::print_kernel;
-use super::kernels::{generate, GpuCode, Options};
+use super::kernels::{generate, GpuCode, MatrixUnits, Options};
 use super::wgsl::{Wgsl, WG_PLACEHOLDER};
 use aiic_runtime::ir::Module;
 use rspirv::dr::{Instruction, Operand};
@@ -26,22 +27,37 @@ pub fn emit_module(m: &Module) -> Result<SpirvCode, String> {
 }
 
 pub fn emit_module_with(m: &Module, opts: Options) -> Result<SpirvCode, String> {
-    let code = generate(m, opts)?;
-    let texts: Vec<String> = code.kernels.iter().map(|k| print_kernel(&Wgsl, k, "main")).collect();
+    let code = generate(m, Options { matrix: MatrixUnits::Cooperative, ..opts })?;
+    let texts: Vec<String> = code
+        .kernels
+        .iter()
+        .zip(&code.plan.kernels)
+        .map(|(k, dk)| match (&k.mma, dk.workgroup) {
+            (Some(spec), Some(wg)) => coop::wgsl(spec, &k.name, &k.bindings, wg),
+            _ => print_kernel(&Wgsl, k, "main"),
+        })
+        .collect();
     let uses_f64 = texts.iter().any(|t| t.contains("f64"));
     let words = texts
         .iter()
         .zip(&code.kernels)
-        .map(|(text, k)| compile(text, uses_f64, k.exact).map_err(|e| format!("kernel `{}`: {e}", k.name)))
+        .map(|(text, k)| {
+            let matrix = k.mma.is_some();
+            compile(text, uses_f64 && !matrix, k.exact, matrix).map_err(|e| format!("kernel `{}`: {e}", k.name))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(SpirvCode { code, texts, words })
 }
 
 /// WGSL → validated naga module → SPIR-V words; `exact` forbids the driver to fuse or reorder
-/// float arithmetic (SPIR-V's `NoContraction`).
-pub fn compile(wgsl: &str, f64: bool, exact: bool) -> Result<Vec<u32>, String> {
+/// float arithmetic (SPIR-V's `NoContraction`); `matrix` allows f16 and cooperative matrices.
+pub fn compile(wgsl: &str, f64: bool, exact: bool, matrix: bool) -> Result<Vec<u32>, String> {
+    use naga::valid::Capabilities;
     let module = naga::front::wgsl::parse_str(wgsl).map_err(|e| e.emit_to_string(wgsl))?;
-    let caps = if f64 { naga::valid::Capabilities::FLOAT64 } else { naga::valid::Capabilities::empty() };
+    let mut caps = if f64 { Capabilities::FLOAT64 } else { Capabilities::empty() };
+    if matrix {
+        caps |= Capabilities::SHADER_FLOAT16 | Capabilities::COOPERATIVE_MATRIX;
+    }
     let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
         .validate(&module)
         .map_err(|e| e.emit_to_string(wgsl))?;
@@ -50,7 +66,7 @@ pub fn compile(wgsl: &str, f64: bool, exact: bool) -> Result<Vec<u32>, String> {
     // Kernels write every workgroup array before reading it.
     opts.zero_initialize_workgroup_memory = naga::back::spv::ZeroInitializeWorkgroupMemoryMode::None;
     let words = naga::back::spv::write_vec(&module, &info, &opts, None).map_err(|e| e.to_string())?;
-    let words = specialize_workgroup(&words)?;
+    let words = if matrix { without_16bit_io(&words)? } else { specialize_workgroup(&words)? };
     if exact {
         no_contraction(&words)
     } else {
@@ -58,33 +74,96 @@ pub fn compile(wgsl: &str, f64: bool, exact: bool) -> Result<Vec<u32>, String> {
     }
 }
 
-/// Decorates every float addition, subtraction, multiplication and division `NoContraction`.
-fn no_contraction(words: &[u32]) -> Result<Vec<u32>, String> {
-    let mut m = rspirv::dr::load_words(words).map_err(|e| format!("reading SPIR-V: {e}"))?;
-    let ids: Vec<u32> = m
-        .functions
-        .iter()
-        .flat_map(|f| f.blocks.iter())
-        .flat_map(|b| b.instructions.iter())
-        .filter(|i| matches!(i.class.opcode, Op::FAdd | Op::FSub | Op::FMul | Op::FDiv | Op::FNegate))
-        .filter_map(|i| i.result_id)
-        .collect();
-    for id in ids {
-        m.annotations.push(Instruction::new(
-            Op::Decorate,
-            None,
-            None,
-            vec![Operand::IdRef(id), Operand::Decoration(Decoration::NoContraction)],
-        ));
+/// The instructions of a module as (first word, word count, opcode), after the header. Used for
+/// the edits rspirv cannot make: it does not read cooperative-matrix types.
+fn instructions(words: &[u32]) -> Result<Vec<(usize, usize, u32)>, String> {
+    let mut out = Vec::new();
+    let mut at = 5;
+    while at < words.len() {
+        let (count, op) = ((words[at] >> 16) as usize, words[at] & 0xffff);
+        if count == 0 || at + count > words.len() {
+            return Err(format!("malformed SPIR-V instruction at word {at}"));
+        }
+        out.push((at, count, op));
+        at += count;
     }
-    use rspirv::binary::Assemble;
-    Ok(m.assemble())
+    Ok(out)
 }
 
-/// Replaces the placeholder workgroup size by specialization constant [`WG_SPEC_ID`]: the
-/// `LocalSize` mode becomes a `WorkgroupSize` built-in made of that constant, and every use of
-/// the placeholder value (tile lengths, index arithmetic) reads the constant.
+/// Drops the 16-bit storage capabilities naga declares for any module with f16 in it: the
+/// cooperative-matrix kernels keep f16 in workgroup memory only, and a device need not offer
+/// 16-bit buffers or shader inputs to run them.
+fn without_16bit_io(words: &[u32]) -> Result<Vec<u32>, String> {
+    use rspirv::spirv::Capability;
+    let io = [
+        Capability::StorageBuffer16BitAccess,
+        Capability::UniformAndStorageBuffer16BitAccess,
+        Capability::StorageInputOutput16,
+        Capability::StoragePushConstant16,
+    ]
+    .map(|c| c as u32);
+    let ext: Vec<u32> =
+        b"SPV_KHR_16bit_storage\0\0\0".chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let mut out = words[..5].to_vec();
+    for (at, count, op) in instructions(words)? {
+        let operands = &words[at + 1..at + count];
+        let dropped = (op == Op::Capability as u32 && io.contains(&operands[0]))
+            || (op == Op::Extension as u32 && operands == ext.as_slice());
+        if !dropped {
+            out.extend_from_slice(&words[at..at + count]);
+        }
+    }
+    Ok(out)
+}
+
+/// Decorates every float addition, subtraction, multiplication, division and negation
+/// `NoContraction`; the decorations go after the module's other annotations.
+fn no_contraction(words: &[u32]) -> Result<Vec<u32>, String> {
+    let preamble = [
+        Op::Capability,
+        Op::Extension,
+        Op::ExtInstImport,
+        Op::MemoryModel,
+        Op::EntryPoint,
+        Op::ExecutionMode,
+        Op::ExecutionModeId,
+        Op::String,
+        Op::SourceExtension,
+        Op::Source,
+        Op::SourceContinued,
+        Op::Name,
+        Op::MemberName,
+        Op::ModuleProcessed,
+        Op::Decorate,
+        Op::MemberDecorate,
+        Op::DecorationGroup,
+        Op::GroupDecorate,
+        Op::GroupMemberDecorate,
+        Op::DecorateId,
+        Op::DecorateString,
+        Op::MemberDecorateString,
+    ]
+    .map(|o| o as u32);
+    let float_ops = [Op::FAdd, Op::FSub, Op::FMul, Op::FDiv, Op::FNegate].map(|o| o as u32);
+    let list = instructions(words)?;
+    let split = list.iter().find(|i| !preamble.contains(&i.2)).map_or(words.len(), |i| i.0);
+    let decorations: Vec<u32> = list
+        .iter()
+        .filter(|i| float_ops.contains(&i.2) && i.1 > 2)
+        .flat_map(|&(at, _, _)| [3 << 16 | Op::Decorate as u32, words[at + 2], Decoration::NoContraction as u32])
+        .collect();
+    let mut out = words[..split].to_vec();
+    out.extend(decorations);
+    out.extend_from_slice(&words[split..]);
+    Ok(out)
+}
+
+/// Makes the workgroup size specialization constant [`WG_SPEC_ID`]: the `LocalSize` mode
+/// becomes a `WorkgroupSize` built-in made of that constant, and the two other places the WGSL
+/// writes the placeholder take it: the length of workgroup arrays and the initializer of the
+/// private variable kernels read the size from. Other constants of the same value stay.
 pub fn specialize_workgroup(words: &[u32]) -> Result<Vec<u32>, String> {
+    use rspirv::spirv::StorageClass;
     let mut m = rspirv::dr::load_words(words).map_err(|e| format!("reading SPIR-V: {e}"))?;
     let find_type = |m: &rspirv::dr::Module, op: Op, operands: &[Operand]| {
         m.types_global_values.iter().find(|i| i.class.opcode == op && i.operands == operands).and_then(|i| i.result_id)
@@ -93,40 +172,57 @@ pub fn specialize_workgroup(words: &[u32]) -> Result<Vec<u32>, String> {
         .ok_or("no u32 type in the kernel")?;
     let vec3_ty = find_type(&m, Op::TypeVector, &[Operand::IdRef(u32_ty), Operand::LiteralBit32(3)])
         .ok_or("no vec3<u32> type in the kernel")?;
+    let placeholder = find_type(&m, Op::Constant, &[Operand::LiteralBit32(WG_PLACEHOLDER)]);
     let mut bound = m.header.as_ref().map_or(1, |h| h.bound);
     let mut fresh = || {
         bound += 1;
         bound - 1
     };
-    let wg = match m.types_global_values.iter_mut().find(|i| {
-        i.class.opcode == Op::Constant
-            && i.result_type == Some(u32_ty)
-            && i.operands == [Operand::LiteralBit32(WG_PLACEHOLDER)]
-    }) {
-        Some(inst) => {
-            *inst = Instruction::new(Op::SpecConstant, Some(u32_ty), inst.result_id, inst.operands.clone());
-            inst.result_id.unwrap_or_default()
-        }
-        None => {
-            let id = fresh();
-            m.types_global_values.push(Instruction::new(
-                Op::SpecConstant,
-                Some(u32_ty),
-                Some(id),
-                vec![Operand::LiteralBit32(WG_PLACEHOLDER)],
-            ));
-            id
-        }
-    };
+    let wg = fresh();
     let one = fresh();
-    m.types_global_values.push(Instruction::new(Op::Constant, Some(u32_ty), Some(one), vec![Operand::LiteralBit32(1)]));
     let size = fresh();
-    m.types_global_values.push(Instruction::new(
-        Op::SpecConstantComposite,
-        Some(vec3_ty),
-        Some(size),
-        vec![Operand::IdRef(wg), Operand::IdRef(one), Operand::IdRef(one)],
-    ));
+    // Arrays in workgroup memory: the pointee types of workgroup pointers.
+    let shared: Vec<u32> = m
+        .types_global_values
+        .iter()
+        .filter(|i| {
+            i.class.opcode == Op::TypePointer
+                && i.operands.first() == Some(&Operand::StorageClass(StorageClass::Workgroup))
+        })
+        .filter_map(|i| i.operands.get(1).and_then(|o| if let Operand::IdRef(t) = o { Some(*t) } else { None }))
+        .collect();
+    let at_placeholder = |o: &Operand| placeholder.is_some_and(|p| *o == Operand::IdRef(p));
+    for inst in m.types_global_values.iter_mut() {
+        let shared_array = inst.class.opcode == Op::TypeArray && inst.result_id.is_some_and(|id| shared.contains(&id));
+        let private_init = inst.class.opcode == Op::Variable
+            && inst.operands.first() == Some(&Operand::StorageClass(StorageClass::Private));
+        if shared_array || private_init {
+            if let Some(o) = inst.operands.get_mut(1).filter(|o| at_placeholder(o)) {
+                *o = Operand::IdRef(wg);
+            }
+        }
+    }
+    // Each new instruction goes right after what it refers to, before any use.
+    let after = |m: &rspirv::dr::Module, id: u32| {
+        m.types_global_values.iter().position(|i| i.result_id == Some(id)).map_or(0, |p| p + 1)
+    };
+    let at = after(&m, u32_ty);
+    m.types_global_values
+        .insert(at, Instruction::new(Op::Constant, Some(u32_ty), Some(one), vec![Operand::LiteralBit32(1)]));
+    m.types_global_values.insert(
+        at,
+        Instruction::new(Op::SpecConstant, Some(u32_ty), Some(wg), vec![Operand::LiteralBit32(WG_PLACEHOLDER)]),
+    );
+    let at = after(&m, vec3_ty).max(after(&m, one));
+    m.types_global_values.insert(
+        at,
+        Instruction::new(
+            Op::SpecConstantComposite,
+            Some(vec3_ty),
+            Some(size),
+            vec![Operand::IdRef(wg), Operand::IdRef(one), Operand::IdRef(one)],
+        ),
+    );
     m.annotations.push(Instruction::new(
         Op::Decorate,
         None,

@@ -4,9 +4,15 @@ use super::ast::{Binding, Shared};
 use super::dialect::Dialect;
 use aiic_runtime::ir::{Scalar, UnOp};
 
-/// The workgroup size as written in the WGSL: a value no kernel uses otherwise, which the
-/// SPIR-V pass turns into specialization constant 0 (see `spirv::specialize_workgroup`).
+/// The workgroup size as written in the WGSL, in three places only: the entry's workgroup size,
+/// the length of workgroup arrays, and the initializer of the private variable [`WG_VAR`] that
+/// kernels read it from. The SPIR-V pass turns those three into specialization constant 0 (see
+/// `spirv::specialize_workgroup`); the same number elsewhere (a parameter's index) stays as is.
 pub const WG_PLACEHOLDER: u32 = 977;
+
+/// The variable kernels read their workgroup size from: a load, which naga cannot fold into
+/// other constants.
+pub const WG_VAR: &str = "aiic_wg";
 
 pub struct Wgsl;
 
@@ -66,8 +72,8 @@ impl Dialect for Wgsl {
         format!("var {name}: {} = {e};", self.ty(s))
     }
 
-    fn array_u32(&self, name: &str, len: usize) -> String {
-        format!("var {name}: array<u32, {len}>;")
+    fn array(&self, name: &str, s: Scalar, len: usize) -> String {
+        format!("var {name}: array<{}, {len}>;", self.ty(s))
     }
 
     fn select(&self, cond: &str, t: &str, f: &str) -> String {
@@ -124,7 +130,7 @@ impl Dialect for Wgsl {
     }
 
     fn wg(&self) -> String {
-        format!("{WG_PLACEHOLDER}u")
+        WG_VAR.to_string()
     }
 
     fn vec4(&self, parts: &[String]) -> String {
@@ -142,12 +148,13 @@ impl Dialect for Wgsl {
             let elem = if s.lanes == 4 { format!("vec4<{}>", self.ty(s.elem)) } else { self.ty(s.elem).to_string() };
             out += &format!("var<workgroup> {}: array<{elem}, {WG_PLACEHOLDER}>;\n", s.name);
         }
+        out += &format!("var<private> {WG_VAR}: u32 = {WG_PLACEHOLDER}u;\n");
         out += &format!(
             "\n@compute @workgroup_size({WG_PLACEHOLDER})\nfn {entry}(@builtin(local_invocation_id) lid3: vec3<u32>, \
              @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {{\n"
         );
         out += "  let lid = lid3.x;\n  let grp = wid.x + wid.y * nw.x;\n";
-        out += &format!("  let gid = grp * {WG_PLACEHOLDER}u + lid;\n");
+        out += &format!("  let gid = grp * {WG_VAR} + lid;\n");
         for line in body.lines() {
             out += &if line.is_empty() { "\n".to_string() } else { format!("  {line}\n") };
         }
