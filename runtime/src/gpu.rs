@@ -607,6 +607,7 @@ mod tests {
             outputs: Vec::new(),
             accumulate,
             tolerance: 1e-3,
+            fixed: false,
         }
     }
 
