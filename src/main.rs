@@ -47,7 +47,8 @@ pub struct ProgramArgs {
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub set: Vec<String>,
     /// Override `@precision` of every tensor interaction: f32, tf32, f16, bf16, f64 or auto
-    /// (tensor cores run f16 and bf16 on CUDA; other targets compute f32).
+    /// (tensor cores run f16, bf16 and tf32 on CUDA, f16 on Vulkan devices with cooperative
+    /// matrices; other targets compute f32).
     #[arg(long, value_name = "P")]
     pub precision: Option<String>,
 }

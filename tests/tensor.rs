@@ -25,6 +25,8 @@ mod require;
 const F32_BOUND: f64 = 1e-5;
 const F16_BOUND: f64 = 5e-3;
 const BF16_BOUND: f64 = 3.2e-2;
+/// tf32 keeps f16's 10 bits of mantissa with f32's range.
+const TF32_BOUND: f64 = 5e-3;
 
 /// One shape of the lattice: input width, hidden width (0: a bare `W @ x`), output width,
 /// activation, and whether the output is accumulated (`+=`).
@@ -390,9 +392,14 @@ fn cuda_tensor_cores_match_the_interpreter_on_the_lattice() {
         // Layers wider than the kernel keeps in registers, or weights beyond its workgroup
         // memory, run the f32 kernel instead.
         let plan = m.kernels.iter().find_map(|k| k.tensor.clone()).expect("a tensor plan");
-        let plan = aiic_compiler::ir::TensorPlan { precision: Precision::F16, ..plan };
-        let fits = aiic_compiler::backend::gpu::mma::unsupported(&plan).is_none();
-        for (precision, bound, blocks) in [("f16", F16_BOUND, &[256, 64][..]), ("bf16", BF16_BOUND, &[256][..])] {
+        let kinds = [
+            ("f16", Precision::F16, F16_BOUND, &[256, 64][..]),
+            ("bf16", Precision::Bf16, BF16_BOUND, &[256][..]),
+            ("tf32", Precision::Tf32, TF32_BOUND, &[256, 64][..]),
+        ];
+        for (precision, p, bound, blocks) in kinds {
+            let plan = aiic_compiler::ir::TensorPlan { precision: p, ..plan.clone() };
+            let fits = aiic_compiler::backend::gpu::mma::unsupported(&plan).is_none();
             for &block in blocks {
                 let (e, tensor) = cuda_error(&dir, s, precision, block, &reference);
                 assert_eq!(tensor, fits, "{} {precision}: tensor cores", label(s));

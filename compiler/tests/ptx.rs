@@ -88,7 +88,7 @@ fn auto_precision_keeps_f32_in_the_step_with_candidates_beside_it() {
     assert_eq!(choice.name, "guess");
     assert!(launched.contains(&choice.f32) && code.code.kernels[choice.f32].mma.is_none());
     let names: Vec<&str> = choice.candidates.iter().map(|(p, _)| p.name()).collect();
-    assert_eq!(names, ["f16", "bf16"]);
+    assert_eq!(names, ["f16", "bf16", "tf32"]);
     for &(_, k) in &choice.candidates {
         assert!(code.code.kernels[k].mma.is_some() && !launched.contains(&k));
     }

@@ -63,6 +63,8 @@ pub struct VulkanBackend<'m> {
     pending: u32,
     /// Whether the device runs the cooperative-matrix kernels, or why not.
     coop: Result<(), String>,
+    /// Whether the driver's statistics of each kernel are captured (`AIIC_VK_STATS`).
+    stats: bool,
     notes: Vec<String>,
     // Last, so that it is dropped after the device made from it.
     instance: std::sync::Arc<Instance>,
@@ -174,15 +176,23 @@ impl<'m> VulkanBackend<'m> {
         let features = vk::PhysicalDeviceFeatures { shader_float64: u32::from(uses_f64), ..Default::default() };
         let mut coop_features = vk::PhysicalDeviceCooperativeMatrixFeaturesKHR::default().cooperative_matrix(true);
         let mut f16_features = vk::PhysicalDeviceShaderFloat16Int8Features::default().shader_float16(true);
+        let mut stats_features =
+            vk::PhysicalDevicePipelineExecutablePropertiesFeaturesKHR::default().pipeline_executable_info(true);
         let mut features2 = vk::PhysicalDeviceFeatures2::default().features(features);
-        let extensions = [ash::khr::cooperative_matrix::NAME.as_ptr()];
-        let mut dinfo = vk::DeviceCreateInfo::default().queue_create_infos(&queue_info);
+        let stats = super::stats::wanted() && super::stats::supported(&instance, pd);
+        let mut extensions = Vec::new();
         if coop.is_ok() {
+            extensions.push(ash::khr::cooperative_matrix::NAME.as_ptr());
             features2 = features2.push_next(&mut coop_features).push_next(&mut f16_features);
-            dinfo = dinfo.enabled_extension_names(&extensions).push_next(&mut features2);
-        } else {
-            dinfo = dinfo.enabled_features(&features);
         }
+        if stats {
+            extensions.push(ash::khr::pipeline_executable_properties::NAME.as_ptr());
+            features2 = features2.push_next(&mut stats_features);
+        }
+        let dinfo = vk::DeviceCreateInfo::default()
+            .queue_create_infos(&queue_info)
+            .enabled_extension_names(&extensions)
+            .push_next(&mut features2);
         // SAFETY: the create info outlives the call; the device is destroyed in `drop`.
         let device =
             unsafe { inst.create_device(pd, &dinfo, None) }.map_err(VkError::call("creating the Vulkan device"))?;
@@ -214,6 +224,7 @@ impl<'m> VulkanBackend<'m> {
             host: gpu::HostCopy::new(world.clone()),
             pending: 0,
             coop,
+            stats,
             notes: Vec::new(),
             instance,
         };
@@ -378,10 +389,21 @@ impl<'m> VulkanBackend<'m> {
                     .module(module)
                     .name(c"main")
                     .specialization_info(&spec);
-                let info = [vk::ComputePipelineCreateInfo::default().stage(stage).layout(layout)];
+                let flags = if self.stats {
+                    vk::PipelineCreateFlags::CAPTURE_STATISTICS_KHR
+                } else {
+                    vk::PipelineCreateFlags::empty()
+                };
+                let info = [vk::ComputePipelineCreateInfo::default().flags(flags).stage(stage).layout(layout)];
                 let made = d.create_compute_pipelines(vk::PipelineCache::null(), &info, None);
                 d.destroy_shader_module(module, None);
                 let pipeline = made.map_err(|(_, r)| VkError::Call { what: what("compiling"), result: r })?[0];
+                if self.stats {
+                    match super::stats::describe(&self.instance, d, pipeline) {
+                        Ok(lines) => self.notes.extend(lines.iter().map(|l| format!("kernel `{}`: {l}", k.name))),
+                        Err(r) => self.notes.push(format!("kernel `{}`: no statistics ({r})", k.name)),
+                    }
+                }
                 let set = d
                     .allocate_descriptor_sets(
                         &vk::DescriptorSetAllocateInfo::default().descriptor_pool(self.desc_pool).set_layouts(&layouts),

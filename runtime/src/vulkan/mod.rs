@@ -3,6 +3,7 @@
 
 pub mod coop;
 pub mod exec;
+pub mod stats;
 
 use ash::vk;
 use std::ffi::CStr;

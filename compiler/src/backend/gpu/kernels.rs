@@ -434,7 +434,7 @@ impl Gen<'_> {
         if fixed && self.matrix == MatrixUnits::MmaSync {
             return self.mma(kid, agent, plan.precision);
         }
-        let wanted = if fixed { vec![plan.precision] } else { vec![Precision::F16, Precision::Bf16] };
+        let wanted = if fixed { vec![plan.precision] } else { vec![Precision::F16, Precision::Bf16, Precision::Tf32] };
         let f32 = self.f32_tensor(kid, agent)?;
         let candidates: Vec<(Precision, usize)> =
             wanted.into_iter().filter_map(|p| Some((p, self.mma(kid, agent, p)?))).collect();

@@ -22,8 +22,19 @@ use std::fmt::Write;
 
 /// Agents per thread of a block: the launch covers `block × ROWS` agents per block.
 pub const ROWS: u32 = 8;
-/// The widest padded layer input the kernel keeps in registers.
+/// The widest padded layer input the kernel keeps in registers: 16-bit operands pack two
+/// features a register, tf32 one.
 pub const MAX_WIDTH: u32 = 256;
+const MAX_WIDTH_TF32: u32 = 128;
+
+/// The K of the MMA shape of a precision: `m16n8k16` for f16 and bf16, `m16n8k8` for tf32.
+fn mma_k(p: Precision) -> u32 {
+    if p == Precision::Tf32 {
+        8
+    } else {
+        16
+    }
+}
 /// Workgroup memory the kernel may declare statically.
 const MAX_SHARED: u32 = 48 * 1024;
 
@@ -55,14 +66,15 @@ struct Layer<'a> {
 
 fn layers(plan: &TensorPlan) -> Vec<Layer<'_>> {
     let last = plan.layers.len() - 1;
+    let k = mma_k(plan.precision);
     let (mut wfrag, mut bias_at) = (0, 0);
     plan.layers
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            let kt = l.cols.div_ceil(16);
-            // A hidden width is the next layer's K: whole k-tiles of 16.
-            let nt = if i == last { l.rows.div_ceil(8) } else { 2 * l.rows.div_ceil(16) };
+            let kt = l.cols.div_ceil(k);
+            // A hidden width is the next layer's K: whole k-tiles.
+            let nt = if i == last { l.rows.div_ceil(8) } else { k / 8 * l.rows.div_ceil(k) };
             let out = Layer { of: l, kt, nt, wfrag, bias_at };
             wfrag += kt * nt * 32 * 8;
             bias_at += nt * 8 * 4;
@@ -73,14 +85,20 @@ fn layers(plan: &TensorPlan) -> Vec<Layer<'_>> {
 
 /// Why a plan cannot run on tensor cores as this generator writes them, or `None` if it can.
 pub fn unsupported(plan: &TensorPlan) -> Option<String> {
-    if !matches!(plan.precision, Precision::F16 | Precision::Bf16) {
+    if !matches!(plan.precision, Precision::F16 | Precision::Bf16 | Precision::Tf32) {
         return Some(format!("precision {} has no tensor-core kernel", plan.precision.name()));
     }
     let ls = layers(plan);
-    if let Some(l) = ls.iter().find(|l| l.kt * 16 > MAX_WIDTH || l.nt * 8 > MAX_WIDTH) {
-        return Some(format!("a layer of {}x{} is wider than {MAX_WIDTH}", l.of.rows, l.of.cols));
+    let (k, max) = (mma_k(plan.precision), if plan.precision == Precision::Tf32 { MAX_WIDTH_TF32 } else { MAX_WIDTH });
+    if let Some(l) = ls.iter().find(|l| l.kt * k > max || l.nt * 8 > max) {
+        return Some(format!(
+            "a layer of {}x{} is wider than {max} in {}",
+            l.of.rows,
+            l.of.cols,
+            plan.precision.name()
+        ));
     }
-    let bytes: u32 = shared_bytes(&ls).iter().sum();
+    let bytes: u32 = shared_bytes(&ls, plan.precision).iter().sum();
     if bytes > MAX_SHARED {
         return Some(format!("its weights need {bytes} bytes of workgroup memory"));
     }
@@ -88,13 +106,13 @@ pub fn unsupported(plan: &TensorPlan) -> Option<String> {
 }
 
 /// Entries of the input column table and of the output column table (compensations follow it).
-fn tables(ls: &[Layer]) -> (u32, u32) {
-    (ls[0].kt * 16, ls[ls.len() - 1].nt * 8)
+fn tables(ls: &[Layer], p: Precision) -> (u32, u32) {
+    (ls[0].kt * mma_k(p), ls[ls.len() - 1].nt * 8)
 }
 
 /// Bytes of the three workgroup arrays: weight fragments, biases, column tables.
-fn shared_bytes(ls: &[Layer]) -> [u32; 3] {
-    let (ins, outs) = tables(ls);
+fn shared_bytes(ls: &[Layer], p: Precision) -> [u32; 3] {
+    let (ins, outs) = tables(ls, p);
     [ls.iter().map(|l| l.kt * l.nt * 256).sum(), ls.iter().map(|l| l.nt * 32).sum(), (ins + 2 * outs) * 8]
 }
 
@@ -152,15 +170,23 @@ fn f32_hex(x: f32) -> String {
 pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32) -> String {
     let plan = &k.plan;
     let ls = layers(plan);
-    let (ins, outs) = tables(&ls);
-    let [wbytes, bias_bytes, table_bytes] = shared_bytes(&ls);
-    let widest = ls.iter().map(|l| (l.kt * 16).max(l.nt * 8)).max().unwrap_or(0);
-    let mt = if widest <= 64 { 2 } else { 1 };
+    let (ins, outs) = tables(&ls, plan.precision);
+    let [wbytes, bias_bytes, table_bytes] = shared_bytes(&ls, plan.precision);
+    let kk = mma_k(plan.precision);
+    let widest = ls.iter().map(|l| (l.kt * kk).max(l.nt * 8)).max().unwrap_or(0);
+    // Two m-tiles share each weight fragment where the registers allow.
+    let tf32 = plan.precision == Precision::Tf32;
+    let mt = if widest <= if tf32 { 32 } else { 64 } { 2 } else { 1 };
     let tile = 16 * mt;
     let warps = block / 32;
     let iters = ROWS * 32 / tile;
     let bf16 = plan.precision == Precision::Bf16;
     let (pack, mma_ty) = if bf16 { ("cvt.rn.bf16x2.f32", "bf16") } else { ("cvt.rn.f16x2.f32", "f16") };
+    let mma = if tf32 {
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32".to_string()
+    } else {
+        format!("mma.sync.aligned.m16n8k16.row.col.f32.{mma_ty}.{mma_ty}.f32")
+    };
 
     let mut o = Out { regs: Regs::default(), body: String::new() };
     let mut base = Vec::new();
@@ -224,11 +250,14 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
         o.emit(format!("and.b32 {t}, {lane}, 3;"));
         o.emit(format!("mad.lo.u32 {n}, {nt}, 8, {g};"));
         o.emit(format!("shl.b32 {k0}, {t}, 1;"));
-        o.emit(format!("mad.lo.u32 {k0}, {kt}, 16, {k0};"));
+        o.emit(format!("mad.lo.u32 {k0}, {kt}, {kk}, {k0};"));
         let rowok = o.regs.p();
         o.emit(format!("setp.lt.u32 {rowok}, {n}, {};", l.of.rows));
         let mut vals = Vec::new();
-        for dk in [0u32, 1, 8, 9] {
+        // f16: the pairs (k0, k0 + 1) and (k0 + 8, k0 + 9). tf32: b0 is the k-tile's logical
+        // row t and b1 row t + 4, which hold features 2t and 2t + 1 (see the epilogue).
+        let dks: &[u32] = if tf32 { &[0, 1] } else { &[0, 1, 8, 9] };
+        for &dk in dks {
             let (kk, ok, idx, v, a) = (o.regs.r(), o.regs.p(), o.regs.r(), o.regs.f(), o.regs.rd());
             o.emit(format!("add.u32 {kk}, {k0}, {dk};"));
             o.emit(format!("setp.lt.and.u32 {ok}, {kk}, {}, {rowok};", l.of.cols));
@@ -241,8 +270,13 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
             vals.push(v);
         }
         let (lo, hi, at) = (o.regs.r(), o.regs.r(), o.regs.r());
-        o.emit(format!("{pack} {lo}, {}, {};", vals[1], vals[0]));
-        o.emit(format!("{pack} {hi}, {}, {};", vals[3], vals[2]));
+        if tf32 {
+            o.emit(format!("cvt.rna.tf32.f32 {lo}, {};", vals[0]));
+            o.emit(format!("cvt.rna.tf32.f32 {hi}, {};", vals[1]));
+        } else {
+            o.emit(format!("{pack} {lo}, {}, {};", vals[1], vals[0]));
+            o.emit(format!("{pack} {hi}, {}, {};", vals[3], vals[2]));
+        }
         o.emit(format!("shl.b32 {at}, {i}, 3;"));
         o.emit(format!("add.u32 {at}, {at}, {};", l.wfrag));
         o.emit(format!("add.u32 {at}, {at}, {wf};"));
@@ -331,8 +365,11 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
             for (j, reg) in regs.iter_mut().enumerate() {
                 let h = j & 1;
                 let mut v = Vec::new();
-                for e in 0..2u32 {
-                    let col = kt * 16 + (j as u32 >> 1) * 8 + e;
+                // tf32: register j holds logical column t + (j >> 1)·4, which is feature
+                // 2t + (j >> 1) of the k-tile (the lane's table entry is already at 2t).
+                let pairs: &[u32] = if tf32 { &[0] } else { &[0, 1] };
+                for &e in pairs {
+                    let col = if tf32 { kt * 8 + (j as u32 >> 1) } else { kt * 16 + (j as u32 >> 1) * 8 + e };
                     let (ptr, ok, x) = (o.regs.rd(), o.regs.p(), o.regs.f());
                     o.emit(format!("ld.shared.u64 {ptr}, [{il}+{}];", col * 8));
                     o.emit(format!("setp.ne.and.u64 {ok}, {ptr}, 0, {};", row_ok[m * 2 + h]));
@@ -342,7 +379,11 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
                     v.push(x);
                 }
                 let r = o.regs.r();
-                o.emit(format!("{pack} {r}, {}, {};", v[1], v[0]));
+                if tf32 {
+                    o.emit(format!("cvt.rna.tf32.f32 {r}, {};", v[0]));
+                } else {
+                    o.emit(format!("{pack} {r}, {}, {};", v[1], v[0]));
+                }
                 *reg = r;
             }
             frags.push(regs);
@@ -352,7 +393,7 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
 
     let last = ls.len() - 1;
     for (li, l) in ls.iter().enumerate() {
-        let mut next: Vec<Vec<[String; 4]>> = vec![vec![Default::default(); (l.nt / 2) as usize]; mt as usize];
+        let mut next: Vec<Vec<[String; 4]>> = vec![vec![Default::default(); (l.nt * 8 / kk) as usize]; mt as usize];
         // Output n-tiles in chunks of 8, to bound the live accumulators.
         for chunk in (0..l.nt).step_by(8) {
             let tiles: Vec<u32> = (chunk..(chunk + 8).min(l.nt)).collect();
@@ -377,7 +418,7 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
                         let d = &acc[m][c];
                         let av = &a[m][kt as usize];
                         o.emit(format!(
-                            "mma.sync.aligned.m16n8k16.row.col.f32.{mma_ty}.{mma_ty}.f32 {{{}, {}, {}, {}}}, {{{}, {}, {}, {}}}, {{{b0}, {b1}}}, {{{}, {}, {}, {}}};",
+                            "{mma} {{{}, {}, {}, {}}}, {{{}, {}, {}, {}}}, {{{b0}, {b1}}}, {{{}, {}, {}, {}}};",
                             d[0], d[1], d[2], d[3], av[0], av[1], av[2], av[3], d[0], d[1], d[2], d[3]
                         ));
                     }
@@ -399,6 +440,17 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
                     if li == last {
                         let rows = (&row_off[m * 2..m * 2 + 2], &row_ok[m * 2..m * 2 + 2]);
                         store(&mut o, k.plan.accumulate, &v, nt * 8, outs, &ol, rows);
+                        continue;
+                    }
+                    if tf32 {
+                        // The n-tile is the next k-tile: its columns 2t and 2t + 1 are the
+                        // logical columns t and t + 4 the weights were staged for.
+                        for (slot, i) in [0, 2, 1, 3].into_iter().enumerate() {
+                            let y = activation(&mut o, plan.act, &v[i]);
+                            let r = o.regs.r();
+                            o.emit(format!("cvt.rna.tf32.f32 {r}, {y};"));
+                            next[m][nt as usize][slot] = r;
+                        }
                         continue;
                     }
                     let kt_next = (nt / 2) as usize;
@@ -427,7 +479,7 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
     o.emit(format!("{done}:"));
     o.emit("ret;");
 
-    let mut out = format!("// {name}: tensor cores, {} per tile of {tile} agents\n", mma_ty);
+    let mut out = format!("// {name}: tensor cores, {} per tile of {tile} agents\n", plan.precision.name());
     let params: Vec<String> = (0..bindings).map(|n| format!("    .param .u64 {entry}_p{n}")).collect();
     let _ = writeln!(out, ".visible .entry {entry}(\n{}\n)\n.maxntid {block}, 1, 1\n{{", params.join(",\n"));
     let r = &o.regs;
