@@ -236,6 +236,40 @@ fn tensor_interactions_are_recognised_as_plans() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The CPU's vector activations (its own eˣ and tanh, not libm's) against the interpreter's f64
+/// over the ranges that matter: a 1→1→1 model whose hidden pre-activation is `gain·x`, x uniform
+/// in [−1, 1], so that each range is swept by 2,100 agents. The small gains test tanh's series
+/// near zero and its switch at ¼; the large one the clamping far out.
+#[test]
+fn cpu_activations_match_the_interpreter_across_their_range() {
+    let dir = temp("activations");
+    for act in ["tanh", "sigmoid", "silu", "gelu", "relu"] {
+        for gain in [0.05f32, 0.6, 3.0, 30.0] {
+            write_npy(&dir.join("W1.npy"), &[1, 1], &[gain]);
+            write_npy(&dir.join("B1.npy"), &[1], &[0.0]);
+            write_npy(&dir.join("W2.npy"), &[1, 1], &[1.0]);
+            write_npy(&dir.join("B2.npy"), &[1], &[0.0]);
+            let src = format!(
+                "system Act {{\n    param W1: tensor<f32>[1, 1] = load(\"W1.npy\");\n    param B1: tensor<f32>[1] = load(\"B1.npy\");\n    param W2: tensor<f32>[1, 1] = load(\"W2.npy\");\n    param B2: tensor<f32>[1] = load(\"B2.npy\");\n    model net = mlp(W1, B1, W2, B2, act: {act});\n    agent P {{\n        state x: f32;\n        state y: f32;\n    }}\n    interaction apply(p: P) each external {{\n        p.y = net(p.x);\n    }}\n    step {{\n        apply;\n    }}\n    init {{\n        spawn P * 2100 {{\n            x: rand_uniform(-1.0, 1.0),\n            y: 0.0,\n        }}\n    }}\n}}\n"
+            );
+            let path = dir.join("act.aii");
+            std::fs::write(&path, src).expect("write program");
+            let m = compile(&path);
+            assert!(m.kernels.iter().any(|k| k.tensor.is_some()), "{act}: a tensor plan");
+            let start = start(&m);
+            let reference = reference(&m, &start, 1);
+            let code = aiic_compiler::backend::cpu::emit_module(&m).expect("cpu code");
+            let mut cpu = CpuBackend::new(&m, &code, &start, 2).expect("cpu backend");
+            let e = field_error(&m, "y", &reference, &run(&mut cpu, 1));
+            if std::env::var_os("AIIC_TEST_SHOW_ERRORS").is_some() {
+                eprintln!("{act} at gain {gain}: error {e:.2e}");
+            }
+            assert!(e < 1e-6, "{act} at gain {gain}: error {e:e}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn cpu_matches_the_interpreter_on_the_lattice() {
     let dir = temp("cpu");
