@@ -66,8 +66,8 @@ fn small(s: &Shape) -> bool {
     s.inputs + 2 * s.outputs <= 24
 }
 
-/// Shapes whose fully unrolled f32 kernel the CPU compiles in seconds (the wide ones take
-/// minutes of Cranelift's time; the same lowering is checked on them through CUDA's f32 path).
+/// Shapes small enough that `auto` on CUDA, which compiles the f32 kernel and every candidate,
+/// stays quick.
 fn cheap(s: &Shape) -> bool {
     let macs = if s.hidden == 0 { s.inputs * s.outputs } else { s.hidden * (s.inputs + s.outputs) };
     macs <= 8000
@@ -273,7 +273,7 @@ fn cpu_activations_match_the_interpreter_across_their_range() {
 #[test]
 fn cpu_matches_the_interpreter_on_the_lattice() {
     let dir = temp("cpu");
-    for s in LATTICE.iter().filter(|s| cheap(s)) {
+    for s in LATTICE {
         // Other precisions are computed in f32 on the CPU: the f32 bound holds.
         let m = compile(&program(&dir, s, "f16"));
         let start = start(&m);

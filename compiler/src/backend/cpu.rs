@@ -530,9 +530,10 @@ pub fn emit_kernel(m: &Module, k: &Kernel, index: u32) -> Result<Function, Strin
         }
     }
     let lv = levels(k);
-    // Uniform values, once per call.
+    // Uniform values, once per call; a tensor kernel reads its weights where it uses them.
+    let tensor = matches!(k.pattern, Pattern::Map { .. }) && super::cpu_tensor::plan(&em).is_some();
     for (v, &l) in lv.iter().enumerate() {
-        if l == 0 && !k.insts[v].op.is_effect() {
+        if l == 0 && !k.insts[v].op.is_effect() && !tensor {
             em.scalar(v as V, &[])?;
         }
     }
@@ -595,6 +596,9 @@ fn map_body(em: &mut Em, lv: &[u8], begin: Value, end: Value) -> Result<(), Stri
     em.b.def_var(i, begin);
     let span = em.b.ins().isub(end, begin);
     let step = if tensor.is_some() { super::cpu_tensor::AGENTS } else { abi::LANES };
+    // Tensor steps run to the end of the range rounded up: the columns are padded for it
+    // (`abi::TENSOR_AGENTS`), so no scalar remainder is needed.
+    let span = if tensor.is_some() { em.b.ins().iadd_imm_s(span, step - 1) } else { span };
     let whole = if vec { em.b.ins().band_imm_s(span, !(step - 1)) } else { em.b.ins().iconst(types::I64, 0) };
     let vend = em.b.ins().iadd(begin, whole);
     let (vhead, vbody, shead, sbody, exit) =
@@ -643,6 +647,15 @@ fn map_body(em: &mut Em, lv: &[u8], begin: Value, end: Value) -> Result<(), Stri
     em.b.ins().jump(vhead, &[]);
     em.b.seal_block(vhead);
 
+    if tensor.is_some() {
+        em.b.switch_to_block(shead);
+        em.b.seal_block(shead);
+        em.b.ins().jump(exit, &[]);
+        em.b.switch_to_block(exit);
+        em.b.seal_block(exit);
+        em.b.ins().return_(&[]);
+        return Ok(());
+    }
     let iv = enter_loop(em, shead, i, end, sbody, exit);
     let uniform: HashMap<V, Value> = em.s.clone();
     for (v, inst) in em.k.insts.iter().enumerate() {

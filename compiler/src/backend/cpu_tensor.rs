@@ -29,7 +29,8 @@ const FLAGS: fn() -> MemFlagsData = || MemFlagsData::new().with_notrap();
 /// Vectors of four agents per step.
 const GROUPS: usize = 4;
 /// Agents per step.
-pub const AGENTS: i64 = abi::LANES * GROUPS as i64;
+pub const AGENTS: i64 = abi::TENSOR_AGENTS;
+const _: () = assert!(AGENTS == abi::LANES * GROUPS as i64);
 /// Bytes of one row (every agent's value of one feature) of the activation buffers.
 const ROW: i64 = 4 * AGENTS;
 /// Outputs computed together: 2 × 4 accumulators, 4 inputs and a weight stay in the sixteen

@@ -18,6 +18,12 @@ pub const COMP: i32 = 48;
 /// Agents processed per SIMD step.
 pub const LANES: i64 = 4;
 
+/// Agents a tensor kernel computes per step (four vectors). Every column is allocated to a
+/// multiple of it and every thread's range starts at one, so that a tensor kernel runs whole
+/// steps to the end of its range, past the last agent into the padding, and needs no scalar
+/// copy of the model for the remainder (which cost seconds of compile time for a modest MLP).
+pub const TENSOR_AGENTS: i64 = 4 * LANES;
+
 /// What a kernel reads and writes.
 #[repr(C)]
 pub struct Ctx {

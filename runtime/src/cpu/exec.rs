@@ -5,7 +5,7 @@
 //! own, which are then added to the columns in thread order, so a run is deterministic for a
 //! given thread count.
 
-use super::abi::{Ctx, LANES};
+use super::abi::{Ctx, TENSOR_AGENTS};
 use super::jit::{compile, Compiled, JitError};
 use crate::backend::Backend;
 use crate::grid::CellGrid;
@@ -21,7 +21,10 @@ enum Column {
 }
 
 impl Column {
+    /// A column of `n` agents, zero, with room to a whole tensor step past the last
+    /// ([`TENSOR_AGENTS`]).
     fn new(s: Scalar, n: usize) -> Self {
+        let n = n.next_multiple_of(TENSOR_AGENTS as usize);
         match s {
             Scalar::F64 => Column::F64(vec![0.0; n]),
             Scalar::I32 | Scalar::U32 | Scalar::Bool => Column::I32(vec![0; n]),
@@ -64,10 +67,11 @@ impl Column {
             _ => {}
         }
     }
-    fn first_non_finite(&self) -> Option<usize> {
+    /// The first of the first `n` values (the agents; the padding is not state) not finite.
+    fn first_non_finite(&self, n: usize) -> Option<usize> {
         match self {
-            Column::F32(v) => v.iter().position(|x| !x.is_finite()),
-            Column::F64(v) => v.iter().position(|x| !x.is_finite()),
+            Column::F32(v) => v[..n].iter().position(|x| !x.is_finite()),
+            Column::F64(v) => v[..n].iter().position(|x| !x.is_finite()),
             Column::I32(_) => None,
         }
     }
@@ -172,7 +176,7 @@ impl<'m> CpuBackend<'m> {
         let mut comps: Vec<Vec<Option<Vec<f32>>>> =
             self.cols.iter().map(|c| c.iter().map(|_| None).collect()).collect();
         for (agent, col) in super::abi::compensated_columns(self.module) {
-            comps[agent][col as usize] = Some(vec![0.0; self.counts[agent]]);
+            comps[agent][col as usize] = Some(vec![0.0; self.counts[agent].next_multiple_of(TENSOR_AGENTS as usize)]);
         }
         self.comps = comps;
     }
@@ -194,7 +198,7 @@ impl<'m> CpuBackend<'m> {
         if n < SMALL {
             return vec![(0, n)];
         }
-        let per = n.div_ceil(self.threads).next_multiple_of(LANES as usize).max(LANES as usize);
+        let per = n.div_ceil(self.threads).next_multiple_of(TENSOR_AGENTS as usize);
         (0..n).step_by(per).map(|s| (s, (s + per).min(n))).collect()
     }
 
@@ -522,7 +526,7 @@ impl CpuBackend<'_> {
                 if names.get(c).is_some_and(|(_, k)| *k == FieldKind::Scratch) {
                     continue;
                 }
-                if let Some(i) = col.first_non_finite() {
+                if let Some(i) = col.first_non_finite(self.counts[t]) {
                     return Some((t, i, names.get(c).map_or(String::new(), |n| n.0.to_string())));
                 }
             }
