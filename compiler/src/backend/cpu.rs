@@ -8,7 +8,7 @@
 //! types or operations without a vector form (f64, integer division, transcendental calls) run
 //! in scalar form throughout. The calling convention is `aiic_runtime::cpu::abi`.
 
-use crate::ir::{BinOp, Kernel, Module, Op, Pattern, Scalar, UnOp, V};
+use crate::ir::{BinOp, Kernel, Module, Op, Pattern, Scalar, TensorPlan, UnOp, V};
 use aiic_runtime::cpu::abi;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
@@ -98,6 +98,12 @@ pub(super) struct Em<'a, 'b> {
 }
 
 impl<'a, 'b> Em<'a, 'b> {
+    /// The same 128 bits as a vector of type `ty` (a comparison mask as floats, float bits as
+    /// integers): lane for lane, as Cranelift requires vector bitcasts to state.
+    pub(super) fn reinterpret(&mut self, ty: types::Type, x: Value) -> Value {
+        self.b.ins().bitcast(ty, MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little), x)
+    }
+
     pub(super) fn col_scalar(&self, slot: u8, col: u32) -> Scalar {
         self.m.column_types[self.slots[slot as usize]][col as usize]
     }
@@ -365,15 +371,7 @@ impl<'a, 'b> Em<'a, 'b> {
             Op::Select(c, a, d) => {
                 let (m, x, y) = (self.vget(c), self.vget(a), self.vget(d));
                 let xt = self.b.func.dfg.value_type(x);
-                let mask = if xt == types::F32X4 {
-                    self.b.ins().bitcast(
-                        types::F32X4,
-                        MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little),
-                        m,
-                    )
-                } else {
-                    m
-                };
+                let mask = if xt == types::F32X4 { self.reinterpret(types::F32X4, m) } else { m };
                 self.b.ins().bitselect(mask, x, y)
             }
             Op::Cast(a) => {
@@ -531,14 +529,14 @@ pub fn emit_kernel(m: &Module, k: &Kernel, index: u32) -> Result<Function, Strin
     }
     let lv = levels(k);
     // Uniform values, once per call; a tensor kernel reads its weights where it uses them.
-    let tensor = matches!(k.pattern, Pattern::Map { .. }) && super::cpu_tensor::plan(&em).is_some();
+    let tensor = super::cpu_tensor::plan(&em);
     for (v, &l) in lv.iter().enumerate() {
-        if l == 0 && !k.insts[v].op.is_effect() && !tensor {
+        if l == 0 && !k.insts[v].op.is_effect() && tensor.is_none() {
             em.scalar(v as V, &[])?;
         }
     }
     match k.pattern {
-        Pattern::Map { .. } | Pattern::Integrate { .. } => map_body(&mut em, &lv, params[1], params[2])?,
+        Pattern::Map { .. } | Pattern::Integrate { .. } => map_body(&mut em, &lv, tensor, params[1], params[2])?,
         Pattern::AllPairs { a, b: bt } => pairs_body(&mut em, &lv, a == bt, &params[1..5])?,
         _ => list_body(&mut em, params[1], params[2])?,
     }
@@ -587,9 +585,9 @@ pub(super) fn reset_comp(em: &mut Em, col: u32, idx: Value, vector: bool) {
     em.b.ins().store(MemFlagsData::new().with_notrap(), zero, addr, 0);
 }
 
-fn map_body(em: &mut Em, lv: &[u8], begin: Value, end: Value) -> Result<(), String> {
-    // Matrix work runs as loops over the layers, sixteen agents at a time, whatever it calls.
-    let tensor = super::cpu_tensor::plan(em);
+/// The loop of a map or integrate kernel; `tensor`, its plan where the matrix work runs as loops
+/// over the layers, sixteen agents at a time (`cpu_tensor`), whatever it calls.
+fn map_body(em: &mut Em, lv: &[u8], tensor: Option<TensorPlan>, begin: Value, end: Value) -> Result<(), String> {
     let vec = tensor.is_some() || vectorizable(em.k);
     let comp = aiic_runtime::cpu::abi::compensated_stores(em.m, em.k);
     let i = em.b.declare_var(types::I64);
@@ -722,15 +720,7 @@ fn guarded(em: &mut Em, x: Value, guard: Option<Value>, vector: bool) -> Value {
             let z = em.b.ins().iconst(types::I32, 0);
             em.b.ins().splat(types::I32X4, z)
         };
-        let mask = if t == types::F32X4 {
-            em.b.ins().bitcast(
-                types::F32X4,
-                MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little),
-                g,
-            )
-        } else {
-            g
-        };
+        let mask = if t == types::F32X4 { em.reinterpret(types::F32X4, g) } else { g };
         em.b.ins().bitselect(mask, x, zero)
     } else {
         let zero = match t {

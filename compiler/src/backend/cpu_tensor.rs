@@ -10,7 +10,7 @@ use super::cpu::Em;
 use crate::ir::{Activation, Op, Pattern, Scalar, TensorPlan};
 use aiic_runtime::cpu::abi;
 use cranelift_codegen::ir::condcodes::FloatCC;
-use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Value};
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Value};
 
 /// The plan of a map kernel the loops can run: every input and output an f32 column the kernel
 /// already binds, and no run-time checks.
@@ -62,7 +62,7 @@ pub fn block(em: &mut Em, t: &TensorPlan, iv: Value) -> Result<(), String> {
                 let at = em.b.ins().iadd(dst, at);
                 for (j, groups) in zs.into_iter().enumerate() {
                     for (g, z) in groups.into_iter().enumerate() {
-                        let y = activation(em, t.act, z)?;
+                        let y = activation(em, t.act, z);
                         em.b.ins().store(FLAGS(), y, at, j as i32 * ROW as i32 + g as i32 * 16);
                     }
                 }
@@ -127,12 +127,15 @@ fn rows(em: &mut Em, l: &crate::ir::TensorLayer, r: Value, n: u32, h: Value) -> 
         }
         Ok(())
     })?;
+    // The biases of rows r.. start at lane `bias + r`.
+    let biases = l.bias.map(|b| {
+        let ba = em.b.ins().imul_imm_s(r, 8);
+        (b, em.b.ins().iadd(em.uniforms, ba))
+    });
     let mut out = Vec::new();
     for (j, row) in accs.into_iter().enumerate() {
-        let bias = match l.bias {
-            Some(b) => {
-                let ba = em.b.ins().imul_imm_s(r, 8);
-                let ba = em.b.ins().iadd(em.uniforms, ba);
+        let bias = match biases {
+            Some((b, ba)) => {
                 let bv = em.b.ins().load(types::F64, FLAGS(), ba, (b + j as u32) as i32 * 8);
                 let bv = em.b.ins().fdemote(types::F32, bv);
                 Some(em.b.ins().splat(types::F32X4, bv))
@@ -178,14 +181,6 @@ fn splat(em: &mut Em, c: f32) -> Value {
     em.b.ins().splat(types::F32X4, s)
 }
 
-fn as_ints(em: &mut Em, x: Value) -> Value {
-    em.b.ins().bitcast(types::I32X4, MemFlagsData::new().with_endianness(Endianness::Little), x)
-}
-
-fn as_floats(em: &mut Em, x: Value) -> Value {
-    em.b.ins().bitcast(types::F32X4, MemFlagsData::new().with_endianness(Endianness::Little), x)
-}
-
 /// `a + x·(c[0] + x·(c[1] + …))`, by Horner's rule, `c` from the highest power down.
 fn horner(em: &mut Em, x: Value, coefficients: &[f64]) -> Value {
     let mut p = splat(em, coefficients[0] as f32);
@@ -218,13 +213,13 @@ fn exp(em: &mut Em, y: Value) -> Value {
     let r = em.b.ins().fsub(r, r2);
     let taylor = [1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
     let p = horner(em, r, &taylor);
-    let (ti, mi) = (as_ints(em, t), as_ints(em, magic));
+    let (ti, mi) = (em.reinterpret(types::I32X4, t), em.reinterpret(types::I32X4, magic));
     let bits = em.b.ins().isub(ti, mi);
     let bias = em.b.ins().iconst(types::I32, 127);
     let bias = em.b.ins().splat(types::I32X4, bias);
     let bits = em.b.ins().iadd(bits, bias);
     let bits = em.b.ins().ishl_imm_u(bits, 23);
-    let scale = as_floats(em, bits);
+    let scale = em.reinterpret(types::F32X4, bits);
     em.b.ins().fmul(p, scale)
 }
 
@@ -247,33 +242,33 @@ fn tanh(em: &mut Em, x: Value) -> Value {
     let big = em.b.ins().fdiv(num, den);
     let quarter = splat(em, 0.25);
     let is_small = em.b.ins().fcmp(FloatCC::LessThan, a, quarter);
-    let is_small = as_floats(em, is_small);
+    let is_small = em.reinterpret(types::F32X4, is_small);
     let t = em.b.ins().bitselect(is_small, small, big);
     let sign = em.b.ins().iconst(types::I32, i32::MIN as i64);
     let sign = em.b.ins().splat(types::I32X4, sign);
-    let sign = as_floats(em, sign);
+    let sign = em.reinterpret(types::F32X4, sign);
     em.b.ins().bitselect(sign, x, t)
 }
 
 /// The activations as the scalar lowering computes them (`lower::body::activation`).
-fn activation(em: &mut Em, act: Activation, x: Value) -> Result<Value, String> {
-    let sigmoid = |em: &mut Em, x: Value| -> Result<Value, String> {
+fn activation(em: &mut Em, act: Activation, x: Value) -> Value {
+    let sigmoid = |em: &mut Em, x: Value| {
         let minus = em.b.ins().fneg(x);
         let e = exp(em, minus);
         let one = splat(em, 1.0);
         let d = em.b.ins().fadd(one, e);
-        Ok(em.b.ins().fdiv(one, d))
+        em.b.ins().fdiv(one, d)
     };
-    Ok(match act {
+    match act {
         Activation::Identity => x,
         Activation::Tanh => tanh(em, x),
         Activation::Relu => {
             let zero = splat(em, 0.0);
             em.b.ins().fmax(x, zero)
         }
-        Activation::Sigmoid => sigmoid(em, x)?,
+        Activation::Sigmoid => sigmoid(em, x),
         Activation::Silu => {
-            let s = sigmoid(em, x)?;
+            let s = sigmoid(em, x);
             em.b.ins().fmul(x, s)
         }
         Activation::Gelu => {
@@ -293,7 +288,7 @@ fn activation(em: &mut Em, act: Activation, x: Value) -> Result<Value, String> {
             let hx = em.b.ins().fmul(half, x);
             em.b.ins().fmul(hx, onet)
         }
-    })
+    }
 }
 
 /// Stores output `y` of four agents to column `col`, added to its value for `+=` (with the

@@ -20,11 +20,15 @@ enum Column {
     I32(Vec<i32>),
 }
 
+/// Room for `n` agents and a whole tensor step past the last ([`TENSOR_AGENTS`]).
+fn padded(n: usize) -> usize {
+    n.next_multiple_of(TENSOR_AGENTS as usize)
+}
+
 impl Column {
-    /// A column of `n` agents, zero, with room to a whole tensor step past the last
-    /// ([`TENSOR_AGENTS`]).
+    /// A column of `n` agents, zero, [`padded`].
     fn new(s: Scalar, n: usize) -> Self {
-        let n = n.next_multiple_of(TENSOR_AGENTS as usize);
+        let n = padded(n);
         match s {
             Scalar::F64 => Column::F64(vec![0.0; n]),
             Scalar::I32 | Scalar::U32 | Scalar::Bool => Column::I32(vec![0; n]),
@@ -176,7 +180,7 @@ impl<'m> CpuBackend<'m> {
         let mut comps: Vec<Vec<Option<Vec<f32>>>> =
             self.cols.iter().map(|c| c.iter().map(|_| None).collect()).collect();
         for (agent, col) in super::abi::compensated_columns(self.module) {
-            comps[agent][col as usize] = Some(vec![0.0; self.counts[agent].next_multiple_of(TENSOR_AGENTS as usize)]);
+            comps[agent][col as usize] = Some(vec![0.0; padded(self.counts[agent])]);
         }
         self.comps = comps;
     }
