@@ -118,6 +118,10 @@ pub fn load_module(args: &ProgramArgs, color: bool) -> Result<Loaded, u8> {
                     module.uniforms[i].value = x;
                 }
             }
+            _ if module.tensors.iter().any(|t| t.param == name.trim()) => {
+                eprintln!("error: `--set {s}`: `{}` is a tensor parameter; its values come from its file", name.trim());
+                return Err(exit::USER_ERROR);
+            }
             _ if lanes.is_empty() => {
                 eprintln!("error: `--set {s}`: the artifact has no param `{}` (constants are fixed when it is built; rebuild with --set)", name.trim());
                 return Err(exit::USER_ERROR);

@@ -335,6 +335,24 @@ fn plot_writes_a_png_of_the_drift() {
 }
 
 #[test]
+fn an_artifact_keeps_its_tensor_parameters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let art = dir.path().join("learned.aiib");
+    let o = aiic(&["build", "examples/learned_force.aii", "-o", art.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(art.join("tensors.f64").is_file(), "tensor elements beside the manifest");
+    let run = |file: &str, out: &str| {
+        let out = dir.path().join(out);
+        let o = aiic(&["run", file, "--target", "cpu", "--steps", "20", "--out", out.to_str().expect("utf8")]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        std::fs::read_to_string(out).expect("csv")
+    };
+    assert_eq!(run("examples/learned_force.aii", "a.csv"), run(art.to_str().expect("utf8"), "b.csv"));
+    let o = aiic(&["run", art.to_str().expect("utf8"), "--set", "W1=1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
+
+#[test]
 fn a_built_artifact_runs_like_its_source() {
     let dir = tempfile::tempdir().expect("tempdir");
     let art = dir.path().join("kepler.aiib");

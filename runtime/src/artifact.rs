@@ -1,6 +1,7 @@
 //! The `.aiib` artifact: a directory holding `manifest.json` (the checked kernel IR, its
-//! schedule and laws) and one file per kernel per target (`cpu/<kernel>.clif`). It is written
-//! to a temporary directory and renamed into place, so a failed build never leaves half of one.
+//! schedule and laws), `tensors.f64` (the elements of its tensor parameters) and one file per
+//! kernel per target (`cpu/<kernel>.clif`). It is written to a temporary directory and renamed
+//! into place, so a failed build never leaves half of one.
 
 use crate::gpu::GpuPlan;
 use crate::ir::Module;
@@ -9,7 +10,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Bumped when the manifest changes incompatibly.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
+/// The file of the tensor parameters' elements: raw little-endian f64, tensor after tensor.
+const TENSORS: &str = "tensors.f64";
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Manifest {
@@ -122,6 +125,10 @@ pub fn write(
         .map_err(|e| ArtifactError::Format { path: path.to_path_buf(), message: e.to_string() })?;
     let mpath = tmp.join("manifest.json");
     std::fs::write(&mpath, json).map_err(io(&mpath))?;
+    // Tensor parameters as raw little-endian f64, in order: millions of elements are no JSON.
+    let tpath = tmp.join(TENSORS);
+    let bytes: Vec<u8> = module.tensors.iter().flat_map(|t| t.values.iter().flat_map(|v| v.to_le_bytes())).collect();
+    std::fs::write(&tpath, bytes).map_err(io(&tpath))?;
     if path.exists() {
         std::fs::remove_dir_all(path).map_err(io(path))?;
     }
@@ -151,6 +158,21 @@ pub fn read(path: &Path) -> Result<(Manifest, TargetCode, GpuCode), ArtifactErro
             path: mpath,
             message: format!("format {} (this aiic reads format {FORMAT}); rebuild it", manifest.format),
         });
+    }
+    let mut manifest = manifest;
+    let tpath = path.join(TENSORS);
+    let want: usize = manifest.module.tensors.iter().map(|t| t.shape.iter().product::<u32>() as usize).sum();
+    let bytes = if want == 0 { Vec::new() } else { std::fs::read(&tpath).map_err(io(&tpath))? };
+    if bytes.len() != want * 8 {
+        return Err(ArtifactError::Format {
+            path: tpath,
+            message: format!("{} bytes for {want} tensor elements", bytes.len()),
+        });
+    }
+    let mut values = bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
+    for t in &mut manifest.module.tensors {
+        let n = t.shape.iter().product::<u32>() as usize;
+        t.values = values.by_ref().take(n).collect();
     }
     let mut code = BTreeMap::new();
     for (target, names) in &manifest.targets {

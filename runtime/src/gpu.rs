@@ -405,8 +405,8 @@ impl GpuPlan {
             Buf::Col { agent, col } | Buf::Delta { agent, col } => (counts[agent], col_bytes(agent, col)),
             Buf::Comp { agent, .. } => (counts[agent], 4),
             Buf::Sizes => (counts.len() + self.grids.len(), 4),
-            Buf::ParamsF32 | Buf::ParamsI32 => (m.uniforms.len(), 4),
-            Buf::ParamsF64 => (m.uniforms.len(), 8),
+            Buf::ParamsF32 | Buf::ParamsI32 => (m.lane_count(), 4),
+            Buf::ParamsF64 => (m.lane_count(), 8),
             Buf::Fail => (1, 4),
             Buf::GridCell { grid } | Buf::GridSorted { grid } => (counts[self.grids[grid].agent], 4),
             Buf::GridCount { grid } => (buckets(counts[self.grids[grid].agent]), 4),
@@ -515,9 +515,7 @@ pub fn initial_bytes(m: &Module, plan: &GpuPlan, b: Buf, world: &World) -> Vec<u
             column_bytes(m.column_types[agent][col as usize], &world.agents[agent].columns[col as usize])
         }
         Buf::Sizes => plan.sizes(&counts).iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Buf::ParamsF32 | Buf::ParamsI32 | Buf::ParamsF64 => {
-            params_bytes(b, &m.uniforms.iter().map(|u| u.value).collect::<Vec<_>>())
-        }
+        Buf::ParamsF32 | Buf::ParamsI32 | Buf::ParamsF64 => params_bytes(b, &m.uniform_values()),
         _ => vec![0; n * size],
     };
     bytes.resize(bytes.len().max(16), 0);
@@ -568,7 +566,7 @@ pub fn law_samples(
     plan: &GpuPlan,
     mut read: impl FnMut(&Buf) -> Result<Vec<u8>, crate::ir::interp::RunError>,
 ) -> Result<Vec<crate::monitor::LawSample>, crate::ir::interp::RunError> {
-    let uniforms: Vec<f64> = m.uniforms.iter().map(|u| u.value).collect();
+    let uniforms: Vec<f64> = m.uniform_values();
     let mut out = Vec::with_capacity(plan.laws.len());
     for (l, terms) in plan.laws.iter().enumerate() {
         let mut sums = Vec::with_capacity(terms.len());

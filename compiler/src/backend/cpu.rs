@@ -89,6 +89,8 @@ pub(super) struct Em<'a, 'b> {
     /// Compensation buffers of compensated integrator updates, by column.
     pub(super) comps: HashMap<u32, Value>,
     pub(super) uniforms: Value,
+    /// The kernel's context argument (column tables and the rest of `abi::Ctx`).
+    pub(super) ctx: Value,
     fail: Value,
     libm: HashMap<u32, FuncRef>,
     /// Scalar values of uniform and first-agent instructions.
@@ -491,6 +493,7 @@ pub fn emit_kernel(m: &Module, k: &Kernel, index: u32) -> Result<Function, Strin
         deltas: HashMap::new(),
         comps: HashMap::new(),
         uniforms: Value::from_u32(0),
+        ctx: Value::from_u32(0),
         fail: Value::from_u32(0),
         libm: HashMap::new(),
         s: HashMap::new(),
@@ -502,6 +505,7 @@ pub fn emit_kernel(m: &Module, k: &Kernel, index: u32) -> Result<Function, Strin
     em.b.seal_block(entry);
     let params: Vec<Value> = em.b.block_params(entry).to_vec();
     let ctx = params[0];
+    em.ctx = ctx;
     em.uniforms = em.b.ins().load(types::I64, MemFlagsData::new().with_notrap(), ctx, abi::UNIFORMS);
     em.fail = em.b.ins().load(types::I64, MemFlagsData::new().with_notrap(), ctx, abi::FAIL);
     for inst in &k.insts {
@@ -517,6 +521,13 @@ pub fn emit_kernel(m: &Module, k: &Kernel, index: u32) -> Result<Function, Strin
             _ => {}
         }
     }
+    // A tensor plan's inputs are read by its loops, not by loads of the body.
+    for &col in k.tensor.iter().flat_map(|t| t.inputs.iter().chain(&t.outputs)) {
+        if !em.cols.contains_key(&(0, col)) {
+            let base = em.base(ctx, abi::COLS_A, col);
+            em.cols.insert((0, col), base);
+        }
+    }
     if matches!(k.pattern, Pattern::Map { .. } | Pattern::Integrate { .. }) {
         let agent = em.slots[0];
         for (a, col) in aiic_runtime::cpu::abi::compensated_columns(m) {
@@ -530,6 +541,9 @@ pub fn emit_kernel(m: &Module, k: &Kernel, index: u32) -> Result<Function, Strin
     let lv = levels(k);
     // Uniform values, once per call; a tensor kernel reads its weights where it uses them.
     let tensor = super::cpu_tensor::plan(&em);
+    if tensor.is_none() && k.insts.iter().any(|i| matches!(i.op, Op::Tensor(_))) {
+        return Err(format!("kernel `{}`: its tensor plan does not run on the CPU", k.name));
+    }
     for (v, &l) in lv.iter().enumerate() {
         if l == 0 && !k.insts[v].op.is_effect() && tensor.is_none() {
             em.scalar(v as V, &[])?;
@@ -566,6 +580,11 @@ pub(super) fn enter_loop(em: &mut Em, head: Block, var: Variable, limit: Value, 
 pub(super) fn compensated_add(em: &mut Em, col: u32, idx: Value, old: Value, inc: Value, vector: bool) -> Value {
     let base = em.comps[&col];
     let addr = em.addr(base, idx, 4);
+    compensated_add_at(em, addr, old, inc, vector)
+}
+
+/// [`compensated_add`] with the compensation's element at `addr`.
+pub(super) fn compensated_add_at(em: &mut Em, addr: Value, old: Value, inc: Value, vector: bool) -> Value {
     let t = if vector { types::F32X4 } else { types::F32 };
     let c = em.b.ins().load(t, MemFlagsData::new().with_notrap(), addr, 0);
     let y = em.b.ins().fsub(inc, c);
@@ -580,6 +599,11 @@ pub(super) fn compensated_add(em: &mut Em, col: u32, idx: Value, old: Value, inc
 pub(super) fn reset_comp(em: &mut Em, col: u32, idx: Value, vector: bool) {
     let Some(&base) = em.comps.get(&col) else { return };
     let addr = em.addr(base, idx, 4);
+    reset_comp_at(em, addr, vector);
+}
+
+/// [`reset_comp`] with the compensation's element at `addr`.
+pub(super) fn reset_comp_at(em: &mut Em, addr: Value, vector: bool) {
     let zero = em.b.ins().f32const(0.0);
     let zero = if vector { em.b.ins().splat(types::F32X4, zero) } else { zero };
     em.b.ins().store(MemFlagsData::new().with_notrap(), zero, addr, 0);

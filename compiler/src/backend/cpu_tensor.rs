@@ -12,12 +12,14 @@ use aiic_runtime::cpu::abi;
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Value};
 
-/// The plan of a map kernel the loops can run: every input and output an f32 column the kernel
-/// already binds, and no run-time checks.
+/// The plan of a map kernel the loops can run: every input and output a column the kernel
+/// binds that the CPU stores as f32 (f16 and bf16 are widened), and no run-time checks.
 pub fn plan(em: &Em) -> Option<TensorPlan> {
     let k = em.k;
     let t = k.tensor.clone()?;
-    let f32_col = |c: &u32| em.col_scalar(0, *c) == Scalar::F32 && em.cols.contains_key(&(0, *c));
+    let f32_col = |c: &u32| {
+        matches!(em.col_scalar(0, *c), Scalar::F32 | Scalar::F16 | Scalar::BF16) && em.cols.contains_key(&(0, *c))
+    };
     let ok = matches!(k.pattern, Pattern::Map { .. })
         && t.inputs.iter().chain(&t.outputs).all(f32_col)
         && !k.insts.iter().any(|i| matches!(i.op, Op::Check { .. }));
@@ -44,54 +46,84 @@ pub fn block(em: &mut Em, t: &TensorPlan, iv: Value) -> Result<(), String> {
     let bufs = [0, 1].map(|_| em.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 4)));
     let addr = |em: &mut Em, slot| em.b.ins().stack_addr(types::I64, slot, 0);
     let (mut src, mut dst) = (addr(em, bufs[0]), addr(em, bufs[1]));
-    for (k, &col) in t.inputs.iter().enumerate() {
-        let base = em.cols[&(0, col)];
-        let a = em.addr(base, iv, 4);
-        for g in 0..GROUPS as i32 {
-            let x = em.b.ins().load(types::F32X4, FLAGS(), a, g * 16);
-            em.b.ins().store(FLAGS(), x, src, k as i32 * ROW as i32 + g * 16);
-        }
+    // Column addresses come from the table per run of consecutive columns, inside loops: a
+    // field of thousands of lanes is one loop, not thousands of live addresses.
+    let cols = em.b.ins().load(types::I64, FLAGS(), em.ctx, abi::COLS_A);
+    for (at, first, n) in runs(&t.inputs, |_| false) {
+        counted(em, n as i64, |em, kv| {
+            let a = column_at(em, cols, first, kv, iv);
+            let row = em.b.ins().iadd_imm_s(kv, at as i64);
+            let row = em.addr(src, row, ROW);
+            for g in 0..GROUPS as i32 {
+                let x = em.b.ins().load(types::F32X4, FLAGS(), a, g * 16);
+                em.b.ins().store(FLAGS(), x, row, g * 16);
+            }
+            Ok(())
+        })?;
     }
     let last = t.layers.len() - 1;
     for (li, l) in t.layers.iter().enumerate() {
-        if li < last {
-            // for r in 0..rows, TILE at a time: dst[r] = act(row r)
-            let hidden = |em: &mut Em, rv: Value, n: u32| -> Result<(), String> {
-                let zs = rows(em, l, rv, n, src)?;
-                let at = em.b.ins().imul_imm_s(rv, ROW);
-                let at = em.b.ins().iadd(dst, at);
-                for (j, groups) in zs.into_iter().enumerate() {
-                    for (g, z) in groups.into_iter().enumerate() {
-                        let y = activation(em, t.act, z);
-                        em.b.ins().store(FLAGS(), y, at, j as i32 * ROW as i32 + g as i32 * 16);
-                    }
-                }
-                Ok(())
-            };
-            counted(em, (l.rows / TILE) as i64, |em, tv| {
-                let rv = em.b.ins().imul_imm_s(tv, TILE as i64);
-                hidden(em, rv, TILE)
-            })?;
-            for r in l.rows / TILE * TILE..l.rows {
-                let rv = em.b.ins().iconst(types::I64, r as i64);
-                hidden(em, rv, 1)?;
-            }
-            std::mem::swap(&mut src, &mut dst);
-        } else {
-            for first in (0..t.outputs.len()).step_by(TILE as usize) {
-                let n = (t.outputs.len() - first).min(TILE as usize);
-                let rv = em.b.ins().iconst(types::I64, first as i64);
-                let ys = rows(em, l, rv, n as u32, src)?;
-                for (groups, &col) in ys.into_iter().zip(&t.outputs[first..]) {
-                    for (g, y) in groups.into_iter().enumerate() {
-                        let at = em.b.ins().iadd_imm_s(iv, g as i64 * abi::LANES);
-                        store(em, t, col, at, y);
-                    }
+        let act = if li < last { t.act } else { Activation::Identity };
+        // for r in 0..rows, TILE at a time: dst[r] = act(row r)
+        let layer = |em: &mut Em, rv: Value, n: u32| -> Result<(), String> {
+            let zs = rows(em, l, rv, n, src)?;
+            let at = em.addr(dst, rv, ROW);
+            for (j, groups) in zs.into_iter().enumerate() {
+                for (g, z) in groups.into_iter().enumerate() {
+                    let y = activation(em, act, z);
+                    em.b.ins().store(FLAGS(), y, at, j as i32 * ROW as i32 + g as i32 * 16);
                 }
             }
+            Ok(())
+        };
+        counted(em, (l.rows / TILE) as i64, |em, tv| {
+            let rv = em.b.ins().imul_imm_s(tv, TILE as i64);
+            layer(em, rv, TILE)
+        })?;
+        for r in l.rows / TILE * TILE..l.rows {
+            let rv = em.b.ins().iconst(types::I64, r as i64);
+            layer(em, rv, 1)?;
         }
+        std::mem::swap(&mut src, &mut dst);
+    }
+    let comps = em.b.ins().load(types::I64, FLAGS(), em.ctx, abi::COMP);
+    let compensated: Vec<u32> = em.comps.keys().copied().collect();
+    for (at, first, n) in runs(&t.outputs, |c| compensated.contains(&c)) {
+        let comp = compensated.contains(&first);
+        counted(em, n as i64, |em, kv| {
+            let row = em.b.ins().iadd_imm_s(kv, at as i64);
+            let row = em.addr(src, row, ROW);
+            let a = column_at(em, cols, first, kv, iv);
+            let c = comp.then(|| column_at(em, comps, first, kv, iv));
+            for g in 0..GROUPS as i32 {
+                let y = em.b.ins().load(types::F32X4, FLAGS(), row, g * 16);
+                store(em, t, a, c, g * 16, y);
+            }
+            Ok(())
+        })?;
     }
     Ok(())
+}
+
+/// Runs of consecutive columns in `cols` that agree on `split`: (position in `cols`, first
+/// column, length).
+fn runs(cols: &[u32], split: impl Fn(u32) -> bool) -> Vec<(usize, u32, u32)> {
+    let mut out: Vec<(usize, u32, u32)> = Vec::new();
+    for (i, &c) in cols.iter().enumerate() {
+        match out.last_mut() {
+            Some((_, first, n)) if *first + *n == c && split(*first) == split(c) => *n += 1,
+            _ => out.push((i, c, 1)),
+        }
+    }
+    out
+}
+
+/// The address of agent `iv` in column `first + k` of the column table `table`.
+fn column_at(em: &mut Em, table: Value, first: u32, k: Value, iv: Value) -> Value {
+    let col = em.b.ins().iadd_imm_s(k, first as i64);
+    let entry = em.addr(table, col, 8);
+    let base = em.b.ins().load(types::I64, FLAGS(), entry, 0);
+    em.addr(base, iv, 4)
 }
 
 /// Outputs `r .. r + n` of layer `l` for the agents of a step, per output one vector per group:
@@ -291,21 +323,26 @@ fn activation(em: &mut Em, act: Activation, x: Value) -> Value {
     }
 }
 
-/// Stores output `y` of four agents to column `col`, added to its value for `+=` (with the
-/// column's compensation where it has one).
-fn store(em: &mut Em, t: &TensorPlan, col: u32, iv: Value, y: Value) {
-    let base = em.cols[&(0, col)];
-    let a = em.addr(base, iv, 4);
-    let x = if t.accumulate {
-        let old = em.b.ins().load(types::F32X4, FLAGS(), a, 0);
-        if em.comps.contains_key(&col) {
-            super::cpu::compensated_add(em, col, iv, old, y, true)
-        } else {
+/// Writes four agents' output `y` at `a + off`: replacing the value, or for `+=` adding to it
+/// (with Kahan's update where the column has a compensation at `comp + off`).
+fn store(em: &mut Em, t: &TensorPlan, a: Value, comp: Option<Value>, off: i32, y: Value) {
+    let a = em.b.ins().iadd_imm_s(a, off as i64);
+    let comp = comp.map(|c| em.b.ins().iadd_imm_s(c, off as i64));
+    let x = match (t.accumulate, comp) {
+        (true, Some(c)) => {
+            let old = em.b.ins().load(types::F32X4, FLAGS(), a, 0);
+            super::cpu::compensated_add_at(em, c, old, y, true)
+        }
+        (true, None) => {
+            let old = em.b.ins().load(types::F32X4, FLAGS(), a, 0);
             em.b.ins().fadd(old, y)
         }
-    } else {
-        super::cpu::reset_comp(em, col, iv, true);
-        y
+        (false, c) => {
+            if let Some(c) = c {
+                super::cpu::reset_comp_at(em, c, true);
+            }
+            y
+        }
     };
     em.b.ins().store(FLAGS(), x, a, 0);
 }

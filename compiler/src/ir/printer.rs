@@ -80,9 +80,8 @@ pub fn print_kernel(m: &Module, k: &Kernel) -> String {
                 format!("%{i}: {ty} = const {}", *x as i64)
             }
             Op::Const(x) => format!("%{i}: {ty} = const {x:?}"),
-            Op::Param(p) => {
-                format!("%{i}: {ty} = param {}", m.uniforms.get(*p as usize).map_or("?", |u| u.name.as_str()))
-            }
+            Op::Param(p) => format!("%{i}: {ty} = param {}", m.lane_name(*p)),
+            Op::Tensor(j) => format!("%{i}: {ty} = tensor lane {j}"),
             Op::Load { slot, col } => format!("%{i}: {ty} = load {}", column(m, k, *slot, *col)),
             Op::Index => format!("%{i}: {ty} = index"),
             Op::Count => format!("%{i}: {ty} = count"),
@@ -143,6 +142,10 @@ pub fn print_module(m: &Module) -> String {
     }
     for u in &m.uniforms {
         let _ = writeln!(s, "uniform {}: {} = {:?}", u.name, u.ty.name(), u.value);
+    }
+    for t in &m.tensors {
+        let dims: Vec<String> = t.shape.iter().map(u32::to_string).collect();
+        let _ = writeln!(s, "tensor {}: {}[{}] at lane {}", t.param, t.ty.name(), dims.join(", "), t.lane);
     }
     s.push('\n');
     for k in &m.kernels {

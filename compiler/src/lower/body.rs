@@ -188,11 +188,14 @@ pub struct Lower<'c, 'p> {
     pub cx: &'c Ctx<'p>,
     pub b: Builder,
     pub env: Env,
+    /// Set for the body of a kernel with a tensor plan: its one assignment takes this many
+    /// [`Op::Tensor`] lanes as its value instead of lowering the model call.
+    pub tensor_lanes: Option<usize>,
 }
 
 impl<'c, 'p> Lower<'c, 'p> {
     pub fn new(cx: &'c Ctx<'p>) -> Self {
-        Lower { cx, b: Builder::new(), env: Env::default() }
+        Lower { cx, b: Builder::new(), env: Env::default(), tensor_lanes: None }
     }
 
     fn fail<T>(&self, span: crate::source::Span, message: impl Into<String>) -> LResult<T> {
@@ -315,7 +318,10 @@ impl<'c, 'p> Lower<'c, 'p> {
     }
 
     fn assign(&mut self, place: &Place, lane: Option<usize>, op: ast::AssignOp, value: &HExpr) -> LResult<()> {
-        let v = self.expr(value)?;
+        let v = match self.tensor_lanes.take() {
+            Some(n) => (0..n as u32).map(|j| self.b.emit(Scalar::F32, Op::Tensor(j))).collect(),
+            None => self.expr(value)?,
+        };
         match place {
             Place::Local(l) => {
                 let cur = self.env.locals.get(l).cloned().unwrap_or_default();

@@ -114,6 +114,8 @@ impl<'p> ModuleLower<'p> {
     fn interaction(&mut self, it: &'p Interaction) -> Option<KernelId> {
         let cx = self.ctx(it.agents.clone(), &it.locals);
         let mut lw = Lower::new(&cx);
+        let tensor = tensor::plan(self.p, it, &self.field_cols, &self.param_lanes);
+        lw.tensor_lanes = tensor.as_ref().map(|t| t.outputs.len());
         let (pattern, pairwise) = match &it.kind {
             InteractionKind::Each => (Pattern::Map { agent: it.agents[0] }, false),
             InteractionKind::Pairs => (Pattern::AllPairs { a: it.agents[0], b: it.agents[1] }, true),
@@ -159,7 +161,6 @@ impl<'p> ModuleLower<'p> {
         Self::final_effects(&mut lw, pairwise);
         let write_spans = spans_of(&lw.env);
         let b = lw.b;
-        let tensor = tensor::plan(self.p, it, &self.field_cols, &self.param_lanes);
         Some(self.push(Kernel {
             name: it.name.clone(),
             pattern,
@@ -512,14 +513,30 @@ pub fn lower_program(p: &Program) -> Result<Module, Vec<Diagnostic>> {
         column_types.push(types);
         field_cols.push(cols);
     }
+    // Scalar and vector parameters are lanes first, tensors' elements after all of them.
     let mut uniforms = Vec::new();
-    let mut param_lanes = Vec::new();
-    for prm in &p.params {
-        param_lanes.push(uniforms.len() as u32);
-        if let Some(v) = &prm.default {
+    let mut param_lanes = vec![0u32; p.params.len()];
+    for (i, prm) in p.params.iter().enumerate() {
+        param_lanes[i] = uniforms.len() as u32;
+        if let (Some(v), false) = (&prm.default, matches!(prm.ty, Ty::Tensor(..))) {
             for (name, x) in lane_names(&prm.name, &prm.ty).into_iter().zip(&v.lanes) {
                 uniforms.push(Uniform { name, param: prm.name.clone(), ty: prm.ty.elem(), value: *x });
             }
+        }
+    }
+    let mut tensors = Vec::new();
+    let mut lane = uniforms.len() as u32;
+    for (i, prm) in p.params.iter().enumerate() {
+        if let (Some(v), Ty::Tensor(_, dims)) = (&prm.default, &prm.ty) {
+            param_lanes[i] = lane;
+            lane += v.lanes.len() as u32;
+            tensors.push(ir::TensorParam {
+                param: prm.name.clone(),
+                ty: prm.ty.elem(),
+                shape: dims.clone(),
+                lane: param_lanes[i],
+                values: v.lanes.clone(),
+            });
         }
     }
     let mut ml =
@@ -616,6 +633,7 @@ pub fn lower_program(p: &Program) -> Result<Module, Vec<Diagnostic>> {
         agents: ml.agents,
         column_types: ml.column_types,
         uniforms,
+        tensors,
         kernels: ml.kernels,
         init,
         prime,

@@ -27,7 +27,8 @@ pub fn plan(p: &Program, it: &Interaction, field_cols: &[Vec<u32>], param_lanes:
     // Every input and output lane is a float column of this agent.
     let float_cols = |field: usize| -> Option<Vec<u32>> {
         let f = &p.agents[agent].fields[field];
-        if !f.ty.elem().is_float() {
+        // f64 fields keep the scalar body, computed in f64 everywhere.
+        if !f.ty.elem().is_float() || f.ty.elem() == crate::ir::Scalar::F64 {
             return None;
         }
         let first = field_cols[agent][field];

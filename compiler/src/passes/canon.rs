@@ -526,6 +526,13 @@ impl<'k> View<'k> {
         View { kernel, loads: HashMap::new(), branches: HashMap::new(), memo: HashMap::new() }
     }
 
+    fn load(&self, c: &mut Canon, slot: u8, col: u32) -> Poly {
+        match self.loads.get(&(slot, col)) {
+            Some(p) => p.clone(),
+            None => c.leaf(Leaf::Load { slot, col }),
+        }
+    }
+
     /// The canonical form of value `v`.
     pub fn value(&mut self, c: &mut Canon, v: V) -> CResult<Poly> {
         if let Some(p) = self.memo.get(&v) {
@@ -539,10 +546,13 @@ impl<'k> View<'k> {
             Op::Index => c.leaf(Leaf::Index),
             Op::Count => c.leaf(Leaf::Count),
             Op::Rand { stream, .. } => c.leaf(Leaf::Rand(stream)),
-            Op::Load { slot, col } => match self.loads.get(&(slot, col)) {
-                Some(p) => p.clone(),
-                None => c.leaf(Leaf::Load { slot, col }),
-            },
+            Op::Load { slot, col } => self.load(c, slot, col),
+            // An opaque function of the plan's inputs, so that it changes when they do.
+            Op::Tensor(j) => {
+                let cols = self.kernel.tensor.as_ref().map_or(&[][..], |t| t.inputs.as_slice());
+                let args: Vec<Poly> = cols.iter().map(|&col| self.load(c, 0, col)).collect();
+                c.opaque(&format!("tensor.{j}"), &args.iter().collect::<Vec<_>>())
+            }
             Op::Un(op, a) => {
                 let x = self.value(c, a)?;
                 match op {

@@ -146,7 +146,7 @@ impl<'m> CpuBackend<'m> {
             cols: Vec::new(),
             comps: Vec::new(),
             counts: Vec::new(),
-            uniforms: module.uniforms.iter().map(|u| u.value).collect(),
+            uniforms: module.uniform_values(),
             world: world.clone(),
         };
         me.upload(world);

@@ -1,7 +1,7 @@
 //! The reference interpreter: runs kernel IR in f64. It defines what every backend must
 //! reproduce (up to its precision), so it favours clarity over speed.
 
-use super::{BinOp, Dist, InitOp, Kernel, Module, Op, Pattern, Scalar, Sched, UnOp};
+use super::{Activation, BinOp, Dist, InitOp, Kernel, Module, Op, Pattern, Scalar, Sched, TensorPlan, UnOp};
 use crate::grid::{CellGrid, GridError};
 use crate::input::{read_table, InputError};
 pub use crate::monitor::LawSample;
@@ -124,8 +124,53 @@ struct Inputs<'a> {
     kernel: usize,
 }
 
+/// A tensor plan's outputs for one agent, in f64: each layer `W @ h + b` row by row, the
+/// activation after every layer but the last. This is the definition every executor matches.
+pub fn tensor_outputs(plan: &TensorPlan, uniforms: &[f64], input: &[f64]) -> Vec<f64> {
+    let mut h = input.to_vec();
+    let last = plan.layers.len().saturating_sub(1);
+    for (li, l) in plan.layers.iter().enumerate() {
+        let (rows, cols) = (l.rows as usize, l.cols as usize);
+        let w = uniforms.get(l.weight as usize..l.weight as usize + rows * cols).unwrap_or(&[]);
+        let z: Vec<f64> = (0..rows)
+            .map(|r| {
+                let dot: f64 = w
+                    .get(r * cols..(r + 1) * cols)
+                    .map_or(f64::NAN, |row| row.iter().zip(&h).map(|(a, b)| a * b).sum());
+                let bias = l.bias.map_or(0.0, |b| uniforms.get(b as usize + r).copied().unwrap_or(f64::NAN));
+                let y = dot + bias;
+                if li == last {
+                    y
+                } else {
+                    activation(plan.act, y)
+                }
+            })
+            .collect();
+        h = z;
+    }
+    h
+}
+
+/// An activation in f64 (`gelu` is the tanh approximation).
+pub fn activation(act: Activation, x: f64) -> f64 {
+    let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+    match act {
+        Activation::Identity => x,
+        Activation::Tanh => x.tanh(),
+        Activation::Relu => x.max(0.0),
+        Activation::Sigmoid => sigmoid(x),
+        Activation::Silu => x * sigmoid(x),
+        Activation::Gelu => {
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+        }
+    }
+}
+
 /// Evaluates every value-producing instruction of `k` into `regs`.
 fn eval(k: &Kernel, regs: &mut [f64], inp: &Inputs) {
+    // The plan's outputs for this agent, computed at its first `Tensor` lane.
+    let mut tensor: Option<Vec<f64>> = None;
     for (i, inst) in k.insts.iter().enumerate() {
         let r = |v: u32| regs[v as usize];
         let x = match inst.op {
@@ -149,6 +194,16 @@ fn eval(k: &Kernel, regs: &mut [f64], inp: &Inputs) {
                 }
             }
             Op::Cast(a) => eval_cast(inst.ty, r(a)),
+            Op::Tensor(lane) => {
+                let out = tensor.get_or_insert_with(|| match (&k.tensor, inp.agents[0]) {
+                    (Some(plan), Some((data, idx))) => {
+                        let x: Vec<f64> = plan.inputs.iter().map(|&c| data.columns[c as usize][idx]).collect();
+                        tensor_outputs(plan, inp.uniforms, &x)
+                    }
+                    _ => Vec::new(),
+                });
+                out.get(lane as usize).copied().unwrap_or(f64::NAN)
+            }
             _ => continue,
         };
         regs[i] = x;
@@ -190,12 +245,7 @@ pub struct Interp<'m> {
 
 impl<'m> Interp<'m> {
     pub fn new(module: &'m Module, seed: u64) -> Self {
-        Interp {
-            module,
-            world: World::new(module.agents.clone()),
-            uniforms: module.uniforms.iter().map(|u| u.value).collect(),
-            seed,
-        }
+        Interp { module, world: World::new(module.agents.clone()), uniforms: module.uniform_values(), seed }
     }
 
     /// Creates the agents (`counts` overrides spawn counts by agent name) and runs the first

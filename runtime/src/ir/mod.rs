@@ -176,6 +176,10 @@ pub enum Op {
         cond: V,
         msg: u32,
     },
+    /// Output `lane` of the kernel's [`TensorPlan`] for the agent of slot 0 (the model's value,
+    /// before any `+=`): the plan is the definition, so that a model of a few thousand features
+    /// is a loop to every executor rather than millions of unrolled multiply-adds.
+    Tensor(u32),
 }
 
 impl Op {
@@ -279,7 +283,8 @@ pub struct Kernel {
 /// An `each` kernel whose whole body is `p.out = net(p.x, …)` or `p.out += net(…)` for an `mlp`
 /// model, or `p.out = W @ p.x`: a chain of products over the agents, (agents × features) ·
 /// (features × outputs) per layer. Executors with matrix units run it as batched GEMMs, fused
-/// layer to layer; the kernel's scalar body computes the same thing and stays the reference.
+/// layer to layer; the kernel's body reads the result as [`Op::Tensor`] lanes, and the
+/// interpreter computes it in f64 from this plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TensorPlan {
     /// Columns of slot 0 that make the input vector, in order.
@@ -391,6 +396,20 @@ pub struct Uniform {
     pub value: f64,
 }
 
+/// A tensor parameter: its elements are lanes `lane..lane + values.len()` of the run-time
+/// parameters, after every [`Uniform`], row-major. Kept whole rather than as a `Uniform` per
+/// element: a 4096 × 4096 matrix is 16 million lanes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TensorParam {
+    pub param: String,
+    pub ty: Scalar,
+    pub shape: Vec<u32>,
+    pub lane: u32,
+    /// Stored beside the manifest of an artifact, not in it (see `artifact`).
+    #[serde(skip)]
+    pub values: Vec<f64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Law {
     pub name: String,
@@ -467,6 +486,8 @@ pub struct Module {
     /// Scalar type of each column of each agent type.
     pub column_types: Vec<Vec<Scalar>>,
     pub uniforms: Vec<Uniform>,
+    #[serde(default)]
+    pub tensors: Vec<TensorParam>,
     pub kernels: Vec<Kernel>,
     pub init: Vec<InitOp>,
     /// Runs once after `init`: the first force passes.
@@ -475,4 +496,41 @@ pub struct Module {
     pub laws: Vec<Law>,
     pub interactions: Vec<InteractionInfo>,
     pub integrations: Vec<Integration>,
+}
+
+impl Module {
+    /// Every lane of the run-time parameters: the uniforms, then the tensors' elements.
+    pub fn uniform_values(&self) -> Vec<f64> {
+        let mut v: Vec<f64> = self.uniforms.iter().map(|u| u.value).collect();
+        for t in &self.tensors {
+            v.extend(&t.values);
+        }
+        v
+    }
+
+    /// Lanes of the run-time parameters.
+    pub fn lane_count(&self) -> usize {
+        self.uniforms.len() + self.tensors.iter().map(|t| t.values.len()).sum::<usize>()
+    }
+
+    /// A lane's name: `dt`, `g.x`, or a tensor element `W[3, 1]`.
+    pub fn lane_name(&self, lane: u32) -> String {
+        if let Some(u) = self.uniforms.get(lane as usize) {
+            return u.name.clone();
+        }
+        for t in &self.tensors {
+            let at = lane.wrapping_sub(t.lane) as usize;
+            if at < t.values.len() {
+                let mut idx = Vec::with_capacity(t.shape.len());
+                let mut rest = at;
+                for &d in t.shape.iter().rev() {
+                    idx.push((rest % d.max(1) as usize).to_string());
+                    rest /= d.max(1) as usize;
+                }
+                idx.reverse();
+                return format!("{}[{}]", t.param, idx.join(", "));
+            }
+        }
+        "?".into()
+    }
 }

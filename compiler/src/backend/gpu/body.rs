@@ -114,7 +114,7 @@ pub fn expr(k: &Kernel, col_ty: &dyn Fn(u8, u32) -> Scalar, v: V, n: &Names) -> 
 
 /// Whether an instruction can be evaluated in a GPU kernel.
 pub fn supported(op: &Op) -> bool {
-    !matches!(op, Op::Index | Op::Count | Op::Rand { .. } | Op::Input(_))
+    !matches!(op, Op::Index | Op::Count | Op::Rand { .. } | Op::Input(_) | Op::Tensor(_))
 }
 
 pub fn constant(ty: Scalar, c: f64) -> E {

@@ -273,7 +273,9 @@ impl Gen<'_> {
 
     fn kernel(&mut self, kid: usize) -> Result<Vec<GpuOp>, String> {
         let k = &self.m.kernels[kid];
-        if let Some(inst) = k.insts.iter().find(|i| !body::supported(&i.op)) {
+        // A plan's lanes are computed by its own kernels (`tensor`, `f32_tensor`).
+        let planned = |op: &Op| matches!(op, Op::Tensor(_)) && k.tensor.is_some();
+        if let Some(inst) = k.insts.iter().find(|i| !body::supported(&i.op) && !planned(&i.op)) {
             return Err(format!("kernel `{}` uses `{:?}`, which runs only on the host", k.name, inst.op));
         }
         if k.outputs != 0 {
