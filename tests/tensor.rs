@@ -404,7 +404,7 @@ fn cuda_error(dir: &Path, s: &Shape, precision: &str, block: u32, reference: &Wo
     let e = field_error(&m, "y", reference, &run(&mut gpu, STEPS));
     let tensor = match precision {
         "auto" => notes.iter().any(|n| !n.contains("chose f32")),
-        _ => launched.iter().any(|&k| code.code.kernels[k].mma.is_some()),
+        _ => launched.iter().any(|&k| code.code.kernels[k].mma.is_some() || code.code.kernels[k].gemm.is_some()),
     };
     if std::env::var_os("AIIC_TEST_SHOW_ERRORS").is_some() {
         eprintln!("{} {precision} ({block} threads): error {e:.2e}, tensor cores {tensor} {notes:?}", label(s));
@@ -445,6 +445,80 @@ fn cuda_tensor_cores_match_the_interpreter_on_the_lattice() {
         if cheap(s) {
             let (e, _) = cuda_error(&dir, s, "auto", 256, &reference);
             assert!(e < F16_BOUND, "{} auto: error {e:e}", label(s));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `W @ x` between fields of more than `gpu::WIDE` lanes, each field one device buffer: the
+/// batched GEMM of `bench/gemm.aii` at sizes the interpreter checks quickly, odd in every
+/// dimension, `=` and `+=`.
+const WIDE: &[Shape] =
+    &[shape(300, 0, 257, "tanh", false), shape(520, 0, 1000, "tanh", true), shape(1024, 0, 1024, "tanh", false)];
+
+#[test]
+fn cuda_gemm_matches_the_interpreter() {
+    let _one = require::one_device_at_a_time();
+    if require::device("cuda", aiic_runtime::cuda::probe, |d| d.name.clone()).is_none() {
+        return;
+    }
+    let dir = temp("cuda-gemm");
+    for s in WIDE {
+        let m = compile(&program(&dir, s, "f32"));
+        let reference = reference(&m, &start(&m), STEPS);
+        for (precision, bound) in [("f16", F16_BOUND), ("f32", F32_BOUND)] {
+            let (e, tensor) = cuda_error(&dir, s, precision, 256, &reference);
+            assert_eq!(tensor, precision == "f16", "{} {precision}: the GEMM on tensor cores", label(s));
+            assert!(e < bound, "{} {precision}: error {e:e}, bound {bound:e}", label(s));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Wide fields on the CPU, OpenCL and Vulkan. llvmpipe ends a shader's loop nest after 65,535
+/// trips, so Vulkan there runs the shapes whose layer loops stay under that (one side narrow)
+/// and refuses the others with an error that says so.
+#[test]
+fn wide_fields_match_the_interpreter_on_every_executor() {
+    let _one = require::one_device_at_a_time();
+    let dir = temp("wide");
+    let vulkan_device = require::device("vulkan", aiic_runtime::vulkan::probe, |d| d.name.clone()).is_some();
+    let opencl = require::device("opencl", aiic_runtime::opencl::probe, |d| d.name.clone()).is_some();
+    let narrow_side = [shape(300, 0, 3, "tanh", false), shape(2, 0, 400, "tanh", true)];
+    for s in WIDE.iter().take(2).chain(&narrow_side) {
+        let m = compile(&program(&dir, s, "f16"));
+        let start = start(&m);
+        let reference = reference(&m, &start, STEPS);
+        let code = aiic_compiler::backend::cpu::emit_module(&m).expect("cpu code");
+        let mut cpu = CpuBackend::new(&m, &code, &start, 2).expect("cpu backend");
+        let e = field_error(&m, "y", &reference, &run(&mut cpu, STEPS));
+        assert!(e < F32_BOUND, "{} on the CPU: error {e:e}", label(s));
+        if opencl {
+            let code = aiic_compiler::backend::gpu::opencl::emit_module(&m, Default::default()).expect("opencl");
+            let mut gpu =
+                aiic_runtime::opencl::OpenClBackend::new(&m, code.code.plan.clone(), &code.text, &start, None, None)
+                    .expect("opencl backend");
+            let e = field_error(&m, "y", &reference, &run(&mut gpu, STEPS));
+            assert!(e < F32_BOUND, "{} on OpenCL: error {e:e}", label(s));
+        }
+        if vulkan_device {
+            let code = aiic_compiler::backend::gpu::spirv::emit_module(&m).expect("spirv");
+            let opts = aiic_runtime::vulkan::exec::Options { device: None, workgroup: None };
+            match aiic_runtime::vulkan::exec::VulkanBackend::new(&m, code.code.plan.clone(), &code.words, &start, &opts)
+            {
+                Ok(mut gpu) => {
+                    let e = field_error(&m, "y", &reference, &run(&mut gpu, STEPS));
+                    assert!(e < F16_BOUND, "{} on Vulkan: error {e:e}", label(s));
+                }
+                Err(e) => {
+                    let trips = u64::from(s.outputs) * u64::from(s.inputs + 1);
+                    assert!(
+                        trips > 65_535 && e.to_string().contains("stops a shader's loops"),
+                        "{} on Vulkan: {e}",
+                        label(s)
+                    );
+                }
+            }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

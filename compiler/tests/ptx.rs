@@ -9,8 +9,12 @@ use common::*;
 
 fn snapshot(name: &str) {
     let code = ptx::emit_module(&program(name), ptx::DEFAULT_BLOCK).unwrap_or_else(|e| panic!("{name}: {e}"));
+    snapshot_text(name, &code.text);
+}
+
+fn snapshot_text(name: &str, text: &str) {
     insta::with_settings!({ snapshot_path => "../../snapshots/ptx", prepend_module_to_snapshot => false, omit_expression => true }, {
-        insta::assert_snapshot!(name, code.text);
+        insta::assert_snapshot!(name, text);
     });
 }
 
@@ -98,4 +102,60 @@ fn auto_precision_keeps_f32_in_the_step_with_candidates_beside_it() {
     }
     let opencl = aiic_compiler::backend::gpu::opencl::emit_module(&m, Default::default()).expect("opencl");
     assert!(opencl.code.kernels.iter().all(|k| k.mma.is_none()) && opencl.code.plan.choices.is_empty());
+}
+
+/// A program whose `W @ x` joins two wide fields: the step copies x to f16 and runs the GEMM
+/// (`mma.sync` in the module, `wgmma` beside it for Hopper), and both assemble.
+#[test]
+fn wide_fields_become_a_tensor_core_gemm() {
+    let dir = std::env::temp_dir().join(format!("aiic-gemm-ptx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (rows, cols) = (300u32, 264u32);
+    let npy = |name: &str, shape: &[u32]| {
+        let n: u32 = shape.iter().product();
+        let dims: Vec<String> = shape.iter().map(u32::to_string).collect();
+        let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}), }}", dims.join(", "));
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((header.len() as u16).to_le_bytes());
+        bytes.extend(header.as_bytes());
+        bytes.extend((0..n).flat_map(|i| ((i % 7) as f32 * 0.01).to_le_bytes()));
+        std::fs::write(dir.join(name), bytes).expect("npy");
+    };
+    npy("w.npy", &[rows, cols]);
+    npy("e.npy", &[cols, 3]);
+    let src = format!(
+        "system G {{\n  param W: tensor<f16>[{rows}, {cols}] = load(\"w.npy\");\n  param E: tensor<f32>[{cols}, 3] = load(\"e.npy\");\n  param F: tensor<f32>[{rows}, 3] = load(\"f.npy\");\n  agent A {{ state x: vec<f16, {cols}>; state y: vec<f32, {rows}>; }}\n  @precision(f16)\n  interaction product(a: A) each external {{ a.y += W @ a.x; }}\n  step {{ product; }}\n  init {{ spawn A * 10 {{ x: (E @ rand_in_sphere(1.0)) as vec<f16, {cols}>, y: F @ vec3(0.0) }} }}\n}}\n"
+    );
+    npy("f.npy", &[rows, 3]);
+    let m = compile_with(&src, aiic_compiler::sema::CheckOptions { base_dir: dir.clone(), ..Default::default() })
+        .module
+        .expect("compiles");
+    let code = ptx::emit_module(&m, ptx::DEFAULT_BLOCK).expect("ptx");
+    let plan = &code.code.plan;
+    let gemm = plan.kernels.iter().position(|k| k.hopper.is_some()).expect("a GEMM kernel");
+    let copy = plan.kernels[gemm].prelude.expect("the f16 copy runs before it");
+    assert_eq!(plan.step, vec![aiic_runtime::gpu::GpuOp::Launch(gemm)], "the GEMM is the step");
+    assert!(code.code.kernels[copy].gemm.is_some() && code.code.kernels[gemm].gemm.is_some());
+    snapshot_text("gemm", &code.text);
+    if let Some(ptxas) = ptxas() {
+        let hopper = plan.kernels[gemm].hopper.as_ref().expect("hopper").ptx.clone();
+        for (text, archs) in [(code.text.clone(), &["sm_80", "sm_90"][..]), (hopper, &["sm_90a"][..])] {
+            let path = dir.join("g.ptx");
+            std::fs::write(&path, text).expect("write");
+            for arch in archs {
+                let out = std::process::Command::new(&ptxas)
+                    .args(["-arch", arch, "-o"])
+                    .arg(dir.join("g.cubin"))
+                    .arg(&path)
+                    .output()
+                    .expect("ptxas runs");
+                assert!(out.status.success(), "{arch}:\n{}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

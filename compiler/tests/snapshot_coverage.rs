@@ -28,7 +28,7 @@ fn names_in(test_file: &str) -> BTreeSet<String> {
                 names.extend(args.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()));
             }
         }
-        if let Some(rest) = line.strip_prefix("snapshot(\"") {
+        if let Some(rest) = line.strip_prefix("snapshot(\"").or_else(|| line.strip_prefix("snapshot_text(\"")) {
             names.insert(rest.split('"').next().expect("a name").to_string());
         }
     }

@@ -131,13 +131,45 @@ impl<'m> CudaBackend<'m> {
         let text =
             if cc < 80 { ptx.replacen(".target sm_80", &format!(".target sm_{cc}"), 1) } else { ptx.to_string() };
         let cmodule = ctx.load_module(cudarc::nvrtc::Ptx::from_src(text)).map_err(|e| CudaError::Jit(e.to_string()))?;
-        let functions = (0..plan.kernels.len())
+        let mut functions = (0..plan.kernels.len())
             .map(|n| {
                 cmodule
                     .load_function(&format!("aiic_k{n}"))
                     .map_err(call(format!("finding kernel `{}` in the PTX", plan.kernels[n].name)))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let mut plan = plan;
+        let mut notes = Vec::new();
+        // Hopper variants (`wgmma`) live in modules of their own, for sm_90 only.
+        for (n, f) in functions.iter_mut().enumerate() {
+            let Some(h) = plan.kernels[n].hopper.clone() else { continue };
+            if cc != 90 {
+                continue;
+            }
+            let loaded = ctx
+                .load_module(cudarc::nvrtc::Ptx::from_src(h.ptx))
+                .map_err(|e| e.to_string())
+                .and_then(|m| m.load_function(&format!("aiic_k{n}")).map_err(|e| e.to_string()));
+            match loaded {
+                Ok(hopper) => {
+                    *f = hopper;
+                    plan.kernels[n].tiles = Some(h.tiles);
+                    notes.push(format!("`{}`: wgmma (sm_90a)", plan.kernels[n].name));
+                }
+                Err(e) => notes
+                    .push(format!("`{}`: the sm_90a kernel did not load ({e}); mma.sync runs", plan.kernels[n].name)),
+            }
+        }
+        // Dynamic workgroup memory past 48 KiB is allowed kernel by kernel.
+        for (f, k) in functions.iter().zip(&plan.kernels) {
+            if let Some(t) = k.tiles.as_ref().filter(|t| t.shared > 48 * 1024) {
+                f.set_attribute(
+                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    t.shared as i32,
+                )
+                .map_err(call(format!("allowing kernel `{}` {} bytes of shared memory", k.name, t.shared)))?;
+            }
+        }
         let max_grid = ctx
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X)
             .map_err(call("reading the grid limit"))?
@@ -159,7 +191,7 @@ impl<'m> CudaBackend<'m> {
             frame: HashMap::new(),
             frame_step: None,
             ctx,
-            notes: Vec::new(),
+            notes,
         };
         me.upload()?;
         me.choose_precisions()?;
@@ -198,31 +230,45 @@ impl<'m> CudaBackend<'m> {
                     self.stream.memset_zeros(buf).map_err(call("clearing a buffer"))?;
                 }
                 GpuOp::Launch(k) => {
-                    let dk = &self.plan.kernels[*k];
-                    let (x, y) = match dk.launch {
-                        Launch::Agents { agent } => {
-                            let per = (self.block * dk.rows) as usize;
-                            let blocks = self.counts[agent].div_ceil(per) as u64;
-                            let x = blocks.min(self.max_grid as u64);
-                            (x as u32, blocks.div_ceil(x.max(1)) as u32)
-                        }
-                        Launch::Single => (1, 1),
-                        Launch::Groups(g) => (g, 1),
-                    };
-                    if x == 0 {
-                        continue;
+                    if let Some(p) = self.plan.kernels[*k].prelude {
+                        self.launch(p)?;
                     }
-                    let cfg = LaunchConfig { grid_dim: (x, y, 1), block_dim: (self.block, 1, 1), shared_mem_bytes: 0 };
-                    let mut args = self.stream.launch_builder(&self.functions[*k]);
-                    for b in &dk.bindings {
-                        args.arg(&self.buffers[b]);
-                    }
-                    // SAFETY: the kernel takes one pointer per binding, in this order, and every
-                    // buffer holds the elements the plan sizes it for.
-                    unsafe { args.launch(cfg) }.map_err(call(format!("launching kernel `{}`", dk.name)))?;
+                    self.launch(*k)?;
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Queues device kernel `k`.
+    fn launch(&mut self, k: usize) -> Result<(), CudaError> {
+        let dk = &self.plan.kernels[k];
+        let agents = match dk.launch {
+            Launch::Agents { agent } => self.counts[agent],
+            _ => 0,
+        };
+        let (x, y, block, shared) = match (&dk.tiles, dk.launch) {
+            (Some(t), _) => (agents.div_ceil(t.agents as usize) as u32, t.y, t.block, t.shared),
+            (None, Launch::Agents { .. }) => {
+                let per = (self.block * dk.rows) as usize;
+                let blocks = agents.div_ceil(per) as u64;
+                let x = blocks.min(self.max_grid as u64);
+                (x as u32, blocks.div_ceil(x.max(1)) as u32, self.block, 0)
+            }
+            (None, Launch::Single) => (1, 1, self.block, 0),
+            (None, Launch::Groups(g)) => (g, 1, self.block, 0),
+        };
+        if x == 0 {
+            return Ok(());
+        }
+        let cfg = LaunchConfig { grid_dim: (x, y, 1), block_dim: (block, 1, 1), shared_mem_bytes: shared };
+        let mut args = self.stream.launch_builder(&self.functions[k]);
+        for b in &dk.bindings {
+            args.arg(&self.buffers[b]);
+        }
+        // SAFETY: the kernel takes one pointer per binding, in this order, and every buffer
+        // holds the elements the plan sizes it for.
+        unsafe { args.launch(cfg) }.map_err(call(format!("launching kernel `{}`", dk.name)))?;
         Ok(())
     }
 
@@ -344,7 +390,7 @@ impl Backend for CudaBackend<'_> {
             .buffers
             .keys()
             .copied()
-            .filter(|b| matches!(b, Buf::Col { .. } | Buf::Comp { .. } | Buf::Fail))
+            .filter(|b| matches!(b, Buf::Col { .. } | Buf::Field { .. } | Buf::Comp { .. } | Buf::Fail))
             .collect();
         for b in wanted {
             let dev = &self.buffers[&b];

@@ -19,6 +19,13 @@ pub enum Buf {
         agent: usize,
         col: u32,
     },
+    /// A field of more than [`WIDE`] lanes, columns `col..col + lanes` one after another (lane
+    /// `l` of agent `i` at `l · count + i`): a `vec<f16, 4096>` is one buffer, not 4096 bindings.
+    Field {
+        agent: usize,
+        col: u32,
+        lanes: u32,
+    },
     /// The rounding error of compensated f32 updates of a column (see `cpu::abi::compensated_stores`).
     Comp {
         agent: usize,
@@ -28,6 +35,22 @@ pub enum Buf {
     Delta {
         agent: usize,
         col: u32,
+    },
+    /// The f16 copy of a wide field ([`Buf::Field`]) that a tensor-core GEMM reads: lane `l`
+    /// of agent `i` at `l · x_stride(count) + i`, zero past the count.
+    Half {
+        agent: usize,
+        col: u32,
+        lanes: u32,
+    },
+    /// The f16 weights of the one layer of module kernel `kernel`'s tensor plan, `[Mp][Kp]`
+    /// row-major and zero-padded ([`gemm_padding`]).
+    Weights {
+        kernel: usize,
+    },
+    /// That layer's f32 biases, `[Mp]`, zeros where it has none.
+    Bias {
+        kernel: usize,
     },
     /// `u32`s: the count of each agent type, then the bucket count of each grid.
     Sizes,
@@ -59,6 +82,56 @@ pub enum Buf {
         term: usize,
         outputs: u32,
     },
+}
+
+/// Fields of more lanes than this live in one device buffer ([`Buf::Field`]); narrower ones
+/// are a buffer per lane, which the tensor-core kernels address lane by lane.
+pub const WIDE: usize = 256;
+
+/// The buffer holding column `col` of agent type `agent`, and the lane of it that the column is
+/// (0 for a column of its own).
+pub fn home(m: &Module, agent: usize, col: u32) -> (Buf, u32) {
+    let mut at = 0u32;
+    for f in &m.agents[agent].fields {
+        let n = f.lanes.len() as u32;
+        if col < at + n {
+            if n as usize > WIDE {
+                return (Buf::Field { agent, col: at, lanes: n }, col - at);
+            }
+            break;
+        }
+        at += n;
+    }
+    (Buf::Col { agent, col }, 0)
+}
+
+/// The padded shape `(Mp, Kp)` of a GEMM layer of `rows` × `cols` weights: rows to the M tile
+/// of the kernels (128), K to a multiple of both kernels' K tiles (64).
+pub fn gemm_padding(rows: u32, cols: u32) -> (u32, u32) {
+    (rows.div_ceil(128) * 128, cols.div_ceil(64) * 64)
+}
+
+/// Agents a lane of a [`Buf::Half`] copy holds for `n` agents: every lane 256-byte aligned.
+pub fn x_stride(n: usize) -> usize {
+    n.div_ceil(128) * 128
+}
+
+/// A launch over tiles of agents rather than one thread per agent: `ceil(count / agents)` ×
+/// `y` blocks of `block` threads with `shared` bytes of dynamic workgroup memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tiles {
+    pub agents: u32,
+    pub y: u32,
+    pub block: u32,
+    pub shared: u32,
+}
+
+/// A variant of a kernel for Hopper (`sm_90a`), in a PTX module of its own, which the CUDA
+/// executor loads in place of the kernel on such a device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hopper {
+    pub ptx: String,
+    pub tiles: Tiles,
 }
 
 /// Workgroups of a law term's sum kernel: its threads stride over the agents, and each
@@ -96,6 +169,14 @@ pub struct DeviceKernel {
     /// one the executor picks for all others.
     #[serde(default)]
     pub workgroup: Option<u32>,
+    /// Launched over tiles (see [`Tiles`]) instead of by `launch`'s agents.
+    #[serde(default)]
+    pub tiles: Option<Tiles>,
+    /// A kernel launched just before this one each time (the f16 copy a GEMM reads).
+    #[serde(default)]
+    pub prelude: Option<usize>,
+    #[serde(default)]
+    pub hopper: Option<Hopper>,
 }
 
 fn one() -> u32 {
@@ -403,6 +484,16 @@ impl GpuPlan {
         };
         match b {
             Buf::Col { agent, col } | Buf::Delta { agent, col } => (counts[agent], col_bytes(agent, col)),
+            Buf::Field { agent, col, lanes } => (counts[agent] * lanes as usize, col_bytes(agent, col)),
+            Buf::Half { agent, lanes, .. } => (x_stride(counts[agent]) * lanes as usize, 2),
+            Buf::Weights { kernel } | Buf::Bias { kernel } => {
+                let l = m.kernels[kernel].tensor.as_ref().and_then(|t| t.layers.first());
+                let (mp, kp) = l.map_or((0, 0), |l| gemm_padding(l.rows, l.cols));
+                match b {
+                    Buf::Weights { .. } => (mp as usize * kp as usize, 2),
+                    _ => (mp as usize, 4),
+                }
+            }
             Buf::Comp { agent, .. } => (counts[agent], 4),
             Buf::Sizes => (counts.len() + self.grids.len(), 4),
             Buf::ParamsF32 | Buf::ParamsI32 => (m.lane_count(), 4),
@@ -514,12 +605,46 @@ pub fn initial_bytes(m: &Module, plan: &GpuPlan, b: Buf, world: &World) -> Vec<u
         Buf::Col { agent, col } => {
             column_bytes(m.column_types[agent][col as usize], &world.agents[agent].columns[col as usize])
         }
+        Buf::Field { agent, col, lanes } => (col..col + lanes)
+            .flat_map(|c| column_bytes(m.column_types[agent][c as usize], &world.agents[agent].columns[c as usize]))
+            .collect(),
         Buf::Sizes => plan.sizes(&counts).iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Buf::Weights { kernel } | Buf::Bias { kernel } => gemm_operand(m, b, kernel),
         Buf::ParamsF32 | Buf::ParamsI32 | Buf::ParamsF64 => params_bytes(b, &m.uniform_values()),
         _ => vec![0; n * size],
     };
     bytes.resize(bytes.len().max(16), 0);
     bytes
+}
+
+/// The padded f16 weights or f32 biases of module kernel `kernel`'s GEMM layer.
+fn gemm_operand(m: &Module, b: Buf, kernel: usize) -> Vec<u8> {
+    let Some(l) = m.kernels[kernel].tensor.as_ref().and_then(|t| t.layers.first()) else { return Vec::new() };
+    let values = m.uniform_values();
+    let at = |lane: usize| values.get(lane).copied().unwrap_or(0.0);
+    let (mp, kp) = gemm_padding(l.rows, l.cols);
+    match b {
+        Buf::Weights { .. } => (0..mp as usize)
+            .flat_map(|r| (0..kp as usize).map(move |c| (r, c)))
+            .flat_map(|(r, c)| {
+                let w = if r < l.rows as usize && c < l.cols as usize {
+                    at(l.weight as usize + r * l.cols as usize + c)
+                } else {
+                    0.0
+                };
+                half::f16::from_f64(w).to_le_bytes()
+            })
+            .collect(),
+        _ => (0..mp as usize)
+            .flat_map(|r| {
+                let v = match l.bias {
+                    Some(bias) if r < l.rows as usize => at(bias as usize + r),
+                    _ => 0.0,
+                };
+                (v as f32).to_le_bytes()
+            })
+            .collect(),
+    }
 }
 
 /// Brings a device's state into `host`: `read` gives a buffer's bytes (`None` where the device
@@ -536,6 +661,8 @@ pub fn read_back(
             return Err(crate::ir::interp::RunError::Check(msg));
         }
     }
+    // A wide field is read once for all its lanes.
+    let mut fields: std::collections::HashMap<Buf, Option<Vec<u8>>> = std::collections::HashMap::new();
     for t in 0..host.world.agents.len() {
         let kinds = m.agents[t].column_kinds();
         for c in 0..host.world.agents[t].columns.len() as u32 {
@@ -543,14 +670,36 @@ pub fn read_back(
             if kinds.get(c as usize) == Some(&crate::FieldKind::Scratch) {
                 continue;
             }
-            let Some(data) = read(&Buf::Col { agent: t, col: c })? else { continue };
-            let comp = read(&Buf::Comp { agent: t, col: c })?;
             let s = m.column_types[t][c as usize];
-            column_values(s, &data, comp.as_deref(), &mut host.world.agents[t].columns[c as usize]);
+            let out = &mut host.world.agents[t].columns[c as usize];
+            match home(m, t, c) {
+                (b @ Buf::Field { .. }, lane) => {
+                    if let std::collections::hash_map::Entry::Vacant(e) = fields.entry(b) {
+                        e.insert(read(&b)?);
+                    }
+                    let Some(Some(data)) = fields.get(&b) else { continue };
+                    let size = data.len() / (out.len() * lane_count(&b)).max(1);
+                    let part = &data[lane as usize * out.len() * size..(lane as usize + 1) * out.len() * size];
+                    column_values(s, part, None, out);
+                }
+                (b, _) => {
+                    let Some(data) = read(&b)? else { continue };
+                    let comp = read(&Buf::Comp { agent: t, col: c })?;
+                    column_values(s, &data, comp.as_deref(), out);
+                }
+            }
         }
     }
     host.fresh = true;
     Ok(())
+}
+
+/// Lanes of a buffer: a field's, or 1.
+pub fn lane_count(b: &Buf) -> usize {
+    match b {
+        Buf::Field { lanes, .. } => *lanes as usize,
+        _ => 1,
+    }
 }
 
 /// The commands that measure every law on the device: each term's fill, then its sum.

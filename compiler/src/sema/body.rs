@@ -492,7 +492,9 @@ impl<'a> Checker<'a> {
             ast::ExprKind::Cast(x, t) => {
                 let h = self.expr(cx, x);
                 let ty = self.resolve_type(t);
-                let ok = (h.ty.is_numeric_scalar() || h.ty.is_bool()) && matches!(ty, Ty::Scalar(_));
+                // Scalars convert; vectors convert lane by lane to a vector of the same length.
+                let ok = (h.ty.is_numeric_scalar() || h.ty.is_bool()) && matches!(ty, Ty::Scalar(_))
+                    || matches!((&h.ty, &ty), (Ty::Vec(a, n), Ty::Vec(b, m)) if n == m && a.is_float() && b.is_float());
                 if !ok && !h.ty.is_error() && !ty.is_error() {
                     self.error(
                         Diagnostic::error(
@@ -500,7 +502,7 @@ impl<'a> Checker<'a> {
                             span,
                             format!("cannot convert `{}` to `{}` with `as`", self.ty_name(&h.ty), self.ty_name(&ty)),
                         )
-                        .with_hint("`as` converts between scalar types"),
+                        .with_hint("`as` converts between scalar types, and between float vectors of one length"),
                     );
                     return err(span);
                 }

@@ -70,7 +70,11 @@ pub fn compensated_stores(m: &crate::ir::Module, k: &crate::ir::Kernel) -> Vec<(
     let mut out = Vec::new();
     for inst in &k.insts {
         let Op::Store { slot: 0, col, value } = inst.op else { continue };
-        if m.column_types[agent][col as usize] != Scalar::F32 {
+        // Nor wide fields (one device buffer each): a compensation a lane would double the
+        // memory and traffic of the large vectors GEMMs move.
+        if m.column_types[agent][col as usize] != Scalar::F32
+            || matches!(crate::gpu::home(m, agent, col).0, crate::gpu::Buf::Field { .. })
+        {
             continue;
         }
         if let Op::Bin(BinOp::Add, p, q) = k.insts[value as usize].op {

@@ -37,6 +37,9 @@ struct Pipeline {
     set: vk::DescriptorSet,
 }
 
+/// Trips of a shader's loop nest after which Mesa's llvmpipe leaves the loop.
+const LLVMPIPE_TRIPS: u64 = 65_535;
+
 pub struct VulkanBackend<'m> {
     module: &'m Module,
     plan: GpuPlan,
@@ -137,6 +140,25 @@ impl<'m> VulkanBackend<'m> {
                 k.bindings.len(),
                 limits.max_per_stage_descriptor_storage_buffers
             )));
+        }
+        // Mesa's llvmpipe ends a shader's loop nest after 65,535 trips without a word
+        // (`LP_MAX_TGSI_LOOP_ITERATIONS`); a layer's loops over rows and inputs are one nest.
+        if info.is_cpu {
+            let trips = |k: &gpu::DeviceKernel| -> u64 {
+                let plan = k.source.and_then(|s| module.kernels.get(s)).and_then(|k| k.tensor.as_ref());
+                match (plan, k.workgroup) {
+                    (Some(p), None) => p.layers.iter().map(|l| l.rows as u64 * (l.cols as u64 + 1)).max().unwrap_or(0),
+                    _ => 0,
+                }
+            };
+            if let Some(k) = plan.kernels.iter().find(|k| trips(k) > LLVMPIPE_TRIPS) {
+                return Err(VkError::Unsupported(format!(
+                    "{}: kernel `{}` loops {} times over one layer, and this CPU driver stops a shader's loops after {LLVMPIPE_TRIPS}; run it with --target cpu, cuda or opencl",
+                    info.name,
+                    k.name,
+                    trips(k)
+                )));
+            }
         }
 
         // The widest tile of workgroup memory any kernel needs decides the largest workgroup.
@@ -606,8 +628,8 @@ impl<'m> VulkanBackend<'m> {
                 if kinds.get(c as usize) == Some(&crate::FieldKind::Scratch) {
                     continue;
                 }
-                for b in [Buf::Col { agent: t, col: c }, Buf::Comp { agent: t, col: c }] {
-                    if self.buffers.contains_key(&b) {
+                for b in [gpu::home(self.module, t, c).0, Buf::Comp { agent: t, col: c }] {
+                    if self.buffers.contains_key(&b) && !want.contains(&b) {
                         want.push(b);
                     }
                 }
@@ -648,7 +670,7 @@ impl<'m> VulkanBackend<'m> {
         }
         for t in 0..self.host.world.agents.len() {
             for c in 0..self.host.world.agents[t].columns.len() {
-                let key = Buf::Col { agent: t, col: c as u32 };
+                let (key, lane) = gpu::home(self.module, t, c as u32);
                 if !places.contains_key(&key) {
                     continue;
                 }
@@ -656,7 +678,9 @@ impl<'m> VulkanBackend<'m> {
                     .get(&Buf::Comp { agent: t, col: c as u32 })
                     .map(|_| bytes_at(&Buf::Comp { agent: t, col: c as u32 }));
                 let s = self.module.column_types[t][c];
-                let data = bytes_at(&key).to_vec();
+                let all = bytes_at(&key);
+                let part = all.len() / gpu::lane_count(&key);
+                let data = all[lane as usize * part..(lane as usize + 1) * part].to_vec();
                 gpu::column_values(s, &data, comp, &mut self.host.world.agents[t].columns[c]);
             }
         }

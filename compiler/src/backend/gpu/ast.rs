@@ -128,6 +128,8 @@ pub struct Kernel {
     pub exact: bool,
     /// A tensor-core kernel, which only the PTX target writes (its `body` is empty).
     pub mma: Option<super::mma::MmaKernel>,
+    /// A tensor-core GEMM or the f16 copy it reads, which only the PTX target writes.
+    pub gemm: Option<super::gemm::GemmCode>,
 }
 
 // Constructors that keep the generator readable.

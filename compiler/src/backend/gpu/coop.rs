@@ -6,6 +6,10 @@
 //!   16-row tiles. Activations live in workgroup memory between layers, *column-major* (one
 //!   column of 32 agents after another), so that every invocation reads and writes its own
 //!   agent's values at consecutive addresses: no bank conflicts outside the matrix loads.
+//! - A layer loads all its A operands before it computes, so its outputs overwrite its inputs:
+//!   one activation buffer per subgroup. The kernel is bound by latency, not arithmetic (few
+//!   subgroups per multiprocessor), so the memory this saves goes to more subgroups per
+//!   workgroup.
 //! - Weights are converted to f16 once per workgroup, row-major (K × N, the B operand), biases
 //!   kept in f32. Every row and column stride is padded by 16 bytes so that the rows a
 //!   cooperative load reads at once fall in different banks; K, hidden widths and the output
@@ -86,7 +90,7 @@ fn widest(ls: &[Layer]) -> u32 {
 fn shared_bytes(ls: &[Layer], subgroups: u32) -> u32 {
     let weights: u32 = ls.iter().map(|l| l.k * l.stride() * 2).sum();
     let biases: u32 = ls.iter().map(|l| l.n * 4).sum();
-    let per_subgroup = 2 * widest(ls) * ACT_STRIDE * 2 + 16 * ACC_STRIDE * 4;
+    let per_subgroup = widest(ls) * ACT_STRIDE * 2 + 16 * ACC_STRIDE * 4;
     weights + biases + subgroups * per_subgroup
 }
 
@@ -96,7 +100,7 @@ pub fn workgroup(plan: &TensorPlan) -> Result<u32, String> {
         return Err(format!("precision {} has no cooperative-matrix kernel (f16 has)", plan.precision.name()));
     }
     let ls = layers(plan);
-    [4, 2, 1]
+    [8, 4, 2, 1]
         .into_iter()
         .find(|&s| shared_bytes(&ls, s) <= MAX_SHARED)
         .map(|s| s * SUBGROUP)
@@ -109,7 +113,7 @@ pub fn wgsl(k: &MmaKernel, name: &str, bindings: &[Binding], wg: u32) -> String 
     let ls = layers(plan);
     let subgroups = wg / SUBGROUP;
     let wide = widest(&ls);
-    let act_len = subgroups * 2 * wide * ACT_STRIDE;
+    let act_len = subgroups * wide * ACT_STRIDE;
     let acc_len = subgroups * 16 * ACC_STRIDE;
     let w_len: u32 = ls.iter().map(|l| l.k * l.stride()).sum();
     let b_len: u32 = ls.iter().map(|l| l.n).sum();
@@ -146,9 +150,8 @@ pub fn wgsl(k: &MmaKernel, name: &str, bindings: &[Binding], wg: u32) -> String 
     line(format!("let count = {}[{}];", buf(k.sizes), k.agent));
     line(format!("let sg = lid / {SUBGROUP}u;"));
     line(format!("let lane = lid % {SUBGROUP}u;"));
-    // The subgroup's two activation buffers (column-major) and accumulator tile.
-    line(format!("let act0 = sg * {}u;", 2 * wide * ACT_STRIDE));
-    line(format!("let act1 = act0 + {}u;", wide * ACT_STRIDE));
+    // The subgroup's activation buffer (column-major) and accumulator tile.
+    line(format!("let act0 = sg * {}u;", wide * ACT_STRIDE));
     line(format!("let accb = sg * {}u;", 16 * ACC_STRIDE));
     let params = buf(k.params);
     for l in &ls {
@@ -187,13 +190,12 @@ pub fn wgsl(k: &MmaKernel, name: &str, bindings: &[Binding], wg: u32) -> String 
     line("  workgroupBarrier();".into());
     let last = ls.len() - 1;
     for (li, l) in ls.iter().enumerate() {
-        let (src, dst) = if li % 2 == 0 { ("act0", "act1") } else { ("act1", "act0") };
         let kt = l.k / 16;
         // A operands of both row tiles for every k-tile, loaded once per layer.
         for t in 0..kt {
             for m in 0..2 {
                 line(format!(
-                    "  let a{li}_{t}_{m} = coopLoad<coop_mat16x16<f16, A>>(&act[{src} + {}u], {ACT_STRIDE}u);",
+                    "  let a{li}_{t}_{m} = coopLoad<coop_mat16x16<f16, A>>(&act[act0 + {}u], {ACT_STRIDE}u);",
                     t * 16 * ACT_STRIDE + m * 16
                 ));
             }
@@ -228,6 +230,7 @@ pub fn wgsl(k: &MmaKernel, name: &str, bindings: &[Binding], wg: u32) -> String 
                     store(&mut line, k.plan.accumulate, buf(k.outputs[col]), comp, &v);
                 }
             } else {
+                // The barrier above also orders every A load of the layer before these writes.
                 for j in 0..16u32 {
                     line(format!(
                         "  {{ let x = acc[accb + {}u + lane] + bias[{}u];",
@@ -235,7 +238,7 @@ pub fn wgsl(k: &MmaKernel, name: &str, bindings: &[Binding], wg: u32) -> String 
                         l.b_at + nt * 16 + j
                     ));
                     line(format!(
-                        "    act[{dst} + {}u + lane] = f16({}); }}",
+                        "    act[act0 + {}u + lane] = f16({}); }}",
                         (nt * 16 + j) * ACT_STRIDE,
                         activation(plan.act, "x")
                     ));

@@ -15,10 +15,11 @@ use super::ast::{
     self, add, bin, cast, incr, ld, let_, lt, mul, set, store, sub, u, var, var_, Binding, Bo, Shared, E, S,
 };
 use super::body::{self, depends_on, needed, product, reg, Names};
-use super::{coop, mma};
+use super::{coop, gemm, mma};
 use aiic_runtime::cpu::abi::{compensated_columns, compensated_stores};
 use aiic_runtime::gpu::{
-    device_scalar, Buf, DeviceKernel, GpuOp, GpuPlan, GpuTerm, GridSpec, Launch, TensorChoice, PARTIALS, TILE_UNROLL,
+    self, device_scalar, Buf, DeviceKernel, GpuOp, GpuPlan, GpuTerm, GridSpec, Launch, TensorChoice, Tiles, PARTIALS,
+    TILE_UNROLL,
 };
 use aiic_runtime::ir::{Activation, Kernel, Module, Op, Pattern, Precision, Scalar, Sched, TensorPlan, V};
 use std::cell::RefCell;
@@ -77,7 +78,7 @@ pub fn generate(m: &Module, opts: Options) -> Result<GpuCode, String> {
         for s in list {
             match s {
                 Sched::Zero { agent, cols } => {
-                    out.extend(cols.iter().map(|&col| GpuOp::Zero(Buf::Col { agent: *agent, col })));
+                    out.extend(zeros(m, *agent, cols));
                 }
                 Sched::Run(k) => {
                     if !done.contains_key(k) {
@@ -134,10 +135,26 @@ impl<'a> Binds<'a> {
         }
         let (name, elem, atomic) = match b {
             Buf::Col { agent, col } => (col_name(self.m, agent, col), self.col_ty(agent, col), false),
+            Buf::Field { agent, col, .. } => {
+                let field =
+                    self.m.agents[agent].fields.iter().find(|f| f.lanes.first() == Some(&col_lane(self.m, agent, col)));
+                let raw = format!("f_{}_{}", self.m.agents[agent].name, field.map_or("field", |f| f.name.as_str()));
+                (
+                    raw.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect(),
+                    self.col_ty(agent, col),
+                    false,
+                )
+            }
             Buf::Comp { agent, col } => (format!("comp_{}", &col_name(self.m, agent, col)[2..]), Scalar::F32, false),
             Buf::Delta { agent, col } => {
                 (format!("delta_{}", &col_name(self.m, agent, col)[2..]), self.col_ty(agent, col), false)
             }
+            Buf::Half { agent, col, .. } => {
+                let full = self.get(gpu::home(self.m, agent, col).0, false);
+                (format!("h{}", &full[1..]), Scalar::F16, false)
+            }
+            Buf::Weights { kernel } => (format!("gemm_w{kernel}"), Scalar::F16, false),
+            Buf::Bias { kernel } => (format!("gemm_b{kernel}"), Scalar::F32, false),
             Buf::Sizes => ("sizes".into(), Scalar::U32, false),
             Buf::ParamsF32 => ("params_f".into(), Scalar::F32, false),
             Buf::ParamsI32 => ("params_i".into(), Scalar::I32, false),
@@ -159,7 +176,20 @@ impl<'a> Binds<'a> {
 
     /// Element `idx` of a column of agent type `agent`.
     fn col(&mut self, agent: usize, col: u32, idx: E) -> E {
-        ld(&self.get(Buf::Col { agent, col }, false), idx)
+        let (buf, at) = self.place(agent, col, idx, false);
+        ld(&buf, at)
+    }
+
+    /// The buffer and the index of element `idx` of a column: its own buffer, or its lane of a
+    /// wide field's (`lane · count + idx`).
+    fn place(&mut self, agent: usize, col: u32, idx: E, write: bool) -> (String, E) {
+        match gpu::home(self.m, agent, col) {
+            (b @ Buf::Field { .. }, lane) => {
+                let count = self.size(agent);
+                (self.get(b, write), add(mul(u(lane as u64), count), idx))
+            }
+            (b, _) => (self.get(b, write), idx),
+        }
     }
 
     /// `sizes[slot]`: an agent count or a grid's bucket count.
@@ -178,11 +208,46 @@ impl<'a> Binds<'a> {
 }
 
 /// A column's name in generated code: `c_Body_position_x`.
+fn col_lane(m: &Module, agent: usize, col: u32) -> String {
+    m.agents[agent].fields.iter().flat_map(|f| f.lanes.iter()).nth(col as usize).cloned().unwrap_or(col.to_string())
+}
+
 fn col_name(m: &Module, agent: usize, col: u32) -> String {
-    let schema = &m.agents[agent];
-    let lane = schema.fields.iter().flat_map(|f| f.lanes.iter()).nth(col as usize).cloned().unwrap_or(col.to_string());
-    let raw = format!("c_{}_{}", schema.name, lane);
+    let raw = format!("c_{}_{}", m.agents[agent].name, col_lane(m, agent, col));
     raw.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+/// Where consecutive entries of a list of columns live: a column of its own, or `n` lanes from
+/// `lane` of a wide field's buffer.
+enum Run {
+    Col { at: usize, col: u32 },
+    Lanes { at: usize, buf: Buf, lane: u32, n: u32 },
+}
+
+fn field_runs(m: &Module, agent: usize, cols: &[u32]) -> Vec<Run> {
+    let mut out: Vec<Run> = Vec::new();
+    for (at, &col) in cols.iter().enumerate() {
+        match gpu::home(m, agent, col) {
+            (buf @ Buf::Field { .. }, lane) => match out.last_mut() {
+                Some(Run::Lanes { buf: b, lane: l, n, .. }) if *b == buf && *l + *n == lane => *n += 1,
+                _ => out.push(Run::Lanes { at, buf, lane, n: 1 }),
+            },
+            _ => out.push(Run::Col { at, col }),
+        }
+    }
+    out
+}
+
+/// The commands that zero these columns: each buffer once (a wide field's as a whole).
+fn zeros(m: &Module, agent: usize, cols: &[u32]) -> Vec<GpuOp> {
+    let mut out = Vec::new();
+    for &col in cols {
+        let op = GpuOp::Zero(gpu::home(m, agent, col).0);
+        if !out.contains(&op) {
+            out.push(op);
+        }
+    }
+    out
 }
 
 /// Hashes integer cell coordinates into one of `nb` (a power of two) buckets.
@@ -247,10 +312,20 @@ impl Gen<'_> {
         let shared_bytes = shared.iter().map(Shared::bytes).sum();
         let bufs = b.list.iter().map(|(x, _)| *x).collect();
         let bindings = b.list.into_iter().map(|(_, bd)| bd).collect();
-        let dk =
-            DeviceKernel { name: name.clone(), source, bindings: bufs, launch, shared_bytes, rows: 1, workgroup: None };
+        let dk = DeviceKernel {
+            name: name.clone(),
+            source,
+            bindings: bufs,
+            launch,
+            shared_bytes,
+            rows: 1,
+            workgroup: None,
+            tiles: None,
+            prelude: None,
+            hopper: None,
+        };
         self.plan.kernels.push(dk);
-        self.kernels.push(ast::Kernel { name, bindings, shared, body, exact, mma: None });
+        self.kernels.push(ast::Kernel { name, bindings, shared, body, exact, mma: None, gemm: None });
         self.plan.kernels.len() - 1
     }
 
@@ -283,9 +358,12 @@ impl Gen<'_> {
         }
         match k.pattern.clone() {
             Pattern::Map { agent } => {
-                let n = match self.tensor(kid, agent) {
+                let n = match self.tensor(kid, agent).or_else(|| self.f32_tensor(kid, agent)) {
                     Some(n) => n,
-                    None => self.f32_tensor(kid, agent).unwrap_or_else(|| self.map(kid, agent)),
+                    None if k.tensor.is_some() => {
+                        return Err(format!("kernel `{}`: its tensor plan has no kernel on this target", k.name))
+                    }
+                    None => self.map(kid, agent),
                 };
                 Ok(vec![GpuOp::Launch(n)])
             }
@@ -321,9 +399,7 @@ impl Gen<'_> {
                 let mut fill = Vec::new();
                 for s in &tp.fill {
                     match s {
-                        Sched::Zero { agent, cols } => {
-                            fill.extend(cols.iter().map(|&col| GpuOp::Zero(Buf::Col { agent: *agent, col })))
-                        }
+                        Sched::Zero { agent, cols } => fill.extend(zeros(self.m, *agent, cols)),
                         Sched::Run(k) => fill.extend(self.kernel(*k)?),
                         Sched::Exact { agent, cols } => fill.push(GpuOp::Launch(self.exact(*agent, cols))),
                     }
@@ -356,8 +432,8 @@ impl Gen<'_> {
             } else {
                 x
             };
-            let target = b.get(Buf::Col { agent, col: to }, true);
-            body.push(store(&target, E::Gid, x));
+            let (target, at) = b.place(agent, to, E::Gid, true);
+            body.push(store(&target, at, x));
         }
         let body = per_agent(&mut b, agent, body);
         let name = format!("exact_{}", m.agents[agent].name);
@@ -445,7 +521,13 @@ impl Gen<'_> {
                 name: m.kernels[kid].name.clone(),
                 f32,
                 candidates,
-                outputs: plan.outputs.iter().map(|&col| Buf::Col { agent, col }).collect(),
+                outputs: plan.outputs.iter().fold(Vec::new(), |mut out, &col| {
+                    let b = gpu::home(m, agent, col).0;
+                    if !out.contains(&b) {
+                        out.push(b);
+                    }
+                    out
+                }),
                 accumulate: plan.accumulate,
                 tolerance: plan.tolerance,
                 fixed,
@@ -458,6 +540,15 @@ impl Gen<'_> {
     fn mma(&mut self, kid: usize, agent: usize, precision: Precision) -> Option<usize> {
         let m = self.m;
         let plan = TensorPlan { precision, ..m.kernels[kid].tensor.clone()? };
+        if self.matrix == MatrixUnits::MmaSync {
+            if let Some(n) = self.gemm(kid, agent, &plan) {
+                return Some(n);
+            }
+        }
+        // The other kernels bind a buffer per lane, which a wide field does not have.
+        if plan.inputs.iter().chain(&plan.outputs).any(|&c| matches!(gpu::home(m, agent, c).0, Buf::Field { .. })) {
+            return None;
+        }
         let workgroup = match self.matrix {
             MatrixUnits::MmaSync if mma::unsupported(&plan).is_none() => None,
             MatrixUnits::Cooperative => Some(coop::workgroup(&plan).ok()?),
@@ -489,6 +580,65 @@ impl Gen<'_> {
         Some(n)
     }
 
+    /// A GEMM on tensor cores for `p.y = W @ p.x` (or `+=`, or a one-layer model) between two
+    /// wide fields in f16: a kernel that copies x to f16 (the GEMM stages it with `cp.async`),
+    /// launched before the GEMM, which is `mma.sync` everywhere and `wgmma` on Hopper.
+    fn gemm(&mut self, kid: usize, agent: usize, plan: &TensorPlan) -> Option<usize> {
+        let m = self.m;
+        let whole = |cols: &[u32]| match field_runs(m, agent, cols).as_slice() {
+            [Run::Lanes { buf: buf @ Buf::Field { lanes, .. }, lane: 0, n, .. }] if n == lanes => Some(*buf),
+            _ => None,
+        };
+        let (Some(x), Some(y), [layer]) = (whole(&plan.inputs), whole(&plan.outputs), plan.layers.as_slice()) else {
+            return None;
+        };
+        if plan.precision != Precision::F16 || m.kernels[kid].tensor.as_ref()?.layers.len() != 1 {
+            return None;
+        }
+        let Buf::Field { col, lanes, .. } = x else { return None };
+        let half = Buf::Half { agent, col, lanes };
+        let mut b = Binds::new(m);
+        b.get(x, false);
+        b.get(half, true);
+        b.get(Buf::Sizes, false);
+        let name = format!("{}.f16_copy", m.kernels[kid].name);
+        let conv = self.push(name, Some(kid), b, Launch::Agents { agent }, Vec::new(), Vec::new(), false);
+        let copy = Tiles { agents: gemm::COPY_BLOCK, y: lanes, block: gemm::COPY_BLOCK, shared: 0 };
+        self.plan.kernels[conv].tiles = Some(copy);
+        self.kernels[conv].gemm = Some(gemm::GemmCode::Copy { agent: agent as u32 });
+
+        let mut b = Binds::new(m);
+        for (buf, write) in [(half, false), (Buf::Weights { kernel: kid }, false), (Buf::Bias { kernel: kid }, false)] {
+            b.get(buf, write);
+        }
+        b.get(y, true);
+        b.get(Buf::Sizes, false);
+        let spec = |arch| gemm::GemmSpec {
+            rows: layer.rows,
+            cols: layer.cols,
+            accumulate: plan.accumulate,
+            arch,
+            agent: agent as u32,
+        };
+        let tiles = |p: &gemm::GemmPtx| Tiles {
+            agents: p.tile_n,
+            y: gpu::gemm_padding(layer.rows, layer.cols).0 / p.tile_m,
+            block: p.block,
+            shared: p.dynamic_shared,
+        };
+        let name = format!("{}.f16", m.kernels[kid].name);
+        let n = self.push(name, Some(kid), b, Launch::Agents { agent }, Vec::new(), Vec::new(), false);
+        let entry = super::ptx::entry_name(n);
+        let sync = gemm::gemm_ptx(&spec(gemm::GemmArch::MmaSync), &entry);
+        let hopper = gemm::gemm_ptx(&spec(gemm::GemmArch::Wgmma), &entry);
+        let dk = &mut self.plan.kernels[n];
+        dk.tiles = Some(tiles(&sync));
+        dk.prelude = Some(conv);
+        dk.hopper = Some(gpu::Hopper { tiles: tiles(&hopper), ptx: hopper.text });
+        self.kernels[n].gemm = Some(gemm::GemmCode::Layer(spec(gemm::GemmArch::MmaSync)));
+        Some(n)
+    }
+
     /// The f32 kernel of an `each` kernel's matrix work (`ir::TensorPlan`): one thread per
     /// agent, which runs the layers as loops over the weights in the parameter buffer with its
     /// activations in two local arrays. The scalar kernel would unroll every multiply-add (tens
@@ -508,8 +658,19 @@ impl Gen<'_> {
         let f = |x: f64| E::F(x, Scalar::F32);
         let arr = |n: &str, i: E| E::Arr(n.to_string(), Scalar::F32, Box::new(i));
         let mut body = vec![S::Array("h0".into(), Scalar::F32, widest), S::Array("h1".into(), Scalar::F32, widest)];
-        for (i, &col) in plan.inputs.iter().enumerate() {
-            body.push(S::ArrStore("h0".into(), u(i as u64), b.col(agent, col, E::Gid)));
+        for run in field_runs(m, agent, &plan.inputs) {
+            match run {
+                Run::Lanes { at, buf, lane, n } => {
+                    let name = b.get(buf, false);
+                    let src = add(mul(add(u(lane as u64), var("j")), b.size(agent)), E::Gid);
+                    let copy = S::ArrStore("h0".into(), add(u(at as u64), var("j")), ld(&name, src));
+                    body.push(S::Block(vec![
+                        var_("j", Scalar::U32, u(0)),
+                        S::While(lt(var("j"), u(n as u64)), vec![copy, incr("j", u(1))]),
+                    ]));
+                }
+                Run::Col { at, col } => body.push(S::ArrStore("h0".into(), u(at as u64), b.col(agent, col, E::Gid))),
+            }
         }
         let last = plan.layers.len() - 1;
         for (li, l) in plan.layers.iter().enumerate() {
@@ -533,7 +694,24 @@ impl Gen<'_> {
         }
         let result = if last % 2 == 0 { "h1" } else { "h0" };
         let compensated = compensated_columns(m);
+        for run in field_runs(m, agent, &plan.outputs) {
+            let Run::Lanes { at, buf, lane, n } = run else { continue };
+            if (0..n).any(|l| compensated.contains(&(agent, plan.outputs[at + l as usize]))) {
+                return None;
+            }
+            let name = b.get(buf, true);
+            let dst = add(mul(add(u(lane as u64), var("j")), b.size(agent)), E::Gid);
+            let v = arr(result, add(u(at as u64), var("j")));
+            let v = if plan.accumulate { add(ld(&name, dst.clone()), v) } else { v };
+            body.push(S::Block(vec![
+                var_("j", Scalar::U32, u(0)),
+                S::While(lt(var("j"), u(n as u64)), vec![store(&name, dst, v), incr("j", u(1))]),
+            ]));
+        }
         for (j, &col) in plan.outputs.iter().enumerate() {
+            if matches!(gpu::home(m, agent, col).0, Buf::Field { .. }) {
+                continue;
+            }
             let target = b.get(Buf::Col { agent, col }, true);
             let v = arr(result, u(j as u64));
             let comp = compensated.contains(&(agent, col)).then(|| b.get(Buf::Comp { agent, col }, true));
@@ -587,7 +765,7 @@ impl Gen<'_> {
                     body.push(S::If(not, vec![store(&f, u(0), fail_codes[msg as usize].clone())], Vec::new()));
                 }
                 Op::Store { col, value: x, .. } => {
-                    let target = b.get(Buf::Col { agent, col }, true);
+                    let (target, at) = b.place(agent, col, E::Gid, true);
                     let cs = device_scalar(m.column_types[agent][col as usize]);
                     if let Some((_, old, inc)) = comp.iter().find(|(c, _, _)| *c == col) {
                         // Kahan's compensated update, as on the CPU.
@@ -596,10 +774,10 @@ impl Gen<'_> {
                             let_("y", Scalar::F32, sub(value(*inc), ld(&cb, E::Gid))),
                             let_("t", Scalar::F32, add(value(*old), var("y"))),
                             store(&cb, E::Gid, sub(sub(var("t"), value(*old)), var("y"))),
-                            store(&target, E::Gid, var("t")),
+                            store(&target, at.clone(), var("t")),
                         ]));
                     } else {
-                        body.push(store(&target, E::Gid, body::convert(reg(k.insts[x as usize].ty), cs, value(x))));
+                        body.push(store(&target, at.clone(), body::convert(reg(k.insts[x as usize].ty), cs, value(x))));
                         if comp_cols.contains(&col) {
                             let cb = b.get(Buf::Comp { agent, col }, true);
                             body.push(store(&cb, E::Gid, E::F(0.0, Scalar::F32)));

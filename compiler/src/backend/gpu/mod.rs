@@ -6,6 +6,7 @@ pub mod ast;
 pub mod body;
 pub mod coop;
 pub mod dialect;
+pub mod gemm;
 pub mod kernels;
 pub mod mma;
 pub mod opencl;

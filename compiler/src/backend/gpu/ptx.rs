@@ -130,6 +130,9 @@ struct Lower<'a> {
 }
 
 pub fn lower_kernel(k: &Kernel, entry: &str, block: u32) -> Result<String, String> {
+    if let Some(g) = &k.gemm {
+        return Ok(super::gemm::lower(g, entry));
+    }
     if let Some(mma) = &k.mma {
         return Ok(super::mma::lower(mma, &k.name, entry, k.bindings.len(), block));
     }
