@@ -140,6 +140,16 @@ fn wide_fields_become_a_tensor_core_gemm() {
     let copy = plan.kernels[gemm].prelude.expect("the f16 copy runs before it");
     assert_eq!(plan.step, vec![aiic_runtime::gpu::GpuOp::Launch(gemm)], "the GEMM is the step");
     assert!(code.code.kernels[copy].gemm.is_some() && code.code.kernels[gemm].gemm.is_some());
+    // The kernels' parameters, in order, are these buffers and nothing else.
+    use aiic_runtime::gpu::Buf;
+    let (x, y) = (Buf::Field { agent: 0, col: 0, lanes: cols }, Buf::Field { agent: 0, col: cols, lanes: rows });
+    let half = Buf::Half { agent: 0, col: 0, lanes: cols };
+    let source = plan.kernels[gemm].source.expect("source");
+    assert_eq!(plan.kernels[copy].bindings, vec![x, half, Buf::Sizes]);
+    assert_eq!(
+        plan.kernels[gemm].bindings,
+        vec![half, Buf::Weights { kernel: source }, Buf::Bias { kernel: source }, y, Buf::Sizes]
+    );
     snapshot_text("gemm", &code.text);
     if let Some(ptxas) = ptxas() {
         let hopper = plan.kernels[gemm].hopper.as_ref().expect("hopper").ptx.clone();

@@ -135,24 +135,12 @@ impl<'a> Binds<'a> {
         }
         let (name, elem, atomic) = match b {
             Buf::Col { agent, col } => (col_name(self.m, agent, col), self.col_ty(agent, col), false),
-            Buf::Field { agent, col, .. } => {
-                let field =
-                    self.m.agents[agent].fields.iter().find(|f| f.lanes.first() == Some(&col_lane(self.m, agent, col)));
-                let raw = format!("f_{}_{}", self.m.agents[agent].name, field.map_or("field", |f| f.name.as_str()));
-                (
-                    raw.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect(),
-                    self.col_ty(agent, col),
-                    false,
-                )
-            }
+            Buf::Field { agent, col, .. } => (field_name(self.m, "f", agent, col), self.col_ty(agent, col), false),
             Buf::Comp { agent, col } => (format!("comp_{}", &col_name(self.m, agent, col)[2..]), Scalar::F32, false),
             Buf::Delta { agent, col } => {
                 (format!("delta_{}", &col_name(self.m, agent, col)[2..]), self.col_ty(agent, col), false)
             }
-            Buf::Half { agent, col, .. } => {
-                let full = self.get(gpu::home(self.m, agent, col).0, false);
-                (format!("h{}", &full[1..]), Scalar::F16, false)
-            }
+            Buf::Half { agent, col, .. } => (field_name(self.m, "h", agent, col), Scalar::F16, false),
             Buf::Weights { kernel } => (format!("gemm_w{kernel}"), Scalar::F16, false),
             Buf::Bias { kernel } => (format!("gemm_b{kernel}"), Scalar::F32, false),
             Buf::Sizes => ("sizes".into(), Scalar::U32, false),
@@ -210,6 +198,14 @@ impl<'a> Binds<'a> {
 /// A column's name in generated code: `c_Body_position_x`.
 fn col_lane(m: &Module, agent: usize, col: u32) -> String {
     m.agents[agent].fields.iter().flat_map(|f| f.lanes.iter()).nth(col as usize).cloned().unwrap_or(col.to_string())
+}
+
+/// `prefix_Agent_field` for the buffer of a wide field that starts at column `col`.
+fn field_name(m: &Module, prefix: &str, agent: usize, col: u32) -> String {
+    let first = col_lane(m, agent, col);
+    let field = m.agents[agent].fields.iter().find(|f| f.lanes.first() == Some(&first));
+    let raw = format!("{prefix}_{}_{}", m.agents[agent].name, field.map_or("field", |f| f.name.as_str()));
+    raw.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
 }
 
 fn col_name(m: &Module, agent: usize, col: u32) -> String {
