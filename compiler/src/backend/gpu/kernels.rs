@@ -599,7 +599,7 @@ impl Gen<'_> {
         b.get(Buf::Sizes, false);
         let name = format!("{}.f16_copy", m.kernels[kid].name);
         let conv = self.push(name, Some(kid), b, Launch::Agents { agent }, Vec::new(), Vec::new(), false);
-        let copy = Tiles { agents: gemm::COPY_BLOCK * gemm::COPY_AGENTS, y: lanes, block: gemm::COPY_BLOCK, shared: 0 };
+        let copy = Tiles { agents: gemm::COPY_BLOCK, y: lanes, block: gemm::COPY_BLOCK, shared: 0 };
         self.plan.kernels[conv].tiles = Some(copy);
         self.kernels[conv].gemm = Some(gemm::GemmCode::Copy { agent: agent as u32 });
 
