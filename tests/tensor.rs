@@ -19,8 +19,11 @@ use aiic_runtime::World;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+#[path = "support/npy.rs"]
+mod npy;
 #[path = "support/require.rs"]
 mod require;
+use npy::write_npy;
 
 const F32_BOUND: f64 = 1e-5;
 const F16_BOUND: f64 = 5e-3;
@@ -81,21 +84,6 @@ impl Lcg {
         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((self.0 >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
     }
-}
-
-fn write_npy(path: &Path, shape: &[u32], values: &[f32]) {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let tuple = if dims.len() == 1 { format!("{},", dims[0]) } else { dims.join(", ") };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({tuple}), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-    std::fs::write(path, bytes).expect("write npy");
 }
 
 fn ty(n: u32) -> String {
@@ -285,6 +273,14 @@ fn cpu_matches_the_interpreter_on_the_lattice() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The state after [`STEPS`] steps of `m` from `start` on the first OpenCL device.
+fn on_opencl(m: &Module, start: &World) -> World {
+    let code = aiic_compiler::backend::gpu::opencl::emit_module(m, Default::default()).expect("opencl");
+    let mut gpu = aiic_runtime::opencl::OpenClBackend::new(m, code.code.plan.clone(), &code.text, start, None, None)
+        .expect("opencl backend");
+    run(&mut gpu, STEPS)
+}
+
 /// A Vulkan executor of `m` from `start` on the first device, and whether a cooperative-matrix
 /// kernel runs its tensor interaction (its notes say so).
 fn vulkan<'m>(m: &'m Module, start: &World) -> (aiic_runtime::vulkan::exec::VulkanBackend<'m>, bool) {
@@ -318,11 +314,7 @@ fn vulkan_and_opencl_match_the_interpreter_on_small_shapes() {
             assert!(e < bound, "{} on Vulkan (cooperative matrices: {coop}): error {e:e}", label(s));
         }
         if opencl {
-            let code = aiic_compiler::backend::gpu::opencl::emit_module(&m, Default::default()).expect("opencl");
-            let mut gpu =
-                aiic_runtime::opencl::OpenClBackend::new(&m, code.code.plan.clone(), &code.text, &start, None, None)
-                    .expect("opencl backend");
-            let e = field_error(&m, "y", &reference, &run(&mut gpu, STEPS));
+            let e = field_error(&m, "y", &reference, &on_opencl(&m, &start));
             assert!(e < F32_BOUND, "{} on OpenCL: error {e:e}", label(s));
         }
     }
@@ -412,17 +404,26 @@ fn cuda_error(dir: &Path, s: &Shape, precision: &str, block: u32, reference: &Wo
     (e, tensor)
 }
 
+/// The device tests' lock and a scratch directory, where a CUDA device is present.
+fn cuda_session(tag: &str) -> Option<(std::sync::MutexGuard<'static, ()>, PathBuf)> {
+    let one = require::one_device_at_a_time();
+    require::device("cuda", aiic_runtime::cuda::probe, |d| d.name.clone())?;
+    Some((one, temp(tag)))
+}
+
+/// The interpreter's result for a shape: the programs of a shape differ only in their
+/// `@precision`, so one reference serves them all.
+fn f32_reference(dir: &Path, s: &Shape) -> (Module, World) {
+    let m = compile(&program(dir, s, "f32"));
+    let r = reference(&m, &start(&m), STEPS);
+    (m, r)
+}
+
 #[test]
 fn cuda_tensor_cores_match_the_interpreter_on_the_lattice() {
-    let _one = require::one_device_at_a_time();
-    if require::device("cuda", aiic_runtime::cuda::probe, |d| d.name.clone()).is_none() {
-        return;
-    }
-    let dir = temp("cuda");
+    let Some((_one, dir)) = cuda_session("cuda") else { return };
     for s in LATTICE {
-        // The programs differ only in their `@precision`: one reference serves them all.
-        let m = compile(&program(&dir, s, "f32"));
-        let reference = reference(&m, &start(&m), STEPS);
+        let (m, reference) = f32_reference(&dir, s);
         // Layers wider than the kernel keeps in registers, or weights beyond its workgroup
         // memory, run the f32 kernel instead.
         let plan = m.kernels.iter().find_map(|k| k.tensor.clone()).expect("a tensor plan");
@@ -458,14 +459,9 @@ const WIDE: &[Shape] =
 
 #[test]
 fn cuda_gemm_matches_the_interpreter() {
-    let _one = require::one_device_at_a_time();
-    if require::device("cuda", aiic_runtime::cuda::probe, |d| d.name.clone()).is_none() {
-        return;
-    }
-    let dir = temp("cuda-gemm");
+    let Some((_one, dir)) = cuda_session("cuda-gemm") else { return };
     for s in WIDE {
-        let m = compile(&program(&dir, s, "f32"));
-        let reference = reference(&m, &start(&m), STEPS);
+        let (_, reference) = f32_reference(&dir, s);
         for (precision, bound) in [("f16", F16_BOUND), ("f32", F32_BOUND)] {
             let (e, tensor) = cuda_error(&dir, s, precision, 256, &reference);
             assert_eq!(tensor, precision == "f16", "{} {precision}: the GEMM on tensor cores", label(s));
@@ -494,11 +490,7 @@ fn wide_fields_match_the_interpreter_on_every_executor() {
         let e = field_error(&m, "y", &reference, &run(&mut cpu, STEPS));
         assert!(e < F32_BOUND, "{} on the CPU: error {e:e}", label(s));
         if opencl {
-            let code = aiic_compiler::backend::gpu::opencl::emit_module(&m, Default::default()).expect("opencl");
-            let mut gpu =
-                aiic_runtime::opencl::OpenClBackend::new(&m, code.code.plan.clone(), &code.text, &start, None, None)
-                    .expect("opencl backend");
-            let e = field_error(&m, "y", &reference, &run(&mut gpu, STEPS));
+            let e = field_error(&m, "y", &reference, &on_opencl(&m, &start));
             assert!(e < F32_BOUND, "{} on OpenCL: error {e:e}", label(s));
         }
         if vulkan_device {

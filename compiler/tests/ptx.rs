@@ -2,6 +2,8 @@
 //! sm_90 where it is installed (CI installs it from the PyPI package `nvidia-cuda-nvcc-cu12`).
 
 mod common;
+#[path = "../../tests/support/npy.rs"]
+mod npy;
 #[path = "../../tests/support/require.rs"]
 mod require;
 use aiic_compiler::backend::gpu::ptx;
@@ -113,17 +115,8 @@ fn wide_fields_become_a_tensor_core_gemm() {
     let (rows, cols) = (300u32, 264u32);
     let npy = |name: &str, shape: &[u32]| {
         let n: u32 = shape.iter().product();
-        let dims: Vec<String> = shape.iter().map(u32::to_string).collect();
-        let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}), }}", dims.join(", "));
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-        bytes.extend((header.len() as u16).to_le_bytes());
-        bytes.extend(header.as_bytes());
-        bytes.extend((0..n).flat_map(|i| ((i % 7) as f32 * 0.01).to_le_bytes()));
-        std::fs::write(dir.join(name), bytes).expect("npy");
+        let values: Vec<f32> = (0..n).map(|i| (i % 7) as f32 * 0.01).collect();
+        npy::write_npy(&dir.join(name), shape, &values);
     };
     npy("w.npy", &[rows, cols]);
     npy("e.npy", &[cols, 3]);
