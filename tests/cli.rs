@@ -407,6 +407,15 @@ fn bench_reports_rates_per_target() {
     assert!(out.contains("interactions/s") && out.contains("cpu (") && out.contains("interp"), "{out}");
 }
 
+#[test]
+fn bench_reports_the_tensor_work_of_a_step() {
+    // examples/learned_force.aii: 32 -> 64 -> 64 -> 3 for 1,000 agents, two FLOP a multiply-add.
+    let o = aiic(&["bench", "examples/learned_force.aii", "--count", "P=1000", "--seconds", "0.05", "--target", "cpu"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let flop = 2.0 * (32.0 * 64.0 + 64.0 * 64.0 + 64.0 * 3.0) * 1000.0;
+    assert!(stderr(&o).contains(&format!("tensor work {flop:.4e} FLOP a step")), "{}", stderr(&o));
+}
+
 /// Whether `aiic devices` lists a Vulkan device; otherwise the test says why it checks nothing
 /// (a failure if `AIIC_TEST_REQUIRE` lists `vulkan`). A Vulkan that is installed but fails to
 /// list its devices is a failure.

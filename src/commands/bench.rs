@@ -62,6 +62,19 @@ fn pairs_per_step(m: &Module, w: &World) -> u64 {
     total
 }
 
+/// Floating-point operations of a step's tensor plans: two per multiply-add of every layer,
+/// for every agent.
+fn tensor_flop_per_step(m: &Module, w: &World) -> f64 {
+    let mut total = 0.0;
+    for s in &m.step {
+        let Sched::Run(k) = s else { continue };
+        let (Some(plan), Pattern::Map { agent }) = (&m.kernels[*k].tensor, &m.kernels[*k].pattern) else { continue };
+        let macs: f64 = plan.layers.iter().map(|l| l.rows as f64 * l.cols as f64).sum();
+        total += 2.0 * macs * w.agents[*agent].count as f64;
+    }
+    total
+}
+
 pub fn run(args: &BenchArgs, color: bool) -> u8 {
     let targets: Vec<&str> = args.target.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
     for t in &targets {
@@ -89,6 +102,7 @@ pub fn run(args: &BenchArgs, color: bool) -> u8 {
         };
         let agents: usize = sim.world.agents.iter().map(|a| a.count).sum();
         let pairs = pairs_per_step(module, &sim.world);
+        let flop = tensor_flop_per_step(module, &sim.world);
         let at = Placement { target, threads: args.threads.unwrap_or_else(default_threads), device: args.device };
         let mut exec = match backend(&at, module, &loaded, sim) {
             Ok(b) => b,
@@ -131,6 +145,9 @@ pub fn run(args: &BenchArgs, color: bool) -> u8 {
                 rate * pairs as f64,
                 2.0 * rate * pairs as f64
             );
+            if flop > 0.0 {
+                eprintln!("note: {name}: tensor work {flop:.4e} FLOP a step, {:.4e} FLOP/s ({clock})", rate * flop);
+            }
         };
         show("wall", steps, secs);
         // The device's own clock, over as many steps as the wall clock saw (at most 1000).
