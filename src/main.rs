@@ -79,7 +79,8 @@ enum Command {
         #[command(flatten)]
         program: ProgramArgs,
         /// Target: ir (the kernel IR), clif (Cranelift IR of the CPU kernels), wgsl (the source of
-        /// the SPIR-V kernels), spirv-asm (SPIR-V disassembly) or spirv (binary modules; needs -o).
+        /// the SPIR-V kernels), spirv-asm (SPIR-V disassembly), spirv (binary modules; needs -o),
+        /// ptx (the CUDA module, then the sm_90a module of each Hopper kernel) or opencl (OpenCL C).
         #[arg(long, default_value = "ir")]
         target: String,
         /// Directory for binary output (`--target spirv`): one `.spv` file per device kernel.

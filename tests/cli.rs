@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "support/npy.rs"]
+mod npy;
 #[path = "support/require.rs"]
 mod require;
 
@@ -405,6 +407,25 @@ fn bench_reports_rates_per_target() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("interactions/s") && out.contains("cpu (") && out.contains("interp"), "{out}");
+}
+
+#[test]
+fn emit_ptx_shows_the_hopper_module_of_a_gemm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (rows, cols) = (260u32, 270u32);
+    npy::write_npy(&dir.path().join("w.npy"), &[rows, cols], &vec![0.01; (rows * cols) as usize]);
+    npy::write_npy(&dir.path().join("e.npy"), &[cols, 3], &vec![0.5; (cols * 3) as usize]);
+    npy::write_npy(&dir.path().join("f.npy"), &[rows, 3], &vec![0.0; (rows * 3) as usize]);
+    let src = format!(
+        "system G {{ param W: tensor<f16>[{rows}, {cols}] = load(\"w.npy\"); param E: tensor<f32>[{cols}, 3] = load(\"e.npy\"); param F: tensor<f32>[{rows}, 3] = load(\"f.npy\");\n agent A {{ state x: vec<f16, {cols}>; state y: vec<f32, {rows}>; }}\n @precision(f16) interaction product(a: A) each external {{ a.y = W @ a.x; }}\n step {{ product; }}\n init {{ spawn A * 3 {{ x: (E @ rand_in_sphere(1.0)) as vec<f16, {cols}>, y: F @ vec3(0.0) }} }} }}\n"
+    );
+    let file = dir.path().join("g.aii");
+    std::fs::write(&file, src).expect("write");
+    let o = aiic(&["emit", file.to_str().expect("utf8"), "--target", "ptx"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(".target sm_80") && out.contains("mma.sync.aligned.m16n8k16"), "the module");
+    assert!(out.contains(".target sm_90a") && out.contains("wgmma.mma_async"), "the Hopper module");
 }
 
 #[test]

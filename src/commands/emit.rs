@@ -36,7 +36,15 @@ pub fn run(args: &ProgramArgs, target: &str, out: Option<&Path>, color: bool) ->
             .map(|kernels| kernels.into_iter().flatten().for_each(|text| println!("{text}")))
             .map_err(|e| format!("generating CPU code: {e}")),
         "ptx" => aiic_compiler::backend::gpu::ptx::emit_module(m, aiic_compiler::backend::gpu::ptx::DEFAULT_BLOCK)
-            .map(|p| print!("{}", p.text))
+            .map(|p| {
+                print!("{}", p.text);
+                // Hopper variants are modules of their own, which the executor loads on sm_90.
+                for (n, k) in p.code.plan.kernels.iter().enumerate() {
+                    if let Some(h) = &k.hopper {
+                        print!("\n// aiic: the sm_90a module of device kernel {n} (`{}`)\n{}", k.name, h.ptx);
+                    }
+                }
+            })
             .map_err(|e| format!("generating PTX: {e}")),
         "opencl" => aiic_compiler::backend::gpu::opencl::emit_module(m, Default::default())
             .map(|p| print!("{}", p.text))
