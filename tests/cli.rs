@@ -429,6 +429,21 @@ fn emit_ptx_shows_the_hopper_module_of_a_gemm() {
 }
 
 #[test]
+fn pairs_writing_a_wide_field_are_refused_on_gpus_and_run_on_the_cpu() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    npy::write_npy(&dir.path().join("e.npy"), &[300, 3], &vec![0.01; 900]);
+    let src = "system P {\n param E: tensor<f32>[300, 3] = load(\"e.npy\");\n agent A { state position: vec3; accum s: vec<f32, 300>; }\n interaction touch(a: A, b: A) pairs external { a.s += E @ b.position; b.s += E @ a.position; }\n step { touch; }\n init { spawn A * 4 { position: rand_in_sphere(1.0) } }\n}\n";
+    let file = dir.path().join("p.aii");
+    std::fs::write(&file, src).expect("write");
+    let path = file.to_str().expect("utf8");
+    let o = aiic(&["emit", path, "--target", "ptx"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("writes a field of more than 256 lanes from pairs"), "{}", stderr(&o));
+    let o = aiic(&["run", path, "--target", "cpu", "--steps", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
 fn bench_reports_the_tensor_work_of_a_step() {
     // examples/learned_force.aii: 32 -> 64 -> 64 -> 3 for 1,000 agents, two FLOP a multiply-add.
     let o = aiic(&["bench", "examples/learned_force.aii", "--count", "P=1000", "--seconds", "0.05", "--target", "cpu"]);

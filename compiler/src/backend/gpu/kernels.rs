@@ -352,6 +352,21 @@ impl Gen<'_> {
         if k.outputs != 0 {
             return Err(format!("kernel `{}` is a reduction, which runs on the host", k.name));
         }
+        // Pair kernels write their agents' columns a buffer per lane.
+        let slots = k.pattern.slots();
+        let wide = |slot: u8, col: u32| matches!(gpu::home(self.m, slots[slot as usize], col).0, Buf::Field { .. });
+        if k.pattern.is_pairwise()
+            && k.insts.iter().any(|i| match i.op {
+                Op::Store { slot, col, .. } | Op::Accum { slot, col, .. } => wide(slot, col),
+                _ => false,
+            })
+        {
+            return Err(format!(
+                "kernel `{}` writes a field of more than {} lanes from pairs, which GPUs do not run yet; run it with --target cpu",
+                k.name,
+                gpu::WIDE
+            ));
+        }
         match k.pattern.clone() {
             Pattern::Map { agent } => {
                 let n = match self.tensor(kid, agent).or_else(|| self.f32_tensor(kid, agent)) {
