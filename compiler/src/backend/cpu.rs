@@ -91,6 +91,8 @@ pub(super) struct Em<'a, 'b> {
     pub(super) uniforms: Value,
     /// The kernel's context argument (column tables and the rest of `abi::Ctx`).
     pub(super) ctx: Value,
+    /// `abi::Ctx::uniforms_f32`, which tensor loops read their weights from.
+    pub(super) uniforms_f32: Value,
     fail: Value,
     libm: HashMap<u32, FuncRef>,
     /// Scalar values of uniform and first-agent instructions.
@@ -494,6 +496,7 @@ pub fn emit_kernel(m: &Module, k: &Kernel, index: u32) -> Result<Function, Strin
         comps: HashMap::new(),
         uniforms: Value::from_u32(0),
         ctx: Value::from_u32(0),
+        uniforms_f32: Value::from_u32(0),
         fail: Value::from_u32(0),
         libm: HashMap::new(),
         s: HashMap::new(),
@@ -613,6 +616,9 @@ pub(super) fn reset_comp_at(em: &mut Em, addr: Value, vector: bool) {
 /// over the layers, sixteen agents at a time (`cpu_tensor`), whatever it calls.
 fn map_body(em: &mut Em, lv: &[u8], tensor: Option<TensorPlan>, begin: Value, end: Value) -> Result<(), String> {
     let vec = tensor.is_some() || vectorizable(em.k);
+    if tensor.is_some() {
+        em.uniforms_f32 = em.b.ins().load(types::I64, MemFlagsData::new().with_notrap(), em.ctx, abi::UNIFORMS_F32);
+    }
     let comp = aiic_runtime::cpu::abi::compensated_stores(em.m, em.k);
     let i = em.b.declare_var(types::I64);
     em.b.def_var(i, begin);

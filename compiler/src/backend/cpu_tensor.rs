@@ -135,20 +135,19 @@ fn rows(em: &mut Em, l: &crate::ir::TensorLayer, r: Value, n: u32, h: Value) -> 
     for &acc in accs.iter().flatten() {
         em.b.def_var(acc, zero_v);
     }
-    // The weights of row r start at lane `weight + r·cols` of the f64 uniforms.
+    // The weights of row r start at lane `weight + r·cols` of the f32 uniforms.
     let first = em.b.ins().imul_imm_s(r, l.cols as i64);
     let first = em.b.ins().iadd_imm_s(first, l.weight as i64);
-    let first = em.b.ins().imul_imm_s(first, 8);
-    let wrow = em.b.ins().iadd(em.uniforms, first);
+    let first = em.b.ins().imul_imm_s(first, 4);
+    let wrow = em.b.ins().iadd(em.uniforms_f32, first);
     counted(em, l.cols as i64, |em, cv| {
-        let wa = em.b.ins().imul_imm_s(cv, 8);
+        let wa = em.b.ins().imul_imm_s(cv, 4);
         let wa = em.b.ins().iadd(wrow, wa);
         let ha = em.b.ins().imul_imm_s(cv, ROW);
         let ha = em.b.ins().iadd(h, ha);
         let xs: Vec<Value> = (0..GROUPS as i32).map(|g| em.b.ins().load(types::F32X4, FLAGS(), ha, g * 16)).collect();
         for (j, row) in accs.iter().enumerate() {
-            let w = em.b.ins().load(types::F64, FLAGS(), wa, (j as u32 * l.cols * 8) as i32);
-            let w = em.b.ins().fdemote(types::F32, w);
+            let w = em.b.ins().load(types::F32, FLAGS(), wa, (j as u32 * l.cols * 4) as i32);
             let w = em.b.ins().splat(types::F32X4, w);
             for (&acc, &x) in row.iter().zip(&xs) {
                 let p = em.b.ins().fmul(w, x);
@@ -161,15 +160,14 @@ fn rows(em: &mut Em, l: &crate::ir::TensorLayer, r: Value, n: u32, h: Value) -> 
     })?;
     // The biases of rows r.. start at lane `bias + r`.
     let biases = l.bias.map(|b| {
-        let ba = em.b.ins().imul_imm_s(r, 8);
-        (b, em.b.ins().iadd(em.uniforms, ba))
+        let ba = em.b.ins().imul_imm_s(r, 4);
+        (b, em.b.ins().iadd(em.uniforms_f32, ba))
     });
     let mut out = Vec::new();
     for (j, row) in accs.into_iter().enumerate() {
         let bias = match biases {
             Some((b, ba)) => {
-                let bv = em.b.ins().load(types::F64, FLAGS(), ba, (b + j as u32) as i32 * 8);
-                let bv = em.b.ins().fdemote(types::F32, bv);
+                let bv = em.b.ins().load(types::F32, FLAGS(), ba, (b + j as u32) as i32 * 4);
                 Some(em.b.ins().splat(types::F32X4, bv))
             }
             None => None,

@@ -14,6 +14,7 @@ pub const DELTA_B: i32 = 24;
 pub const UNIFORMS: i32 = 32;
 pub const FAIL: i32 = 40;
 pub const COMP: i32 = 48;
+pub const UNIFORMS_F32: i32 = 56;
 
 /// Agents processed per SIMD step.
 pub const LANES: i64 = 4;
@@ -40,6 +41,9 @@ pub struct Ctx {
     pub fail: *mut i32,
     /// Agent kernels: per column, the compensation of its compensated updates (or null).
     pub comp: *const *mut u8,
+    /// The run-time parameters rounded to f32, which tensor loops read: half the bytes of a
+    /// large matrix, and no conversion per use.
+    pub uniforms_f32: *const f32,
 }
 
 /// Every (agent type, column) some kernel updates with compensation; other stores to these

@@ -106,6 +106,7 @@ pub struct CpuBackend<'m> {
     comps: Vec<Vec<Option<Vec<f32>>>>,
     counts: Vec<usize>,
     uniforms: Vec<f64>,
+    uniforms_f32: Vec<f32>,
     world: World,
 }
 
@@ -147,6 +148,7 @@ impl<'m> CpuBackend<'m> {
             comps: Vec::new(),
             counts: Vec::new(),
             uniforms: module.uniform_values(),
+            uniforms_f32: module.uniform_values().iter().map(|&v| v as f32).collect(),
             world: world.clone(),
         };
         me.upload(world);
@@ -154,6 +156,7 @@ impl<'m> CpuBackend<'m> {
     }
 
     pub fn set_uniforms(&mut self, values: Vec<f64>) {
+        self.uniforms_f32 = values.iter().map(|&v| v as f32).collect();
         self.uniforms = values;
     }
 
@@ -225,6 +228,7 @@ impl<'m> CpuBackend<'m> {
         let mut fails = vec![0i32; chunks.len()];
         let single = chunks.len() == 1;
         let uniforms = Shared(self.uniforms.as_ptr() as *const u8);
+        let uniforms_f32 = Shared(self.uniforms_f32.as_ptr() as *const u8);
         let cols_p = Shared(cols.as_ptr() as *const u8);
         std::thread::scope(|s| {
             for ((b, e), fail) in chunks.iter().zip(fails.iter_mut()) {
@@ -237,6 +241,7 @@ impl<'m> CpuBackend<'m> {
                         delta_a: std::ptr::null(),
                         delta_b: std::ptr::null(),
                         uniforms: uniforms.get() as *const f64,
+                        uniforms_f32: uniforms_f32.get() as *const f32,
                         fail: fail.get() as *mut i32,
                         comp: comp_p.get() as *const *mut u8,
                     };
@@ -319,6 +324,7 @@ impl<'m> CpuBackend<'m> {
         let mut fails = vec![0i32; parts.len()];
         let single = parts.len() == 1;
         let uniforms = Shared(self.uniforms.as_ptr() as *const u8);
+        let uniforms_f32 = Shared(self.uniforms_f32.as_ptr() as *const u8);
         let (ca, cb) = (Shared(cols_a.as_ptr() as *const u8), Shared(cols_b.as_ptr() as *const u8));
         let list_p = list.as_ref().map(|l| Shared(l.as_ptr() as *const u8));
         std::thread::scope(|s| {
@@ -334,6 +340,7 @@ impl<'m> CpuBackend<'m> {
                         delta_a: da.get() as *const *mut u8,
                         delta_b: db.get() as *const *mut u8,
                         uniforms: uniforms.get() as *const f64,
+                        uniforms_f32: uniforms_f32.get() as *const f32,
                         fail: fail.get() as *mut i32,
                         comp: std::ptr::null(),
                     };
