@@ -111,9 +111,13 @@ pub fn gemm_padding(rows: u32, cols: u32) -> (u32, u32) {
     (rows.div_ceil(128) * 128, cols.div_ceil(64) * 64)
 }
 
-/// Agents a lane of a [`Buf::Half`] copy holds for `n` agents: every lane 256-byte aligned.
+/// Agents a lane of a [`Buf::Half`] copy holds are the count rounded up to this: every lane
+/// starts 256-byte aligned, as the GEMM's `cp.async` copies need.
+pub const X_STRIDE: usize = 128;
+
+/// Agents a lane of a [`Buf::Half`] copy holds for `n` agents.
 pub fn x_stride(n: usize) -> usize {
-    n.div_ceil(128) * 128
+    n.div_ceil(X_STRIDE) * X_STRIDE
 }
 
 /// A launch over tiles of agents rather than one thread per agent: `ceil(count / agents)` ×
@@ -620,30 +624,23 @@ pub fn initial_bytes(m: &Module, plan: &GpuPlan, b: Buf, world: &World) -> Vec<u
 /// The padded f16 weights or f32 biases of module kernel `kernel`'s GEMM layer.
 fn gemm_operand(m: &Module, b: Buf, kernel: usize) -> Vec<u8> {
     let Some(l) = m.kernels[kernel].tensor.as_ref().and_then(|t| t.layers.first()) else { return Vec::new() };
-    let values = m.uniform_values();
-    let at = |lane: usize| values.get(lane).copied().unwrap_or(0.0);
+    let (rows, cols) = (l.rows as usize, l.cols as usize);
     let (mp, kp) = gemm_padding(l.rows, l.cols);
     match b {
-        Buf::Weights { .. } => (0..mp as usize)
-            .flat_map(|r| (0..kp as usize).map(move |c| (r, c)))
-            .flat_map(|(r, c)| {
-                let w = if r < l.rows as usize && c < l.cols as usize {
-                    at(l.weight as usize + r * l.cols as usize + c)
-                } else {
-                    0.0
-                };
-                half::f16::from_f64(w).to_le_bytes()
-            })
-            .collect(),
-        _ => (0..mp as usize)
-            .flat_map(|r| {
-                let v = match l.bias {
-                    Some(bias) if r < l.rows as usize => at(bias as usize + r),
-                    _ => 0.0,
-                };
-                (v as f32).to_le_bytes()
-            })
-            .collect(),
+        Buf::Weights { .. } => {
+            let w = m.tensor_lanes(l.weight, rows * cols).unwrap_or(&[]);
+            (0..mp as usize)
+                .flat_map(|r| (0..kp as usize).map(move |c| (r, c)))
+                .flat_map(|(r, c)| {
+                    let v = if r < rows && c < cols { w.get(r * cols + c).copied().unwrap_or(0.0) } else { 0.0 };
+                    half::f16::from_f64(v).to_le_bytes()
+                })
+                .collect()
+        }
+        _ => {
+            let bias = l.bias.and_then(|b| m.tensor_lanes(b, rows)).unwrap_or(&[]);
+            (0..mp as usize).flat_map(|r| (bias.get(r).copied().unwrap_or(0.0) as f32).to_le_bytes()).collect()
+        }
     }
 }
 
@@ -678,9 +675,7 @@ pub fn read_back(
                         e.insert(read(&b)?);
                     }
                     let Some(Some(data)) = fields.get(&b) else { continue };
-                    let size = data.len() / (out.len() * lane_count(&b)).max(1);
-                    let part = &data[lane as usize * out.len() * size..(lane as usize + 1) * out.len() * size];
-                    column_values(s, part, None, out);
+                    column_values(s, &data[lane_bytes(s, out.len(), lane)], None, out);
                 }
                 (b, _) => {
                     let Some(data) = read(&b)? else { continue };
@@ -694,12 +689,10 @@ pub fn read_back(
     Ok(())
 }
 
-/// Lanes of a buffer: a field's, or 1.
-pub fn lane_count(b: &Buf) -> usize {
-    match b {
-        Buf::Field { lanes, .. } => *lanes as usize,
-        _ => 1,
-    }
+/// The bytes of lane `lane` of a wide field of `count` agents of type `s` in its buffer.
+pub fn lane_bytes(s: Scalar, count: usize, lane: u32) -> std::ops::Range<usize> {
+    let n = count * if device_scalar(s) == Scalar::F64 { 8 } else { 4 };
+    lane as usize * n..(lane as usize + 1) * n
 }
 
 /// The commands that measure every law on the device: each term's fill, then its sum.

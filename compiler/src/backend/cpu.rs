@@ -524,13 +524,6 @@ pub fn emit_kernel(m: &Module, k: &Kernel, index: u32) -> Result<Function, Strin
             _ => {}
         }
     }
-    // A tensor plan's inputs are read by its loops, not by loads of the body.
-    for &col in k.tensor.iter().flat_map(|t| t.inputs.iter().chain(&t.outputs)) {
-        if !em.cols.contains_key(&(0, col)) {
-            let base = em.base(ctx, abi::COLS_A, col);
-            em.cols.insert((0, col), base);
-        }
-    }
     if matches!(k.pattern, Pattern::Map { .. } | Pattern::Integrate { .. }) {
         let agent = em.slots[0];
         for (a, col) in aiic_runtime::cpu::abi::compensated_columns(m) {

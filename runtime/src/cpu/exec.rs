@@ -147,10 +147,11 @@ impl<'m> CpuBackend<'m> {
             cols: Vec::new(),
             comps: Vec::new(),
             counts: Vec::new(),
-            uniforms: module.uniform_values(),
-            uniforms_f32: module.uniform_values().iter().map(|&v| v as f32).collect(),
+            uniforms: Vec::new(),
+            uniforms_f32: Vec::new(),
             world: world.clone(),
         };
+        me.set_uniforms(module.uniform_values());
         me.upload(world);
         Ok(me)
     }

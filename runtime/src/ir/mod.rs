@@ -508,6 +508,20 @@ impl Module {
         v
     }
 
+    /// Lanes `lane..lane + n` of the run-time parameters, where one tensor holds them all.
+    pub fn tensor_lanes(&self, lane: u32, n: usize) -> Option<&[f64]> {
+        let (t, at) = self.tensor_of(lane)?;
+        t.values.get(at..)?.get(..n)
+    }
+
+    /// The tensor that lane `lane` is an element of, and which element.
+    fn tensor_of(&self, lane: u32) -> Option<(&TensorParam, usize)> {
+        self.tensors.iter().find_map(|t| {
+            let at = lane.checked_sub(t.lane)? as usize;
+            (at < t.values.len()).then_some((t, at))
+        })
+    }
+
     /// Lanes of the run-time parameters.
     pub fn lane_count(&self) -> usize {
         self.uniforms.len() + self.tensors.iter().map(|t| t.values.len()).sum::<usize>()
@@ -518,19 +532,14 @@ impl Module {
         if let Some(u) = self.uniforms.get(lane as usize) {
             return u.name.clone();
         }
-        for t in &self.tensors {
-            let at = lane.wrapping_sub(t.lane) as usize;
-            if at < t.values.len() {
-                let mut idx = Vec::with_capacity(t.shape.len());
-                let mut rest = at;
-                for &d in t.shape.iter().rev() {
-                    idx.push((rest % d.max(1) as usize).to_string());
-                    rest /= d.max(1) as usize;
-                }
-                idx.reverse();
-                return format!("{}[{}]", t.param, idx.join(", "));
-            }
+        let Some((t, at)) = self.tensor_of(lane) else { return "?".into() };
+        let mut idx = Vec::with_capacity(t.shape.len());
+        let mut rest = at;
+        for &d in t.shape.iter().rev() {
+            idx.push((rest % d.max(1) as usize).to_string());
+            rest /= d.max(1) as usize;
         }
-        "?".into()
+        idx.reverse();
+        format!("{}[{}]", t.param, idx.join(", "))
     }
 }

@@ -678,10 +678,9 @@ impl<'m> VulkanBackend<'m> {
                     .get(&Buf::Comp { agent: t, col: c as u32 })
                     .map(|_| bytes_at(&Buf::Comp { agent: t, col: c as u32 }));
                 let s = self.module.column_types[t][c];
-                let all = bytes_at(&key);
-                let part = all.len() / gpu::lane_count(&key);
-                let data = all[lane as usize * part..(lane as usize + 1) * part].to_vec();
-                gpu::column_values(s, &data, comp, &mut self.host.world.agents[t].columns[c]);
+                let out = &mut self.host.world.agents[t].columns[c];
+                let data = bytes_at(&key)[gpu::lane_bytes(s, out.len(), lane)].to_vec();
+                gpu::column_values(s, &data, comp, out);
             }
         }
         self.host.fresh = true;

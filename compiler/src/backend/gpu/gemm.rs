@@ -79,23 +79,26 @@ pub struct GemmSpec {
 /// What a GEMM device kernel is: the layer, or the f16 copy of its input field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GemmCode {
-    Layer(GemmSpec),
+    /// The whole PTX module of the layer's kernel ([`gemm_ptx`]).
+    Layer(String),
     /// `half[l · x_stride(n) + i] = f16(field[l · n + i])`: a thread per agent and lane.
-    Copy {
-        agent: u32,
-    },
+    Copy { agent: u32 },
 }
 
 /// Threads of a block of the copy kernel, and agents it covers.
-pub const COPY_BLOCK: u32 = 256;
+const COPY_BLOCK: u32 = 256;
+
+/// The launch of the copy kernel: a block per [`COPY_BLOCK`] agents of each of `lanes` lanes.
+pub fn copy_tiles(lanes: u32) -> aiic_runtime::gpu::Tiles {
+    aiic_runtime::gpu::Tiles { agents: COPY_BLOCK, y: lanes, block: COPY_BLOCK, shared: 0 }
+}
 
 /// The PTX of a GEMM device kernel with entry `entry`, to go into the module of the other
 /// kernels (`sm_80`): the module's own header is dropped and its dynamic workgroup memory
 /// renamed per entry.
 pub fn lower(g: &GemmCode, entry: &str) -> String {
     match g {
-        GemmCode::Layer(spec) => {
-            let text = gemm_ptx(spec, entry).text;
+        GemmCode::Layer(text) => {
             let body: Vec<&str> = text
                 .lines()
                 .filter(|l| !l.starts_with(".version") && !l.starts_with(".target") && !l.starts_with(".address_size"))
@@ -127,15 +130,14 @@ fn copy_ptx(entry: &str, agent: u32) -> String {
     s
 }
 
-/// Agents a lane of the f16 copy of x holds: the count rounded up to this, so that every lane
-/// starts 256-byte aligned for `cp.async` ([`convert_ptx`] writes it).
-pub const X_STRIDE: u32 = 128;
+/// Agents a lane of the f16 copy of x holds: the count rounded up to this (the copy kernel
+/// writes it so, the GEMM reads it so).
+const X_STRIDE: u32 = aiic_runtime::gpu::X_STRIDE as u32;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GemmPtx {
     /// A whole PTX module with one `.entry`.
     pub text: String,
-    pub entry: String,
     /// Threads of a block (x only).
     pub block: u32,
     pub tile_m: u32,
@@ -146,21 +148,21 @@ pub struct GemmPtx {
     pub dynamic_shared: u32,
 }
 
-/// Mp and Kp for the host's padding of W (`[Mp][Kp]`, zeros past `rows`/`cols`) and bias (`[Mp]`).
-/// `aiic_runtime::gpu::gemm_padding`: M to the M tile of both variants, K to a multiple of
-/// both K tiles, so that the executor's one copy of W serves either.
+/// Mp and Kp of the host's padding of W (`[Mp][Kp]`, zeros past `rows`/`cols`) and bias
+/// (`[Mp]`): `aiic_runtime::gpu::gemm_padding`, M to the M tile of both variants, K to a
+/// multiple of both K tiles, so that the executor's one copy of W serves either.
 pub fn padded(p: &GemmPtx, spec: &GemmSpec) -> (u32, u32) {
     let (mp, kp) = aiic_runtime::gpu::gemm_padding(spec.rows, spec.cols);
     debug_assert!(mp.is_multiple_of(p.tile_m) && kp.is_multiple_of(p.tile_k));
     (mp, kp)
 }
 
-/// Grid for `n` agents: `(ceil(n / tile_n), Mp / tile_m, 1)`. The kernel may renumber the
-/// blocks itself (groups of `RASTER` M-tiles) for L2 reuse; the launch only has to cover this
-/// shape. At least one block along x, so `n = 0` launches (and stores nothing).
-pub fn grid(p: &GemmPtx, spec: &GemmSpec, n: u32) -> (u32, u32, u32) {
+/// The launch of the kernel: `ceil(n / tile_n)` × `Mp / tile_m` blocks for `n` agents. The
+/// kernel may renumber the blocks itself (groups of `RASTER` M-tiles) for L2 reuse; the launch
+/// only has to cover this shape.
+pub fn tiles(p: &GemmPtx, spec: &GemmSpec) -> aiic_runtime::gpu::Tiles {
     let (mp, _) = padded(p, spec);
-    (n.div_ceil(p.tile_n).max(1), mp / p.tile_m, 1)
+    aiic_runtime::gpu::Tiles { agents: p.tile_n, y: mp / p.tile_m, block: p.block, shared: p.dynamic_shared }
 }
 
 /// The kernel for `spec`, its entry named `name`.
@@ -283,7 +285,6 @@ impl Epi {
 fn mma_sync(spec: &GemmSpec, name: &str) -> GemmPtx {
     let p0 = GemmPtx {
         text: String::new(),
-        entry: name.to_string(),
         block: MS_THREADS,
         tile_m: MS_TM,
         tile_n: MS_TN,
@@ -480,7 +481,6 @@ fn mma_sync(spec: &GemmSpec, name: &str) -> GemmPtx {
 fn wgmma(spec: &GemmSpec, name: &str) -> GemmPtx {
     let p0 = GemmPtx {
         text: String::new(),
-        entry: name.to_string(),
         block: WG_THREADS,
         tile_m: WG_TM,
         tile_n: WG_TN,
@@ -698,13 +698,14 @@ mod tests {
         let sp = spec(100, 37, false, GemmArch::MmaSync);
         let p = gemm_ptx(&sp, "k");
         assert_eq!(padded(&p, &sp), (128, 64));
-        assert_eq!(grid(&p, &sp, 300), (3, 1, 1));
+        let t = tiles(&p, &sp);
+        assert_eq!((t.agents, t.y, t.block, t.shared), (128, 1, 256, 65536));
         assert_eq!(p.dynamic_shared, 65536);
         let sp = spec(1000, 300, true, GemmArch::Wgmma);
         let p = gemm_ptx(&sp, "k");
         assert_eq!(padded(&p, &sp), (1024, 320));
-        assert_eq!(grid(&p, &sp, 5000), (20, 8, 1));
-        assert_eq!(grid(&p, &sp, 0), (1, 8, 1));
+        let t = tiles(&p, &sp);
+        assert_eq!((t.agents, t.y, t.block), (256, 8, 256));
         assert!(p.dynamic_shared <= 227 * 1024);
         assert!(p.text.contains(".target sm_90a") && p.text.contains("wgmma.mma_async"));
     }

@@ -18,7 +18,7 @@ use super::body::{self, depends_on, needed, product, reg, Names};
 use super::{coop, gemm, mma};
 use aiic_runtime::cpu::abi::{compensated_columns, compensated_stores};
 use aiic_runtime::gpu::{
-    self, device_scalar, Buf, DeviceKernel, GpuOp, GpuPlan, GpuTerm, GridSpec, Launch, TensorChoice, Tiles, PARTIALS,
+    self, device_scalar, Buf, DeviceKernel, GpuOp, GpuPlan, GpuTerm, GridSpec, Launch, TensorChoice, PARTIALS,
     TILE_UNROLL,
 };
 use aiic_runtime::ir::{Activation, Kernel, Module, Op, Pattern, Precision, Scalar, Sched, TensorPlan, V};
@@ -172,12 +172,14 @@ impl<'a> Binds<'a> {
     /// wide field's (`lane · count + idx`).
     fn place(&mut self, agent: usize, col: u32, idx: E, write: bool) -> (String, E) {
         match gpu::home(self.m, agent, col) {
-            (b @ Buf::Field { .. }, lane) => {
-                let count = self.size(agent);
-                (self.get(b, write), add(mul(u(lane as u64), count), idx))
-            }
+            (b @ Buf::Field { .. }, lane) => (self.get(b, write), self.lane_index(agent, u(lane as u64), idx)),
             (b, _) => (self.get(b, write), idx),
         }
+    }
+
+    /// Where element `idx` of lane `lane` lies in a wide field's buffer: `lane · count + idx`.
+    fn lane_index(&mut self, agent: usize, lane: E, idx: E) -> E {
+        add(mul(lane, self.size(agent)), idx)
     }
 
     /// `sizes[slot]`: an agent count or a grid's bucket count.
@@ -234,16 +236,26 @@ fn field_runs(m: &Module, agent: usize, cols: &[u32]) -> Vec<Run> {
     out
 }
 
-/// The commands that zero these columns: each buffer once (a wide field's as a whole).
-fn zeros(m: &Module, agent: usize, cols: &[u32]) -> Vec<GpuOp> {
+/// `for j in 0..n { body }`, over the lanes of a run of a wide field.
+fn lanes_loop(n: u32, body: S) -> S {
+    S::Block(vec![var_("j", Scalar::U32, u(0)), S::While(lt(var("j"), u(n as u64)), vec![body, incr("j", u(1))])])
+}
+
+/// The buffers holding these columns, each once (a wide field's for all its lanes).
+fn homes(m: &Module, agent: usize, cols: &[u32]) -> Vec<Buf> {
     let mut out = Vec::new();
     for &col in cols {
-        let op = GpuOp::Zero(gpu::home(m, agent, col).0);
-        if !out.contains(&op) {
-            out.push(op);
+        let b = gpu::home(m, agent, col).0;
+        if !out.contains(&b) {
+            out.push(b);
         }
     }
     out
+}
+
+/// The commands that zero these columns.
+fn zeros(m: &Module, agent: usize, cols: &[u32]) -> Vec<GpuOp> {
+    homes(m, agent, cols).into_iter().map(GpuOp::Zero).collect()
 }
 
 /// Hashes integer cell coordinates into one of `nb` (a power of two) buckets.
@@ -532,13 +544,7 @@ impl Gen<'_> {
                 name: m.kernels[kid].name.clone(),
                 f32,
                 candidates,
-                outputs: plan.outputs.iter().fold(Vec::new(), |mut out, &col| {
-                    let b = gpu::home(m, agent, col).0;
-                    if !out.contains(&b) {
-                        out.push(b);
-                    }
-                    out
-                }),
+                outputs: homes(m, agent, &plan.outputs),
                 accumulate: plan.accumulate,
                 tolerance: plan.tolerance,
                 fixed,
@@ -603,7 +609,7 @@ impl Gen<'_> {
         let (Some(x), Some(y), [layer]) = (whole(&plan.inputs), whole(&plan.outputs), plan.layers.as_slice()) else {
             return None;
         };
-        if plan.precision != Precision::F16 || m.kernels[kid].tensor.as_ref()?.layers.len() != 1 {
+        if plan.precision != Precision::F16 {
             return None;
         }
         let Buf::Field { col, lanes, .. } = x else { return None };
@@ -614,8 +620,7 @@ impl Gen<'_> {
         b.get(Buf::Sizes, false);
         let name = format!("{}.f16_copy", m.kernels[kid].name);
         let conv = self.push(name, Some(kid), b, Launch::Agents { agent }, Vec::new(), Vec::new(), false);
-        let copy = Tiles { agents: gemm::COPY_BLOCK, y: lanes, block: gemm::COPY_BLOCK, shared: 0 };
-        self.plan.kernels[conv].tiles = Some(copy);
+        self.plan.kernels[conv].tiles = Some(gemm::copy_tiles(lanes));
         self.kernels[conv].gemm = Some(gemm::GemmCode::Copy { agent: agent as u32 });
 
         let mut b = Binds::new(m);
@@ -631,22 +636,16 @@ impl Gen<'_> {
             arch,
             agent: agent as u32,
         };
-        let tiles = |p: &gemm::GemmPtx| Tiles {
-            agents: p.tile_n,
-            y: gpu::gemm_padding(layer.rows, layer.cols).0 / p.tile_m,
-            block: p.block,
-            shared: p.dynamic_shared,
-        };
         let name = format!("{}.f16", m.kernels[kid].name);
         let n = self.push(name, Some(kid), b, Launch::Agents { agent }, Vec::new(), Vec::new(), false);
         let entry = super::ptx::entry_name(n);
-        let sync = gemm::gemm_ptx(&spec(gemm::GemmArch::MmaSync), &entry);
-        let hopper = gemm::gemm_ptx(&spec(gemm::GemmArch::Wgmma), &entry);
+        let (sync, hopper) = (spec(gemm::GemmArch::MmaSync), spec(gemm::GemmArch::Wgmma));
+        let (sync_ptx, hopper_ptx) = (gemm::gemm_ptx(&sync, &entry), gemm::gemm_ptx(&hopper, &entry));
         let dk = &mut self.plan.kernels[n];
-        dk.tiles = Some(tiles(&sync));
+        dk.tiles = Some(gemm::tiles(&sync_ptx, &sync));
         dk.prelude = Some(conv);
-        dk.hopper = Some(gpu::Hopper { tiles: tiles(&hopper), ptx: hopper.text });
-        self.kernels[n].gemm = Some(gemm::GemmCode::Layer(spec(gemm::GemmArch::MmaSync)));
+        dk.hopper = Some(gpu::Hopper { tiles: gemm::tiles(&hopper_ptx, &hopper), ptx: hopper_ptx.text });
+        self.kernels[n].gemm = Some(gemm::GemmCode::Layer(sync_ptx.text));
         Some(n)
     }
 
@@ -673,12 +672,8 @@ impl Gen<'_> {
             match run {
                 Run::Lanes { at, buf, lane, n } => {
                     let name = b.get(buf, false);
-                    let src = add(mul(add(u(lane as u64), var("j")), b.size(agent)), E::Gid);
-                    let copy = S::ArrStore("h0".into(), add(u(at as u64), var("j")), ld(&name, src));
-                    body.push(S::Block(vec![
-                        var_("j", Scalar::U32, u(0)),
-                        S::While(lt(var("j"), u(n as u64)), vec![copy, incr("j", u(1))]),
-                    ]));
+                    let src = b.lane_index(agent, add(u(lane as u64), var("j")), E::Gid);
+                    body.push(lanes_loop(n, S::ArrStore("h0".into(), add(u(at as u64), var("j")), ld(&name, src))));
                 }
                 Run::Col { at, col } => body.push(S::ArrStore("h0".into(), u(at as u64), b.col(agent, col, E::Gid))),
             }
@@ -711,13 +706,10 @@ impl Gen<'_> {
                 return None;
             }
             let name = b.get(buf, true);
-            let dst = add(mul(add(u(lane as u64), var("j")), b.size(agent)), E::Gid);
+            let dst = b.lane_index(agent, add(u(lane as u64), var("j")), E::Gid);
             let v = arr(result, add(u(at as u64), var("j")));
             let v = if plan.accumulate { add(ld(&name, dst.clone()), v) } else { v };
-            body.push(S::Block(vec![
-                var_("j", Scalar::U32, u(0)),
-                S::While(lt(var("j"), u(n as u64)), vec![store(&name, dst, v), incr("j", u(1))]),
-            ]));
+            body.push(lanes_loop(n, store(&name, dst, v)));
         }
         for (j, &col) in plan.outputs.iter().enumerate() {
             if matches!(gpu::home(m, agent, col).0, Buf::Field { .. }) {
