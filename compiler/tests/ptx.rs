@@ -106,6 +106,17 @@ fn auto_precision_keeps_f32_in_the_step_with_candidates_beside_it() {
     assert!(opencl.code.kernels.iter().all(|k| k.mma.is_none()) && opencl.code.plan.choices.is_empty());
 }
 
+/// An IEEE half's value (normal numbers and zero, which is all the test's weights are).
+fn f16_value(h: u16) -> f32 {
+    let (sign, exp, frac) = ((h >> 15) as i32, ((h >> 10) & 0x1f) as i32, (h & 0x3ff) as f32);
+    let magnitude = if exp == 0 { frac / 1024.0 * 2f32.powi(-14) } else { (1.0 + frac / 1024.0) * 2f32.powi(exp - 15) };
+    if sign == 1 {
+        -magnitude
+    } else {
+        magnitude
+    }
+}
+
 /// A program whose `W @ x` joins two wide fields: the step copies x to f16 and runs the GEMM
 /// (`mma.sync` in the module, `wgmma` beside it for Hopper), and both assemble.
 #[test]
@@ -115,7 +126,7 @@ fn wide_fields_become_a_tensor_core_gemm() {
     let (rows, cols) = (300u32, 264u32);
     let npy = |name: &str, shape: &[u32]| {
         let n: u32 = shape.iter().product();
-        let values: Vec<f32> = (0..n).map(|i| (i % 7) as f32 * 0.01).collect();
+        let values: Vec<f32> = (0..n).map(|i| (i % 997) as f32 * 0.001).collect();
         npy::write_npy(&dir.join(name), shape, &values);
     };
     npy("w.npy", &[rows, cols]);
@@ -143,6 +154,21 @@ fn wide_fields_become_a_tensor_core_gemm() {
         plan.kernels[gemm].bindings,
         vec![half, Buf::Weights { kernel: source }, Buf::Bias { kernel: source }, y, Buf::Sizes]
     );
+    // What the executor uploads for them: W in f16, [Mp][Kp] with zeros past the layer, and
+    // zero biases (the layer has none).
+    let world = aiic_runtime::World::new(m.agents.clone());
+    let (mp, kp) = aiic_runtime::gpu::gemm_padding(rows, cols);
+    let w = aiic_runtime::gpu::initial_bytes(&m, plan, Buf::Weights { kernel: source }, &world);
+    assert_eq!(w.len(), (mp * kp * 2) as usize);
+    for (r, c) in [(0, 0), (1, 5), (rows - 1, cols - 1), (rows - 1, cols), (rows, 0), (mp - 1, kp - 1)] {
+        let at = ((r * kp + c) * 2) as usize;
+        let got = f16_value(u16::from_le_bytes([w[at], w[at + 1]]));
+        let want = if r < rows && c < cols { ((r * cols + c) % 997) as f32 * 0.001 } else { 0.0 };
+        assert!((got - want).abs() <= want.abs() * 1e-3, "W[{r}, {c}]: {got} against {want}");
+    }
+    let bias = aiic_runtime::gpu::initial_bytes(&m, plan, Buf::Bias { kernel: source }, &world);
+    assert_eq!(bias.len(), (mp * 4) as usize);
+    assert!(bias.iter().all(|&b| b == 0));
     snapshot_text("gemm", &code.text);
     if let Some(ptxas) = ptxas() {
         let hopper = plan.kernels[gemm].hopper.as_ref().expect("hopper").ptx.clone();
