@@ -46,9 +46,9 @@ pub struct ProgramArgs {
     /// Override a const or param: `--set dt=1e-4` (repeatable).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub set: Vec<String>,
-    /// Override `@precision` of every tensor interaction: f32, tf32, f16, bf16, f64 or auto
-    /// (tensor cores run f16, bf16 and tf32 on CUDA, f16 on Vulkan devices with cooperative
-    /// matrices; other targets compute f32).
+    /// Override `@precision` of every tensor interaction: f32, tf32, f16, bf16, int8, f64 or
+    /// auto (tensor cores run f16, bf16, tf32 and int8 on CUDA, f16 on Vulkan devices with
+    /// cooperative matrices; other targets compute f32).
     #[arg(long, value_name = "P")]
     pub precision: Option<String>,
 }

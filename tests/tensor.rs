@@ -30,6 +30,9 @@ const F16_BOUND: f64 = 5e-3;
 const BF16_BOUND: f64 = 3.2e-2;
 /// tf32 keeps f16's 10 bits of mantissa with f32's range.
 const TF32_BOUND: f64 = 5e-3;
+/// int8 rounds each weight to 1/254 of its row's largest and each activation to 1/254 of its
+/// agent's largest: a few parts in a thousand an operand, summed over the layers.
+const INT8_BOUND: f64 = 6e-2;
 
 /// One shape of the lattice: input width, hidden width (0: a bare `W @ x`), output width,
 /// activation, and whether the output is accumulated (`+=`).
@@ -431,6 +434,7 @@ fn cuda_tensor_cores_match_the_interpreter_on_the_lattice() {
             ("f16", Precision::F16, F16_BOUND, &[256, 64][..]),
             ("bf16", Precision::Bf16, BF16_BOUND, &[256][..]),
             ("tf32", Precision::Tf32, TF32_BOUND, &[256, 64][..]),
+            ("int8", Precision::Int8, INT8_BOUND, &[256, 64][..]),
         ];
         for (precision, p, bound, blocks) in kinds {
             let plan = aiic_compiler::ir::TensorPlan { precision: p, ..plan.clone() };
@@ -468,6 +472,30 @@ fn cuda_gemm_matches_the_interpreter() {
             assert!(e < bound, "{} {precision}: error {e:e}, bound {bound:e}", label(s));
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The GEMM of a step that also writes its input field copies the field to f16 before every
+/// product (a copy made once per upload would multiply the first step's x ever after).
+#[test]
+fn cuda_gemm_reads_an_input_the_step_writes() {
+    let Some((_one, dir)) = cuda_session("cuda-gemm-drift") else { return };
+    let path = program(&dir, &WIDE[0], "f16");
+    let src = std::fs::read_to_string(&path).expect("program");
+    let decay =
+        "interaction decay(p: P) each external {\n        p.x = p.x * 0.5;\n    }\n\n    step {\n        decay;";
+    let drifting = src.replacen("step {", decay, 1);
+    assert_ne!(drifting, src, "the step is patched");
+    std::fs::write(&path, drifting).expect("write");
+    let m = compile(&path);
+    let start = start(&m);
+    let reference = reference(&m, &start, STEPS);
+    let code = aiic_compiler::backend::gpu::ptx::emit_module(&m, 256).expect("ptx");
+    assert!(code.code.plan.kernels.iter().any(|k| k.prelude.is_some() && !k.prelude_on_upload));
+    let mut gpu =
+        aiic_runtime::cuda::CudaBackend::new(&m, code.code.plan.clone(), &code.text, 256, &start, None).expect("cuda");
+    let e = field_error(&m, "y", &reference, &run(&mut gpu, STEPS));
+    assert!(e < F16_BOUND, "a GEMM after a step that halves x: error {e:e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

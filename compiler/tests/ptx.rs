@@ -76,6 +76,38 @@ fn every_module_assembles_with_ptxas() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The int8 kernels (`mma.sync.m16n8k32`, a scale per weight row and per agent) of the same
+/// program with every tensor interaction at `@precision(int8)`: snapshot, and ptxas.
+#[test]
+fn int8_tensor_core_kernels() {
+    let mut m = program("tensor_cores");
+    for k in &mut m.kernels {
+        if let Some(t) = &mut k.tensor {
+            t.precision = aiic_compiler::ir::Precision::Int8;
+        }
+    }
+    let code = ptx::emit_module(&m, ptx::DEFAULT_BLOCK).expect("ptx");
+    let int8: Vec<&str> = code.code.kernels.iter().filter(|k| k.mma.is_some()).map(|k| k.name.as_str()).collect();
+    assert_eq!(int8, ["learned.int8", "read.int8", "guess.int8"]);
+    assert!(code.text.contains("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32"));
+    snapshot_text("tensor_cores_int8", &code.text);
+    let Some(ptxas) = ptxas() else { return };
+    let dir = std::env::temp_dir().join(format!("aiic-int8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("int8.ptx");
+    std::fs::write(&path, &code.text).expect("write");
+    for arch in ["sm_80", "sm_90"] {
+        let out = std::process::Command::new(&ptxas)
+            .args(["-arch", arch, "-o"])
+            .arg(dir.join("int8.cubin"))
+            .arg(&path)
+            .output()
+            .expect("ptxas runs");
+        assert!(out.status.success(), "{arch}:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `auto` keeps the f32 kernel in the step and writes the tensor-core candidates beside it, for
 /// the executor to measure; a fixed precision puts its tensor-core kernel in the step; targets
 /// other than PTX never write tensor-core kernels.
@@ -144,6 +176,7 @@ fn wide_fields_become_a_tensor_core_gemm() {
     let copy = plan.kernels[gemm].prelude.expect("the f16 copy runs before it");
     assert_eq!(plan.step, vec![aiic_runtime::gpu::GpuOp::Launch(gemm)], "the GEMM is the step");
     assert!(code.code.kernels[copy].gemm.is_some() && code.code.kernels[gemm].gemm.is_some());
+    assert!(plan.kernels[gemm].prelude_on_upload, "only the host writes x: its copy is made once per upload");
     // The kernels' parameters, in order, are these buffers and nothing else.
     use aiic_runtime::gpu::Buf;
     let (x, y) = (Buf::Field { agent: 0, col: 0, lanes: cols }, Buf::Field { agent: 0, col: cols, lanes: rows });
@@ -186,5 +219,16 @@ fn wide_fields_become_a_tensor_core_gemm() {
             }
         }
     }
+    // A step that also writes x copies it before every product.
+    let drifting = src.replace(
+        "step { product; }",
+        "interaction decay(a: A) each external { a.x = a.x * 0.5; }\n  step { decay; product; }",
+    );
+    let m = compile_with(&drifting, aiic_compiler::sema::CheckOptions { base_dir: dir.clone(), ..Default::default() })
+        .module
+        .expect("compiles");
+    let plan = ptx::emit_module(&m, ptx::DEFAULT_BLOCK).expect("ptx").code.plan;
+    let gemm = plan.kernels.iter().position(|k| k.hopper.is_some()).expect("a GEMM kernel");
+    assert!(plan.kernels[gemm].prelude.is_some() && !plan.kernels[gemm].prelude_on_upload);
     let _ = std::fs::remove_dir_all(&dir);
 }

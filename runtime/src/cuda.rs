@@ -218,6 +218,16 @@ impl<'m> CudaBackend<'m> {
             let dev = self.stream.clone_htod(&bytes).map_err(call(format!("uploading {b:?}")))?;
             self.buffers.insert(b, dev);
         }
+        self.run_upload_preludes()
+    }
+
+    /// Queues the preludes that run once per upload (`DeviceKernel::prelude_on_upload`).
+    fn run_upload_preludes(&mut self) -> Result<(), CudaError> {
+        let once: Vec<usize> =
+            self.plan.kernels.iter().filter(|k| k.prelude_on_upload).filter_map(|k| k.prelude).collect();
+        for p in once {
+            self.launch(p)?;
+        }
         Ok(())
     }
 
@@ -230,7 +240,8 @@ impl<'m> CudaBackend<'m> {
                     self.stream.memset_zeros(buf).map_err(call("clearing a buffer"))?;
                 }
                 GpuOp::Launch(k) => {
-                    if let Some(p) = self.plan.kernels[*k].prelude {
+                    let dk = &self.plan.kernels[*k];
+                    if let Some(p) = dk.prelude.filter(|_| !dk.prelude_on_upload) {
                         self.launch(p)?;
                     }
                     self.launch(*k)?;
@@ -308,7 +319,8 @@ impl gpu::Trial for CudaBackend<'_> {
 
     fn write(&mut self, b: &Buf, bytes: &[u8]) -> Result<(), CudaError> {
         let dev = self.buffers.get_mut(b).ok_or_else(|| CudaError::NoDevice(format!("no buffer {b:?}")))?;
-        self.stream.memcpy_htod(bytes, dev).map_err(call("restoring the state"))
+        self.stream.memcpy_htod(bytes, dev).map_err(call("restoring the state"))?;
+        self.run_upload_preludes()
     }
 }
 

@@ -179,6 +179,10 @@ pub struct DeviceKernel {
     /// A kernel launched just before this one each time (the f16 copy a GEMM reads).
     #[serde(default)]
     pub prelude: Option<usize>,
+    /// No kernel writes what the prelude reads: it runs once after each upload of the state
+    /// instead of before every launch (the copy of a field only the host writes).
+    #[serde(default)]
+    pub prelude_on_upload: bool,
     #[serde(default)]
     pub hopper: Option<Hopper>,
 }

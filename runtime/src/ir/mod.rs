@@ -331,6 +331,8 @@ pub enum Precision {
     Tf32,
     F16,
     Bf16,
+    /// int8 operands with a scale per weight row and per agent, accumulated in s32.
+    Int8,
     F64,
     Auto,
 }
@@ -342,6 +344,7 @@ impl Precision {
             "tf32" => Precision::Tf32,
             "f16" => Precision::F16,
             "bf16" => Precision::Bf16,
+            "int8" => Precision::Int8,
             "f64" => Precision::F64,
             "auto" => Precision::Auto,
             _ => return None,
@@ -354,6 +357,7 @@ impl Precision {
             Precision::Tf32 => "tf32",
             Precision::F16 => "f16",
             Precision::Bf16 => "bf16",
+            Precision::Int8 => "int8",
             Precision::F64 => "f64",
             Precision::Auto => "auto",
         }

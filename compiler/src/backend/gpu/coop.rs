@@ -14,10 +14,11 @@
 //!   kept in f32. Every row and column stride is padded by 16 bytes so that the rows a
 //!   cooperative load reads at once fall in different banks; K, hidden widths and the output
 //!   width are padded with zeros to 16.
-//! - A layer's accumulators are stored per 16 outputs to a small f32 tile, and each invocation
-//!   adds bias and activation for its agent and writes the next layer's f16 input (or the
-//!   output columns, with Kahan's update where the scalar kernel keeps one), unrolled: as a
-//!   loop this cost a fifth of the kernel's time on an H100.
+//! - A layer's accumulators start at its biases (a cooperative load of stride 0 repeats them in
+//!   every row) and are stored per 16 outputs to a small f32 tile; each invocation applies the
+//!   activation for its agent and writes the next layer's f16 input (or the output columns,
+//!   with Kahan's update where the scalar kernel keeps one), unrolled: as a loop this cost a
+//!   fifth of the kernel's time on an H100.
 //! - The loop over tiles has the same trip count in every subgroup, so that the workgroup
 //!   barriers between the phases are in uniform control flow.
 
@@ -202,8 +203,10 @@ pub fn wgsl(k: &MmaKernel, name: &str, bindings: &[Binding], wg: u32) -> String 
         }
         for nt in 0..l.n / 16 {
             line("  {".into());
+            // The accumulators start at the biases: a row-major load with stride 0 repeats
+            // them in every row (agent).
             for m in 0..2 {
-                line(format!("  var c{m} = coop_mat16x16<f32, C>();"));
+                line(format!("  var c{m} = coopLoadT<coop_mat16x16<f32, C>>(&bias[{}u], 0u);", l.b_at + nt * 16));
             }
             for t in 0..kt {
                 line(format!(
@@ -225,18 +228,14 @@ pub fn wgsl(k: &MmaKernel, name: &str, bindings: &[Binding], wg: u32) -> String 
                     if col >= k.outputs.len() {
                         break;
                     }
-                    let v = format!("(acc[accb + {}u + lane] + bias[{}u])", j * ACC_STRIDE, l.b_at + col as u32);
+                    let v = format!("acc[accb + {}u + lane]", j * ACC_STRIDE);
                     let comp = k.comps.get(col).copied().flatten().map(buf);
                     store(&mut line, k.plan.accumulate, buf(k.outputs[col]), comp, &v);
                 }
             } else {
                 // The barrier above also orders every A load of the layer before these writes.
                 for j in 0..16u32 {
-                    line(format!(
-                        "  {{ let x = acc[accb + {}u + lane] + bias[{}u];",
-                        j * ACC_STRIDE,
-                        l.b_at + nt * 16 + j
-                    ));
+                    line(format!("  {{ let x = acc[accb + {}u + lane];", j * ACC_STRIDE));
                     line(format!(
                         "    act[act0 + {}u + lane] = f16({}); }}",
                         (nt * 16 + j) * ACT_STRIDE,
@@ -273,17 +272,20 @@ fn store(line: &mut impl FnMut(String), accumulate: bool, out: &str, comp: Optio
     line("  }".into());
 }
 
-/// The activation of an f32 WGSL expression.
+/// The activation of an f32 WGSL expression. tanh is 1 − 2 / (e²ˣ + 1), within about 1e-7 of
+/// tanh (far below the f16 it is rounded to): an exponential and a division, where the driver's
+/// tanh made the whole kernel 1.6× slower on an H100.
 fn activation(act: Activation, x: &str) -> String {
+    let tanh = |y: String| format!("(1.0f - 2.0f / (exp(2.0f * {y}) + 1.0f))");
     match act {
         Activation::Identity => x.to_string(),
-        Activation::Tanh => format!("tanh({x})"),
+        Activation::Tanh => tanh(x.to_string()),
         Activation::Relu => format!("max({x}, 0.0f)"),
         Activation::Sigmoid => format!("(1.0f / (1.0f + exp(-{x})))"),
         Activation::Silu => format!("({x} / (1.0f + exp(-{x})))"),
         Activation::Gelu => {
             let c = (2.0 / std::f64::consts::PI).sqrt() as f32;
-            format!("(0.5f * {x} * (1.0f + tanh({c:?}f * ({x} + 0.044715f * {x} * {x} * {x}))))")
+            format!("(0.5f * {x} * (1.0f + {}))", tanh(format!("({c:?}f * ({x} + 0.044715f * {x} * {x} * {x}))")))
         }
     }
 }

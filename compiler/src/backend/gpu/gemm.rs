@@ -85,12 +85,15 @@ pub enum GemmCode {
     Copy { agent: u32 },
 }
 
-/// Threads of a block of the copy kernel, and agents it covers.
+/// Threads of a block of the copy kernel, and agents each converts: a thread writes one
+/// 16-byte chunk of eight f16 values.
 const COPY_BLOCK: u32 = 256;
+const COPY_AGENTS: u32 = 8;
 
-/// The launch of the copy kernel: a block per [`COPY_BLOCK`] agents of each of `lanes` lanes.
+/// The launch of the copy kernel: a block per `COPY_BLOCK × COPY_AGENTS` agents of each of
+/// `lanes` lanes.
 pub fn copy_tiles(lanes: u32) -> aiic_runtime::gpu::Tiles {
-    aiic_runtime::gpu::Tiles { agents: COPY_BLOCK, y: lanes, block: COPY_BLOCK, shared: 0 }
+    aiic_runtime::gpu::Tiles { agents: COPY_BLOCK * COPY_AGENTS, y: lanes, block: COPY_BLOCK, shared: 0 }
 }
 
 /// The PTX of a GEMM device kernel with entry `entry`, to go into the module of the other
@@ -109,23 +112,30 @@ pub fn lower(g: &GemmCode, entry: &str) -> String {
     }
 }
 
-/// The copy kernel: block (x, y) converts agents `256x ..` of lane y.
+/// The copy kernel: block (x, y) converts agents `2048x ..` of lane y, eight a thread (zeros
+/// past the count), stored as one 16-byte chunk: every lane of the copy starts 256-byte aligned.
 fn copy_ptx(entry: &str, agent: u32) -> String {
     let mut s = String::new();
     e!(s, ".visible .entry {entry}(\n\t.param .u64 src,\n\t.param .u64 dst,\n\t.param .u64 sizes\n)");
     e!(s, ".maxntid {COPY_BLOCK}, 1, 1\n{{");
-    e!(s, "\t.reg .pred %p<2>;\n\t.reg .b32 %r<8>;\n\t.reg .b64 %rd<8>;\n\t.reg .f32 %f0;\n\t.reg .b16 %h0;");
+    e!(s, "\t.reg .pred %p<2>;\n\t.reg .b32 %r<8>;\n\t.reg .b64 %rd<8>;\n\t.reg .f32 %f<8>;\n\t.reg .b32 %h<4>;");
     e!(s, "\tld.param.u64 %rd0, [src];\n\tld.param.u64 %rd1, [dst];\n\tld.param.u64 %rd2, [sizes];");
     e!(s, "\tcvta.to.global.u64 %rd0, %rd0;\n\tcvta.to.global.u64 %rd1, %rd1;\n\tcvta.to.global.u64 %rd2, %rd2;");
     e!(s, "\tld.global.u32 %r0, [%rd2+{}];", 4 * agent);
     e!(s, "\tadd.u32 %r1, %r0, {};\n\tand.b32 %r1, %r1, {};", X_STRIDE - 1, !(X_STRIDE - 1));
     e!(s, "\tmov.u32 %r2, %ctaid.x;\n\tmov.u32 %r3, %tid.x;\n\tmad.lo.u32 %r2, %r2, {COPY_BLOCK}, %r3;");
-    e!(s, "\tsetp.ge.u32 %p0, %r2, %r0;\n\t@%p0 bra DONE;\n\tmov.u32 %r4, %ctaid.y;");
+    e!(s, "\tshl.b32 %r2, %r2, 3;\n\tsetp.ge.u32 %p0, %r2, %r0;\n\t@%p0 bra DONE;\n\tmov.u32 %r4, %ctaid.y;");
     e!(s, "\tcvt.u64.u32 %rd3, %r2;\n\tmul.wide.u32 %rd4, %r4, %r0;\n\tadd.u64 %rd4, %rd4, %rd3;");
-    e!(s, "\tshl.b64 %rd4, %rd4, 2;\n\tadd.u64 %rd4, %rd0, %rd4;\n\tld.global.f32 %f0, [%rd4];");
-    e!(s, "\tcvt.rn.f16.f32 %h0, %f0;");
+    e!(s, "\tshl.b64 %rd4, %rd4, 2;\n\tadd.u64 %rd4, %rd0, %rd4;");
+    for a in 0..COPY_AGENTS {
+        e!(s, "\tmov.f32 %f{a}, 0f00000000;\n\tadd.u32 %r5, %r2, {a};\n\tsetp.lt.u32 %p1, %r5, %r0;");
+        e!(s, "\t@%p1 ld.global.nc.f32 %f{a}, [%rd4+{}];", 4 * a);
+    }
+    for h in 0..COPY_AGENTS / 2 {
+        e!(s, "\tcvt.rn.f16x2.f32 %h{h}, %f{}, %f{};", 2 * h + 1, 2 * h);
+    }
     e!(s, "\tmul.wide.u32 %rd5, %r4, %r1;\n\tadd.u64 %rd5, %rd5, %rd3;\n\tshl.b64 %rd5, %rd5, 1;");
-    e!(s, "\tadd.u64 %rd5, %rd1, %rd5;\n\tst.global.b16 [%rd5], %h0;");
+    e!(s, "\tadd.u64 %rd5, %rd1, %rd5;\n\tst.global.v4.b32 [%rd5], {{%h0, %h1, %h2, %h3}};");
     e!(s, "DONE:\n\tret;\n}}");
     s
 }
@@ -191,6 +201,10 @@ fn common_regs(s: &mut String, tm_log: u32, tn_log: u32, agent: u32) {
     // n from the agent counts; x (the f16 copy) has `stride(n)` agents a lane, y exactly n.
     e!(s, "\tld.param.u64 %gs, [sizes];\n\tcvta.to.global.u64 %gs, %gs;\n\tld.global.u32 %n, [%gs+{}];", 4 * agent);
     e!(s, "\tadd.u32 %s, %n, {};\n\tand.b32 %s, %s, {};\n\tmov.u32 %sy, %n;", X_STRIDE - 1, !(X_STRIDE - 1));
+    e!(
+        s,
+        "\t.reg .pred %yeven, %yodd;\n\tand.b32 %t0, %sy, 1;\n\tsetp.eq.u32 %yeven, %t0, 0;\n\tnot.pred %yodd, %yeven;"
+    );
     e!(s, "\tmov.u32 %th, %tid.x;\n\tand.b32 %lane, %th, 31;\n\tshr.u32 %warp, %th, 5;");
     e!(s, "\tshr.u32 %g, %lane, 2;\n\tand.b32 %tq, %lane, 3;");
     // Blocks run in groups of RASTER M-tiles, agents outer within a group, so the blocks
@@ -255,12 +269,18 @@ impl Epi {
                 preds.push((p.both.clone(), p.one.clone(), p.ld.clone()));
             }
         }
-        // y's agent stride is the agent count, so a pair need not be 8-byte aligned: one
-        // element at a time, the second only where it exists.
+        // y's agent stride is the agent count: where it is even a whole pair is one 8-byte
+        // access (`%ev`); otherwise, and for a last agent alone, one element at a time.
+        for (k, (both, _, ld)) in preds.iter().enumerate() {
+            e!(s, "\tand.pred %ev{k}, {both}, %yeven;\n\tnot.pred %p0, %ev{k};\n\tand.pred %es{k}, {ld}, %p0;");
+            e!(s, "\tand.pred %et{k}, {both}, %yodd;");
+        }
         if self.accumulate {
             for (k, p) in pairs.iter().enumerate() {
-                e!(s, "\t@{} ld.global.f32 %ey{}, [{}+{}];", preds[k].2, 2 * k, p.base, p.off);
-                e!(s, "\t@{} ld.global.f32 %ey{}, [{}+{}];", preds[k].0, 2 * k + 1, p.base, p.off + 4);
+                let (a, b) = (2 * k, 2 * k + 1);
+                e!(s, "\t@%ev{k} ld.global.v2.f32 {{%ey{a}, %ey{b}}}, [{}+{}];", p.base, p.off);
+                e!(s, "\t@%es{k} ld.global.f32 %ey{a}, [{}+{}];", p.base, p.off);
+                e!(s, "\t@%et{k} ld.global.f32 %ey{b}, [{}+{}];", p.base, p.off + 4);
             }
         }
         for (k, p) in pairs.iter().enumerate() {
@@ -268,15 +288,16 @@ impl Epi {
             if self.accumulate {
                 e!(s, "\tadd.f32 %e0, %e0, %ey{};\n\tadd.f32 %e1, %e1, %ey{};", 2 * k, 2 * k + 1);
             }
-            e!(s, "\t@{} st.global.f32 [{}+{}], %e0;", preds[k].2, p.base, p.off);
-            e!(s, "\t@{} st.global.f32 [{}+{}], %e1;", preds[k].0, p.base, p.off + 4);
+            e!(s, "\t@%ev{k} st.global.v2.f32 [{}+{}], {{%e0, %e1}};", p.base, p.off);
+            e!(s, "\t@%es{k} st.global.f32 [{}+{}], %e0;", p.base, p.off);
+            e!(s, "\t@%et{k} st.global.f32 [{}+{}], %e1;", p.base, p.off + 4);
         }
     }
 
     fn regs(s: &mut String) {
         e!(
             s,
-            "\t.reg .f32 %ey<{}>;\n\t.reg .pred %eb<{EPI_BATCH}>, %eo<{EPI_BATCH}>, %el<{EPI_BATCH}>;",
+            "\t.reg .f32 %ey<{}>;\n\t.reg .pred %eb<{EPI_BATCH}>, %eo<{EPI_BATCH}>, %el<{EPI_BATCH}>, %ev<{EPI_BATCH}>, %es<{EPI_BATCH}>, %et<{EPI_BATCH}>;",
             2 * EPI_BATCH
         );
     }

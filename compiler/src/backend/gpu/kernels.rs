@@ -104,6 +104,7 @@ pub fn generate(m: &Module, opts: Options) -> Result<GpuCode, String> {
             g.plan.grids.truncate(before.2);
         }
     }
+    g.hoist_preludes();
     Ok(GpuCode { plan: g.plan, kernels: g.kernels })
 }
 
@@ -330,11 +331,39 @@ impl Gen<'_> {
             workgroup: None,
             tiles: None,
             prelude: None,
+            prelude_on_upload: false,
             hopper: None,
         };
         self.plan.kernels.push(dk);
         self.kernels.push(ast::Kernel { name, bindings, shared, body, exact, mma: None, gemm: None });
         self.plan.kernels.len() - 1
+    }
+
+    /// Marks each prelude whose input no kernel writes and no step clears as run once per
+    /// upload: the f16 copy of a field only the host writes is the same every step.
+    fn hoist_preludes(&mut self) {
+        let written = |g: &Self, buf: Buf| {
+            let kernel = g
+                .plan
+                .kernels
+                .iter()
+                .zip(&g.kernels)
+                .any(|(dk, k)| dk.bindings.iter().zip(&k.bindings).any(|(b, bd)| *b == buf && !bd.read_only));
+            let cleared = g.plan.step.iter().chain(&g.plan.prime).any(|op| *op == GpuOp::Zero(buf));
+            kernel || cleared
+        };
+        for n in 0..self.plan.kernels.len() {
+            let Some(p) = self.plan.kernels[n].prelude else { continue };
+            let reads: Vec<Buf> = self.plan.kernels[p]
+                .bindings
+                .iter()
+                .zip(&self.kernels[p].bindings)
+                .filter(|(_, bd)| bd.read_only)
+                .map(|(b, _)| *b)
+                .filter(|b| *b != Buf::Sizes)
+                .collect();
+            self.plan.kernels[n].prelude_on_upload = !reads.iter().any(|&b| written(self, b));
+        }
     }
 
     /// A kernel whose threads hold `rows` agents each.

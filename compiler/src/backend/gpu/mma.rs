@@ -26,14 +26,34 @@ pub const ROWS: u32 = 8;
 /// features a register, tf32 one.
 pub const MAX_WIDTH: u32 = 256;
 const MAX_WIDTH_TF32: u32 = 128;
+/// int8 holds a layer's activations in f32 until their scale (the largest of the row) is known.
+const MAX_WIDTH_INT8: u32 = 128;
 
-/// The K of the MMA shape of a precision: `m16n8k16` for f16 and bf16, `m16n8k8` for tf32.
+/// The K of the MMA shape of a precision: `m16n8k16` for f16 and bf16, `m16n8k8` for tf32,
+/// `m16n8k32` for int8.
 fn mma_k(p: Precision) -> u32 {
-    if p == Precision::Tf32 {
-        8
-    } else {
-        16
+    match p {
+        Precision::Tf32 => 8,
+        Precision::Int8 => 32,
+        _ => 16,
     }
+}
+
+/// The widest padded layer of a precision's kernel.
+fn max_width(p: Precision) -> u32 {
+    match p {
+        Precision::Tf32 => MAX_WIDTH_TF32,
+        Precision::Int8 => MAX_WIDTH_INT8,
+        _ => MAX_WIDTH,
+    }
+}
+
+/// int8's permutation of a k-tile of 32 features: byte `j` of the lane's operand register
+/// `half · 2 + row half` holds feature `half · 16 + (j / 2) · 8 + 2t + j % 2`, which are the
+/// columns the lane's accumulators of the previous layer hold, so activations stay in
+/// registers between layers as with f16. The weights are staged in the same order.
+fn int8_feature(half: u32, j: u32) -> u32 {
+    half * 16 + (j / 2) * 8 + j % 2
 }
 /// Workgroup memory the kernel may declare statically.
 const MAX_SHARED: u32 = 48 * 1024;
@@ -85,11 +105,11 @@ fn layers(plan: &TensorPlan) -> Vec<Layer<'_>> {
 
 /// Why a plan cannot run on tensor cores as this generator writes them, or `None` if it can.
 pub fn unsupported(plan: &TensorPlan) -> Option<String> {
-    if !matches!(plan.precision, Precision::F16 | Precision::Bf16 | Precision::Tf32) {
+    if !matches!(plan.precision, Precision::F16 | Precision::Bf16 | Precision::Tf32 | Precision::Int8) {
         return Some(format!("precision {} has no tensor-core kernel", plan.precision.name()));
     }
     let ls = layers(plan);
-    let (k, max) = (mma_k(plan.precision), if plan.precision == Precision::Tf32 { MAX_WIDTH_TF32 } else { MAX_WIDTH });
+    let (k, max) = (mma_k(plan.precision), max_width(plan.precision));
     if let Some(l) = ls.iter().find(|l| l.kt * k > max || l.nt * 8 > max) {
         return Some(format!(
             "a layer of {}x{} is wider than {max} in {}",
@@ -110,10 +130,13 @@ fn tables(ls: &[Layer], p: Precision) -> (u32, u32) {
     (ls[0].kt * mma_k(p), ls[ls.len() - 1].nt * 8)
 }
 
-/// Bytes of the three workgroup arrays: weight fragments, biases, column tables.
+/// Bytes of the three workgroup arrays: weight fragments, biases (and, for int8, the weight
+/// rows' scales after them), column tables.
 fn shared_bytes(ls: &[Layer], p: Precision) -> [u32; 3] {
     let (ins, outs) = tables(ls, p);
-    [ls.iter().map(|l| l.kt * l.nt * 256).sum(), ls.iter().map(|l| l.nt * 32).sum(), (ins + 2 * outs) * 8]
+    let biases: u32 = ls.iter().map(|l| l.nt * 32).sum();
+    let scales = if p == Precision::Int8 { 2 } else { 1 };
+    [ls.iter().map(|l| l.kt * l.nt * 256).sum(), scales * biases, (ins + 2 * outs) * 8]
 }
 
 /// Register names of one class, numbered as they are taken.
@@ -181,9 +204,14 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
     let warps = block / 32;
     let iters = ROWS * 32 / tile;
     let bf16 = plan.precision == Precision::Bf16;
+    let int8 = plan.precision == Precision::Int8;
+    // int8's weight-row scales follow the biases.
+    let scales = ls.iter().map(|l| l.nt * 32).sum::<u32>();
     let (pack, mma_ty) = if bf16 { ("cvt.rn.bf16x2.f32", "bf16") } else { ("cvt.rn.f16x2.f32", "f16") };
     let mma = if tf32 {
         "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32".to_string()
+    } else if int8 {
+        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32".to_string()
     } else {
         format!("mma.sync.aligned.m16n8k16.row.col.f32.{mma_ty}.{mma_ty}.f32")
     };
@@ -231,8 +259,11 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
     }
     o.emit(format!("{skip}:"));
 
-    // Weight fragments: slot i of a layer is (k-tile, n-tile, lane) = (i / 32 / nt, i / 32 % nt, i % 32).
     let params = &base[k.params];
+    if int8 {
+        weight_scales(&mut o, &ls, params, &tid, &bs, scales, block);
+    }
+    // Weight fragments: slot i of a layer is (k-tile, n-tile, lane) = (i / 32 / nt, i / 32 % nt, i % 32).
     for l in &ls {
         let (i, p) = (o.regs.r(), o.regs.p());
         let (top, done) = (o.regs.label("fill"), o.regs.label("filled"));
@@ -255,9 +286,14 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
         o.emit(format!("setp.lt.u32 {rowok}, {n}, {};", l.of.rows));
         let mut vals = Vec::new();
         // f16: the pairs (k0, k0 + 1) and (k0 + 8, k0 + 9). tf32: b0 is the k-tile's logical
-        // row t and b1 row t + 4, which hold features 2t and 2t + 1 (see the epilogue).
-        let dks: &[u32] = if tf32 { &[0, 1] } else { &[0, 1, 8, 9] };
-        for &dk in dks {
+        // row t and b1 row t + 4, which hold features 2t and 2t + 1 (see the epilogue). int8:
+        // b0 and b1 are halves 0 and 1 of `int8_feature`.
+        let dks: Vec<u32> = match () {
+            _ if tf32 => vec![0, 1],
+            _ if int8 => (0..8).map(|i| int8_feature(i / 4, i % 4)).collect(),
+            _ => vec![0, 1, 8, 9],
+        };
+        for &dk in &dks {
             let (kk, ok, idx, v, a) = (o.regs.r(), o.regs.p(), o.regs.r(), o.regs.f(), o.regs.rd());
             o.emit(format!("add.u32 {kk}, {k0}, {dk};"));
             o.emit(format!("setp.lt.and.u32 {ok}, {kk}, {}, {rowok};", l.of.cols));
@@ -273,6 +309,26 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
         if tf32 {
             o.emit(format!("cvt.rna.tf32.f32 {lo}, {};", vals[0]));
             o.emit(format!("cvt.rna.tf32.f32 {hi}, {};", vals[1]));
+        } else if int8 {
+            // Weight row n in units of its scale (1 for a padding row, whose weights are zero).
+            let (sa, sc, inv) = (o.regs.r(), o.regs.f(), o.regs.f());
+            o.emit(format!("mov.f32 {sc}, 0f3F800000;"));
+            o.emit(format!("shl.b32 {sa}, {n}, 2;"));
+            o.emit(format!("add.u32 {sa}, {sa}, {};", scales + l.bias_at));
+            o.emit(format!("add.u32 {sa}, {sa}, {bs};"));
+            o.emit(format!("@{rowok} ld.shared.f32 {sc}, [{sa}];"));
+            o.emit(format!("rcp.rn.f32 {inv}, {sc};"));
+            let q: Vec<String> = vals
+                .iter()
+                .map(|v| {
+                    o.emit(format!("mul.f32 {v}, {v}, {inv};"));
+                    let r = o.regs.r();
+                    o.emit(format!("cvt.rni.s32.f32 {r}, {v};"));
+                    r
+                })
+                .collect();
+            pack_s8(&mut o, &lo, &q[0..4]);
+            pack_s8(&mut o, &hi, &q[4..8]);
         } else {
             o.emit(format!("{pack} {lo}, {}, {};", vals[1], vals[0]));
             o.emit(format!("{pack} {hi}, {}, {};", vals[3], vals[2]));
@@ -358,7 +414,32 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
     // Layer 0's A operand from the input columns: register j of k-tile kt holds row half
     // j & 1 and columns kt·16 + 2t + (j >> 1)·8 + {0, 1}.
     let mut a: Vec<Vec<[String; 4]>> = Vec::new();
-    for m in 0..mt as usize {
+    // int8: the scale of each of the lane's rows (m-tile, half) of the current A operand.
+    let mut sx: Vec<[String; 2]> = Vec::new();
+    if int8 {
+        let mut vals: Vec<Vec<Int8Operand>> = Vec::new();
+        for m in 0..mt as usize {
+            let mut per = Vec::new();
+            for kt in 0..ls[0].kt {
+                let op: Int8Operand = std::array::from_fn(|r| {
+                    std::array::from_fn(|j| {
+                        let col = kt * 32 + int8_feature(r as u32 >> 1, j as u32);
+                        let (ptr, ok, x) = (o.regs.rd(), o.regs.p(), o.regs.f());
+                        o.emit(format!("ld.shared.u64 {ptr}, [{il}+{}];", col * 8));
+                        o.emit(format!("setp.ne.and.u64 {ok}, {ptr}, 0, {};", row_ok[m * 2 + (r & 1)]));
+                        o.emit(format!("add.u64 {ptr}, {ptr}, {};", row_off[m * 2 + (r & 1)]));
+                        o.emit(format!("mov.f32 {x}, 0f00000000;"));
+                        o.emit(format!("@{ok} ld.global.f32 {x}, [{ptr}];"));
+                        x
+                    })
+                });
+                per.push(op);
+            }
+            vals.push(per);
+        }
+        (a, sx) = quantize(&mut o, &vals);
+    }
+    for m in (0..mt as usize).filter(|_| !int8) {
         let mut frags = Vec::new();
         for kt in 0..ls[0].kt {
             let mut regs: [String; 4] = Default::default();
@@ -394,6 +475,7 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
     let last = ls.len() - 1;
     for (li, l) in ls.iter().enumerate() {
         let mut next: Vec<Vec<[String; 4]>> = vec![vec![Default::default(); (l.nt * 8 / kk) as usize]; mt as usize];
+        let mut next8: Vec<Vec<Int8Operand>> = vec![vec![Default::default(); (l.nt * 8 / kk) as usize]; mt as usize];
         // Output n-tiles in chunks of 8, to bound the live accumulators.
         for chunk in (0..l.nt).step_by(8) {
             let tiles: Vec<u32> = (chunk..(chunk + 8).min(l.nt)).collect();
@@ -401,9 +483,9 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
             for _ in 0..mt {
                 let mut per = Vec::new();
                 for _ in &tiles {
-                    let regs: [String; 4] = std::array::from_fn(|_| o.regs.f());
+                    let regs: [String; 4] = std::array::from_fn(|_| if int8 { o.regs.r() } else { o.regs.f() });
                     for r in &regs {
-                        o.emit(format!("mov.f32 {r}, 0f00000000;"));
+                        o.emit(if int8 { format!("mov.b32 {r}, 0;") } else { format!("mov.f32 {r}, 0f00000000;") });
                     }
                     per.push(regs);
                 }
@@ -428,18 +510,44 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
             for (c, &nt) in tiles.iter().enumerate() {
                 let (b0, b1) = (o.regs.f(), o.regs.f());
                 o.emit(format!("ld.shared.v2.f32 {{{b0}, {b1}}}, [{bl}+{}];", l.bias_at + nt * 32));
+                let mut sw = Vec::new();
+                if int8 {
+                    let (s0, s1) = (o.regs.f(), o.regs.f());
+                    o.emit(format!("ld.shared.v2.f32 {{{s0}, {s1}}}, [{bl}+{}];", scales + l.bias_at + nt * 32));
+                    sw = vec![s0, s1];
+                }
                 for m in 0..mt as usize {
                     let d = &acc[m][c];
                     let v: Vec<String> = (0..4)
                         .map(|i| {
                             let r = o.regs.f();
-                            o.emit(format!("add.f32 {r}, {}, {};", d[i], if i % 2 == 0 { &b0 } else { &b1 }));
+                            let b = if i % 2 == 0 { &b0 } else { &b1 };
+                            if int8 {
+                                // acc · (row scale · weight-row scale) + bias
+                                let (x, sc) = (o.regs.f(), o.regs.f());
+                                o.emit(format!("cvt.rn.f32.s32 {x}, {};", d[i]));
+                                o.emit(format!("mul.f32 {sc}, {}, {};", sx[m][i / 2], sw[i % 2]));
+                                o.emit(format!("fma.rn.f32 {r}, {x}, {sc}, {b};"));
+                            } else {
+                                o.emit(format!("add.f32 {r}, {}, {b};", d[i]));
+                            }
                             r
                         })
                         .collect();
                     if li == last {
                         let rows = (&row_off[m * 2..m * 2 + 2], &row_ok[m * 2..m * 2 + 2]);
                         store(&mut o, k.plan.accumulate, &v, nt * 8, outs, &ol, rows);
+                        continue;
+                    }
+                    if int8 {
+                        // Column 2t + e of n-tile nt is byte (nt % 2)·2 + e of register
+                        // ((nt % 4) / 2)·2 + h of k-tile nt / 4 (see `int8_feature`).
+                        for (i, x) in v.iter().enumerate() {
+                            let y = activation(&mut o, plan.act, x);
+                            let (h, e) = (i / 2, i % 2);
+                            let r = ((nt % 4) / 2 * 2) as usize + h;
+                            next8[m][(nt / 4) as usize][r][(nt % 2 * 2) as usize + e] = y;
+                        }
                         continue;
                     }
                     if tf32 {
@@ -472,6 +580,9 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
             }
         }
         a = next;
+        if int8 && li != last {
+            (a, sx) = quantize(&mut o, &next8);
+        }
     }
     o.emit(format!("add.u32 {it}, {it}, 1;"));
     o.emit(format!("setp.lt.u32 {pdone}, {it}, {iters};"));
@@ -558,4 +669,113 @@ fn store(o: &mut Out, accumulate: bool, v: &[String], first: u32, outs: u32, ol:
             }
         }
     }
+}
+
+/// int8 operand values before quantization: per register, its four bytes' f32 values.
+type Int8Operand = [[String; 4]; 4];
+
+/// Quantizes int8 A operands (per m-tile, per k-tile) with one scale per row: the largest
+/// magnitude of the row over 127 (the four lanes of a quad hold a row between them). Returns
+/// the packed registers and each (m-tile, row half)'s scale.
+fn quantize(o: &mut Out, vals: &[Vec<Int8Operand>]) -> (Vec<Vec<[String; 4]>>, Vec<[String; 2]>) {
+    let mut frags = Vec::new();
+    let mut scales = Vec::new();
+    for per in vals {
+        let mut row_scale: [String; 2] = Default::default();
+        let mut row_inv: [String; 2] = Default::default();
+        for h in 0..2 {
+            let mx = o.regs.f();
+            // The smallest scale keeps a row of zeros finite: its values stay zero.
+            o.emit(format!("mov.f32 {mx}, 0f0DA24260;"));
+            for op in per {
+                for r in (0..4).filter(|r| r & 1 == h) {
+                    for x in &op[r] {
+                        let t = o.regs.f();
+                        o.emit(format!("abs.f32 {t}, {x};"));
+                        o.emit(format!("max.f32 {mx}, {mx}, {t};"));
+                    }
+                }
+            }
+            for lane in [1, 2] {
+                let t = o.regs.f();
+                o.emit(format!("shfl.sync.bfly.b32 {t}, {mx}, {lane}, 31, 0xffffffff;"));
+                o.emit(format!("max.f32 {mx}, {mx}, {t};"));
+            }
+            let (sc, inv) = (o.regs.f(), o.regs.f());
+            o.emit(format!("mul.f32 {sc}, {mx}, {};", f32_hex(1.0 / 127.0)));
+            o.emit(format!("div.rn.f32 {inv}, 0f42FE0000, {mx};"));
+            row_scale[h] = sc;
+            row_inv[h] = inv;
+        }
+        let mut tiles = Vec::new();
+        for op in per {
+            let regs: [String; 4] = std::array::from_fn(|r| {
+                let q: Vec<String> = op[r]
+                    .iter()
+                    .map(|x| {
+                        let (y, i) = (o.regs.f(), o.regs.r());
+                        o.emit(format!("mul.f32 {y}, {x}, {};", row_inv[r & 1]));
+                        o.emit(format!("cvt.rni.s32.f32 {i}, {y};"));
+                        i
+                    })
+                    .collect();
+                let d = o.regs.r();
+                pack_s8(o, &d, &q);
+                d
+            });
+            tiles.push(regs);
+        }
+        frags.push(tiles);
+        scales.push(row_scale);
+    }
+    (frags, scales)
+}
+
+/// Packs four s32 values (in [-127, 127]) into the bytes of `d`, the first lowest.
+fn pack_s8(o: &mut Out, d: &str, q: &[String]) {
+    let hi = o.regs.r();
+    o.emit(format!("cvt.pack.sat.s8.s32.b32 {hi}, {}, {}, 0;", q[3], q[2]));
+    o.emit(format!("cvt.pack.sat.s8.s32.b32 {d}, {}, {}, {hi};", q[1], q[0]));
+}
+
+/// int8: each weight row's scale, the largest magnitude of the row over 127 (1 for a row of
+/// zeros or of padding), into workgroup memory after the biases; a thread per row.
+fn weight_scales(o: &mut Out, ls: &[Layer], params: &str, tid: &str, bs: &str, scales: u32, block: u32) {
+    for l in ls {
+        let (j, pj, top, done) = (o.regs.r(), o.regs.p(), o.regs.label("scale"), o.regs.label("scaled"));
+        o.emit(format!("mov.u32 {j}, {tid};"));
+        o.emit(format!("{top}:"));
+        o.emit(format!("setp.ge.u32 {pj}, {j}, {};", l.nt * 8));
+        o.emit(format!("@{pj} bra {done};"));
+        let (mx, kk, pk, row, v, a) = (o.regs.f(), o.regs.r(), o.regs.p(), o.regs.r(), o.regs.f(), o.regs.rd());
+        let (inner, inner_done) = (o.regs.label("row"), o.regs.label("rowdone"));
+        o.emit(format!("mov.f32 {mx}, 0f00000000;"));
+        o.emit(format!("mov.u32 {kk}, 0;"));
+        o.emit(format!("setp.ge.u32 {pk}, {j}, {};", l.of.rows));
+        o.emit(format!("@{pk} bra {inner_done};"));
+        o.emit(format!("mad.lo.u32 {row}, {j}, {}, {};", l.of.cols, l.of.weight));
+        o.emit(format!("{inner}:"));
+        o.emit(format!("add.u32 {kk}, {kk}, 1;"));
+        o.emit(format!("mul.wide.u32 {a}, {row}, 4;"));
+        o.emit(format!("add.u64 {a}, {params}, {a};"));
+        o.emit(format!("ld.global.nc.f32 {v}, [{a}];"));
+        o.emit(format!("abs.f32 {v}, {v};"));
+        o.emit(format!("max.f32 {mx}, {mx}, {v};"));
+        o.emit(format!("add.u32 {row}, {row}, 1;"));
+        o.emit(format!("setp.lt.u32 {pk}, {kk}, {};", l.of.cols));
+        o.emit(format!("@{pk} bra {inner};"));
+        o.emit(format!("{inner_done}:"));
+        let (sc, at, zero) = (o.regs.f(), o.regs.r(), o.regs.p());
+        o.emit(format!("mul.f32 {sc}, {mx}, {};", f32_hex(1.0 / 127.0)));
+        o.emit(format!("setp.eq.f32 {zero}, {mx}, 0f00000000;"));
+        o.emit(format!("@{zero} mov.f32 {sc}, 0f3F800000;"));
+        o.emit(format!("shl.b32 {at}, {j}, 2;"));
+        o.emit(format!("add.u32 {at}, {at}, {};", scales + l.bias_at));
+        o.emit(format!("add.u32 {at}, {at}, {bs};"));
+        o.emit(format!("st.shared.f32 [{at}], {sc};"));
+        o.emit(format!("add.u32 {j}, {j}, {block};"));
+        o.emit(format!("bra {top};"));
+        o.emit(format!("{done}:"));
+    }
+    o.emit("bar.sync 0;");
 }
