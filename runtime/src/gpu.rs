@@ -52,11 +52,6 @@ pub enum Buf {
     Bias {
         kernel: usize,
     },
-    /// The f16 weights of every layer of module kernel `kernel`'s tensor plan for the
-    /// cooperative-matrix kernel: each layer's K × N B operand row-major ([`coop_layers`]).
-    LayerWeights {
-        kernel: usize,
-    },
     /// `u32`s: the count of each agent type, then the bucket count of each grid.
     Sizes,
     /// The run-time parameters as f32, as i32 and as f64.
@@ -114,33 +109,6 @@ pub fn home(m: &Module, agent: usize, col: u32) -> (Buf, u32) {
 /// of the kernels (128), K to a multiple of both kernels' K tiles (64).
 pub fn gemm_padding(rows: u32, cols: u32) -> (u32, u32) {
     (rows.div_ceil(128) * 128, cols.div_ceil(64) * 64)
-}
-
-/// A layer of a cooperative-matrix kernel: its input and output widths padded to 16, the row
-/// stride of its K × N f16 weights (N + 8: the 16 bytes of padding put the rows a load reads
-/// at once in different banks), and where its weights and its biases start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CoopLayer {
-    pub k: u32,
-    pub n: u32,
-    pub stride: u32,
-    pub w_at: u32,
-    pub b_at: u32,
-}
-
-/// The cooperative-matrix geometry of a plan's layers, in order.
-pub fn coop_layers(layers: &[crate::ir::TensorLayer]) -> Vec<CoopLayer> {
-    let (mut w_at, mut b_at) = (0, 0);
-    layers
-        .iter()
-        .map(|l| {
-            let (k, n) = (l.cols.div_ceil(16) * 16, l.rows.div_ceil(16) * 16);
-            let out = CoopLayer { k, n, stride: n + 8, w_at, b_at };
-            w_at += k * out.stride;
-            b_at += n;
-            out
-        })
-        .collect()
 }
 
 /// Agents a lane of a [`Buf::Half`] copy holds are the count rounded up to this: every lane
@@ -534,10 +502,6 @@ impl GpuPlan {
                     _ => (mp as usize, 4),
                 }
             }
-            Buf::LayerWeights { kernel } => {
-                let layers = m.kernels[kernel].tensor.as_ref().map_or(&[][..], |t| &t.layers[..]);
-                (coop_layers(layers).iter().map(|l| (l.k * l.stride) as usize).sum(), 2)
-            }
             Buf::Comp { agent, .. } => (counts[agent], 4),
             Buf::Sizes => (counts.len() + self.grids.len(), 4),
             Buf::ParamsF32 | Buf::ParamsI32 => (m.lane_count(), 4),
@@ -654,31 +618,11 @@ pub fn initial_bytes(m: &Module, plan: &GpuPlan, b: Buf, world: &World) -> Vec<u
             .collect(),
         Buf::Sizes => plan.sizes(&counts).iter().flat_map(|x| x.to_le_bytes()).collect(),
         Buf::Weights { kernel } | Buf::Bias { kernel } => gemm_operand(m, b, kernel),
-        Buf::LayerWeights { kernel } => coop_weights(m, kernel),
         Buf::ParamsF32 | Buf::ParamsI32 | Buf::ParamsF64 => params_bytes(b, &m.uniform_values()),
         _ => vec![0; n * size],
     };
     bytes.resize(bytes.len().max(16), 0);
     bytes
-}
-
-/// The f16 weights of module kernel `kernel`'s layers in the [`coop_layers`] layout, zero in the
-/// padding: element (k, n) of a layer's B operand is weight (n, k).
-fn coop_weights(m: &Module, kernel: usize) -> Vec<u8> {
-    let Some(t) = m.kernels[kernel].tensor.as_ref() else { return Vec::new() };
-    let geometry = coop_layers(&t.layers);
-    let total: u32 = geometry.iter().map(|g| g.k * g.stride).sum();
-    let mut out = vec![half::f16::ZERO; total as usize];
-    for (l, g) in t.layers.iter().zip(&geometry) {
-        let (rows, cols) = (l.rows as usize, l.cols as usize);
-        let w = m.tensor_lanes(l.weight, rows * cols).unwrap_or(&[]);
-        for (n, row) in w.chunks_exact(cols.max(1)).enumerate().take(rows) {
-            for (k, v) in row.iter().enumerate() {
-                out[(g.w_at + k as u32 * g.stride + n as u32) as usize] = half::f16::from_f64(*v);
-            }
-        }
-    }
-    out.iter().flat_map(|h| h.to_le_bytes()).collect()
 }
 
 /// The padded f16 weights or f32 biases of module kernel `kernel`'s GEMM layer.

@@ -15,16 +15,11 @@ pub fn support(inst: &Instance, pd: vk::PhysicalDevice) -> Result<(), String> {
     }
     let mut coop = vk::PhysicalDeviceCooperativeMatrixFeaturesKHR::default();
     let mut f16 = vk::PhysicalDeviceShaderFloat16Int8Features::default();
-    let mut storage = vk::PhysicalDevice16BitStorageFeatures::default();
-    let mut features =
-        vk::PhysicalDeviceFeatures2::default().push_next(&mut coop).push_next(&mut f16).push_next(&mut storage);
+    let mut features = vk::PhysicalDeviceFeatures2::default().push_next(&mut coop).push_next(&mut f16);
     // SAFETY: as above; the chain lives across the call.
     unsafe { i.get_physical_device_features2(pd, &mut features) };
     if coop.cooperative_matrix != vk::TRUE || f16.shader_float16 != vk::TRUE {
         return Err("cooperative matrices or f16 arithmetic not enabled by the driver".into());
-    }
-    if storage.storage_buffer16_bit_access != vk::TRUE {
-        return Err("no 16-bit storage buffers (for the f16 weights)".into());
     }
     let mut subgroup = vk::PhysicalDeviceSubgroupProperties::default();
     let mut props = vk::PhysicalDeviceProperties2::default().push_next(&mut subgroup);

@@ -198,7 +198,6 @@ impl<'m> VulkanBackend<'m> {
         let features = vk::PhysicalDeviceFeatures { shader_float64: u32::from(uses_f64), ..Default::default() };
         let mut coop_features = vk::PhysicalDeviceCooperativeMatrixFeaturesKHR::default().cooperative_matrix(true);
         let mut f16_features = vk::PhysicalDeviceShaderFloat16Int8Features::default().shader_float16(true);
-        let mut storage_features = vk::PhysicalDevice16BitStorageFeatures::default().storage_buffer16_bit_access(true);
         let mut stats_features =
             vk::PhysicalDevicePipelineExecutablePropertiesFeaturesKHR::default().pipeline_executable_info(true);
         let mut features2 = vk::PhysicalDeviceFeatures2::default().features(features);
@@ -206,8 +205,7 @@ impl<'m> VulkanBackend<'m> {
         let mut extensions = Vec::new();
         if coop.is_ok() {
             extensions.push(ash::khr::cooperative_matrix::NAME.as_ptr());
-            features2 =
-                features2.push_next(&mut coop_features).push_next(&mut f16_features).push_next(&mut storage_features);
+            features2 = features2.push_next(&mut coop_features).push_next(&mut f16_features);
         }
         if stats {
             extensions.push(ash::khr::pipeline_executable_properties::NAME.as_ptr());

@@ -25,78 +25,61 @@
 use super::ast::Binding;
 use super::mma::MmaKernel;
 use super::wgsl::Wgsl;
-use aiic_runtime::gpu::coop_layers;
 use aiic_runtime::ir::{Activation, Precision, TensorPlan};
 use std::fmt::Write;
 
 /// Invocations of a subgroup, which the kernel is written for: a device whose subgroups are
 /// of another size runs the scalar kernel.
 pub const SUBGROUP: u32 = 32;
-/// Agents per invocation of a launch: a workgroup covers `workgroup × TILES` agents, and
-/// converts the weights once for all of them.
+/// Tiles of 32 agents each subgroup takes in turn: a workgroup covers `workgroup × TILES`
+/// agents, and converts the weights once for all of them.
 pub const TILES: u32 = 16;
 
 /// Workgroup memory a kernel may use (Vulkan's guaranteed minimum is 16 KiB; every device with
 /// cooperative matrices has at least 48).
 const MAX_SHARED: u32 = 48 * 1024;
-/// Invocations a workgroup may have.
-const MAX_INVOCATIONS: u32 = 1024;
 /// Padding of strides in elements, 16 bytes: f16 and f32.
 const PAD16: u32 = 8;
 const PAD32: u32 = 4;
 
-/// Agents a subgroup takes at a time: one 16-row tile. (Two tiles, 32 agents, share each B
-/// operand load but need twice the workgroup memory a subgroup, and the kernel is bound by the
-/// subgroups it can keep in flight.)
-fn rows() -> u32 {
-    std::env::var("AIIC_COOP_ROWS").ok().and_then(|v| v.parse().ok()).filter(|r| *r == 32).unwrap_or(16)
-}
-
-/// Rows of an activation column in workgroup memory: the subgroup's agents, padded.
-fn act_stride(rows: u32) -> u32 {
-    rows + PAD16
-}
+/// Rows of an activation column in workgroup memory: the subgroup's 32 agents, padded.
+const ACT_STRIDE: u32 = SUBGROUP + PAD16;
 /// Rows of a column of the accumulator tile.
-fn acc_stride(rows: u32) -> u32 {
-    rows + PAD32
-}
+const ACC_STRIDE: u32 = SUBGROUP + PAD32;
 
-/// One layer of the plan with its padded geometry ([`coop_layers`]).
+/// One layer's padded geometry and where its weights and biases start in workgroup memory.
 struct Layer {
     rows: u32,
     cols: u32,
     weight: u32,
     bias: Option<u32>,
+    /// Padded input and output widths (multiples of 16).
     k: u32,
     n: u32,
-    /// Offset of its K × `stride` f16 weights, and of its n f32 biases.
+    /// Offset of its K × (n + PAD16) f16 weights, and of its n f32 biases.
     w_at: u32,
     b_at: u32,
-    stride: u32,
+}
+
+impl Layer {
+    /// Elements of a row of its K × N weights.
+    fn stride(&self) -> u32 {
+        self.n + PAD16
+    }
 }
 
 fn layers(plan: &TensorPlan) -> Vec<Layer> {
+    let (mut w_at, mut b_at) = (0, 0);
     plan.layers
         .iter()
-        .zip(coop_layers(&plan.layers))
-        .map(|(l, g)| Layer {
-            rows: l.rows,
-            cols: l.cols,
-            weight: l.weight,
-            bias: l.bias,
-            k: g.k,
-            n: g.n,
-            w_at: g.w_at,
-            b_at: g.b_at,
-            stride: g.stride,
+        .map(|l| {
+            let (k, n) = (l.cols.div_ceil(16) * 16, l.rows.div_ceil(16) * 16);
+            let out = Layer { rows: l.rows, cols: l.cols, weight: l.weight, bias: l.bias, k, n, w_at, b_at };
+            w_at += k * out.stride();
+            b_at += n;
+            out
         })
         .collect()
-}
-
-/// Whether the kernels read their f16 weights from device memory (`Buf::LayerWeights`, through
-/// the cache) instead of converting them into workgroup memory: the memory goes to subgroups.
-pub fn global_weights() -> bool {
-    std::env::var("AIIC_COOP_GLOBAL").is_ok_and(|v| v == "1")
 }
 
 /// The widest padded layer input or output.
@@ -104,59 +87,51 @@ fn widest(ls: &[Layer]) -> u32 {
     ls.iter().map(|l| l.k.max(l.n)).max().unwrap_or(16)
 }
 
-/// Bytes of workgroup memory for `subgroups` subgroups of `rows` agents each.
-fn shared_bytes(ls: &[Layer], subgroups: u32, rows: u32) -> u32 {
-    let weights: u32 = if global_weights() { 0 } else { ls.iter().map(|l| l.k * l.stride * 2).sum() };
+/// Bytes of workgroup memory for `subgroups` subgroups.
+fn shared_bytes(ls: &[Layer], subgroups: u32) -> u32 {
+    let weights: u32 = ls.iter().map(|l| l.k * l.stride() * 2).sum();
     let biases: u32 = ls.iter().map(|l| l.n * 4).sum();
-    let per_subgroup = widest(ls) * act_stride(rows) * 2 + 16 * acc_stride(rows) * 4;
+    let per_subgroup = widest(ls) * ACT_STRIDE * 2 + 16 * ACC_STRIDE * 4;
     weights + biases + subgroups * per_subgroup
 }
 
-/// The workgroup size of the kernel of `plan` (a multiple of [`SUBGROUP`]), or why it has none:
-/// as many subgroups as workgroup memory allows, since the kernel is bound by latency.
+/// The workgroup size of the kernel of `plan` (a multiple of [`SUBGROUP`]), or why it has none.
 pub fn workgroup(plan: &TensorPlan) -> Result<u32, String> {
     if plan.precision != Precision::F16 {
         return Err(format!("precision {} has no cooperative-matrix kernel (f16 has)", plan.precision.name()));
     }
-    let (ls, rows) = (layers(plan), rows());
-    (1..=MAX_INVOCATIONS / SUBGROUP)
-        .rev()
-        .find(|&s| shared_bytes(&ls, s, rows) <= MAX_SHARED)
+    let ls = layers(plan);
+    [8, 4, 2, 1]
+        .into_iter()
+        .find(|&s| shared_bytes(&ls, s) <= MAX_SHARED)
         .map(|s| s * SUBGROUP)
-        .ok_or_else(|| format!("its weights and tiles need {} bytes of workgroup memory", shared_bytes(&ls, 1, rows)))
+        .ok_or_else(|| format!("its weights and tiles need {} bytes of workgroup memory", shared_bytes(&ls, 1)))
 }
 
 /// The WGSL of a tensor kernel with these bindings, for a workgroup of `wg` invocations.
 pub fn wgsl(k: &MmaKernel, name: &str, bindings: &[Binding], wg: u32) -> String {
     let plan = &k.plan;
     let ls = layers(plan);
-    let rows = rows();
-    let (ast, cst) = (act_stride(rows), acc_stride(rows));
-    // 16 agents a subgroup: invocation `lane` is agent `lane % 16` and takes the columns of
-    // parity `lane / 16` in the epilogue; 32 agents: one agent an invocation, every column.
-    let halves = SUBGROUP / rows;
-    let tiles = TILES * SUBGROUP / rows;
-    let mts = rows / 16;
     let subgroups = wg / SUBGROUP;
     let wide = widest(&ls);
-    let act_len = subgroups * wide * ast;
-    let acc_len = subgroups * 16 * cst;
-    let w_len: u32 = ls.iter().map(|l| l.k * l.stride).sum();
+    let act_len = subgroups * wide * ACT_STRIDE;
+    let acc_len = subgroups * 16 * ACC_STRIDE;
+    let w_len: u32 = ls.iter().map(|l| l.k * l.stride()).sum();
     let b_len: u32 = ls.iter().map(|l| l.n).sum();
     let buf = |i: usize| bindings[i].name.as_str();
 
-    let mut out =
-        format!("// {name}: cooperative matrices, f16 16x16x16, {wg} invocations, {rows} agents a subgroup\n");
+    let mut out = format!("// {name}: cooperative matrices, f16 16x16x16, {wg} invocations\n");
     out += "enable f16;\nenable wgpu_cooperative_matrix;\n\n";
     for (n, b) in bindings.iter().enumerate() {
         let access = if b.read_only { "read" } else { "read_write" };
-        // Columns of f16 fields are f32 on the device; the weights are f16 themselves.
-        let ty = if k.weights == Some(n) { "f16" } else { crate::backend::gpu::dialect::Dialect::ty(&Wgsl, b.elem) };
-        let _ = writeln!(out, "@group(0) @binding({n}) var<storage, {access}> {}: array<{ty}>;", b.name);
+        let _ = writeln!(
+            out,
+            "@group(0) @binding({n}) var<storage, {access}> {}: array<{}>;",
+            b.name,
+            crate::backend::gpu::dialect::Dialect::ty(&Wgsl, b.elem)
+        );
     }
-    if k.weights.is_none() {
-        let _ = writeln!(out, "var<workgroup> wts: array<f16, {}>;", w_len.max(1));
-    }
+    let _ = writeln!(out, "var<workgroup> wts: array<f16, {}>;", w_len.max(1));
     let _ = writeln!(out, "var<workgroup> bias: array<f32, {}>;", b_len.max(1));
     let _ = writeln!(out, "var<workgroup> act: array<f16, {act_len}>;");
     let _ = writeln!(out, "var<workgroup> acc: array<f32, {acc_len}>;");
@@ -176,17 +151,11 @@ pub fn wgsl(k: &MmaKernel, name: &str, bindings: &[Binding], wg: u32) -> String 
     line(format!("let count = {}[{}];", buf(k.sizes), k.agent));
     line(format!("let sg = lid / {SUBGROUP}u;"));
     line(format!("let lane = lid % {SUBGROUP}u;"));
-    line(format!("let ag = lane % {rows}u;"));
-    line(format!("let half = lane / {rows}u;"));
-    // The subgroup's activation buffer (column-major) and accumulator tile, and this
-    // invocation's place in them for the columns of its parity.
-    line(format!("let act0 = sg * {}u;", wide * ast));
-    line(format!("let accb = sg * {}u;", 16 * cst));
-    line(format!("let actl = act0 + half * {ast}u + ag;"));
-    line(format!("let accl = accb + half * {cst}u + ag;"));
+    // The subgroup's activation buffer (column-major) and accumulator tile.
+    line(format!("let act0 = sg * {}u;", wide * ACT_STRIDE));
+    line(format!("let accb = sg * {}u;", 16 * ACC_STRIDE));
     let params = buf(k.params);
-    let wts = k.weights.map_or("wts", buf);
-    for l in ls.iter().filter(|_| k.weights.is_none()) {
+    for l in &ls {
         line(format!("for (var i = lid; i < {}u; i += {wg}u) {{", l.k * l.n));
         line(format!("  let kk = i / {}u;", l.n));
         line(format!("  let nn = i % {}u;", l.n));
@@ -195,10 +164,8 @@ pub fn wgsl(k: &MmaKernel, name: &str, bindings: &[Binding], wg: u32) -> String 
             "  if (kk < {}u && nn < {}u) {{ w = {params}[{}u + nn * {}u + kk]; }}",
             l.cols, l.rows, l.weight, l.cols
         ));
-        line(format!("  wts[{}u + kk * {}u + nn] = f16(w);", l.w_at, l.stride));
+        line(format!("  wts[{}u + kk * {}u + nn] = f16(w);", l.w_at, l.stride()));
         line("}".into());
-    }
-    for l in &ls {
         line(format!("for (var i = lid; i < {}u; i += {wg}u) {{", l.n));
         match l.bias {
             Some(at) => line(format!("  var v = 0.0f;\n    if (i < {}u) {{ v = {params}[{at}u + i]; }}", l.rows)),
@@ -209,25 +176,15 @@ pub fn wgsl(k: &MmaKernel, name: &str, bindings: &[Binding], wg: u32) -> String 
     }
     line("workgroupBarrier();".into());
 
-    line(format!("for (var it = 0u; it < {tiles}u; it++) {{"));
-    line(format!("  let row = ((grp * {tiles}u + it) * {subgroups}u + sg) * {rows}u + ag;"));
+    line(format!("for (var it = 0u; it < {TILES}u; it++) {{"));
+    line(format!("  let row = ((grp * {TILES}u + it) * {subgroups}u + sg) * {SUBGROUP}u + lane;"));
     line("  let ok = row < count;".into());
-    // Layer 0's input, zero past the last column and the last agent: the invocations of
-    // parity h write the columns of parity h.
+    // Layer 0's input, zero past the last column and the last agent.
     let first = &ls[0];
-    for c in (0..first.k).step_by(halves as usize) {
-        let at = format!("act[actl + {}u]", c * ast);
-        let load = |c: u32| k.inputs.get(c as usize).map(|&i| format!("{}[row]", buf(i)));
-        let value = match (load(c), if halves == 1 { None } else { load(c + 1) }) {
-            (x, None) if halves == 1 => x,
-            (None, None) => None,
-            (x, y) => {
-                let z = || "0.0f".to_string();
-                Some(format!("select({}, {}, half == 1u)", x.unwrap_or_else(z), y.unwrap_or_else(z)))
-            }
-        };
-        match value {
-            Some(v) => line(format!("  {at} = f16(0.0f);\n    if (ok) {{ {at} = f16({v}); }}")),
+    for c in 0..first.k {
+        let at = format!("act[act0 + {}u + lane]", c * ACT_STRIDE);
+        match k.inputs.get(c as usize) {
+            Some(&i) => line(format!("  {at} = f16(0.0f);\n    if (ok) {{ {at} = f16({}[row]); }}", buf(i))),
             None => line(format!("  {at} = f16(0.0f);")),
         }
     }
@@ -235,12 +192,12 @@ pub fn wgsl(k: &MmaKernel, name: &str, bindings: &[Binding], wg: u32) -> String 
     let last = ls.len() - 1;
     for (li, l) in ls.iter().enumerate() {
         let kt = l.k / 16;
-        // A operands of every row tile for every k-tile, loaded once per layer.
+        // A operands of both row tiles for every k-tile, loaded once per layer.
         for t in 0..kt {
-            for m in 0..mts {
+            for m in 0..2 {
                 line(format!(
-                    "  let a{li}_{t}_{m} = coopLoad<coop_mat16x16<f16, A>>(&act[act0 + {}u], {ast}u);",
-                    t * 16 * ast + m * 16
+                    "  let a{li}_{t}_{m} = coopLoad<coop_mat16x16<f16, A>>(&act[act0 + {}u], {ACT_STRIDE}u);",
+                    t * 16 * ACT_STRIDE + m * 16
                 ));
             }
         }
@@ -248,41 +205,40 @@ pub fn wgsl(k: &MmaKernel, name: &str, bindings: &[Binding], wg: u32) -> String 
             line("  {".into());
             // The accumulators start at the biases: a row-major load with stride 0 repeats
             // them in every row (agent).
-            for m in 0..mts {
+            for m in 0..2 {
                 line(format!("  var c{m} = coopLoadT<coop_mat16x16<f32, C>>(&bias[{}u], 0u);", l.b_at + nt * 16));
             }
             for t in 0..kt {
                 line(format!(
-                    "  let b{li}_{nt}_{t} = coopLoadT<coop_mat16x16<f16, B>>(&{wts}[{}u], {}u);",
-                    l.w_at + t * 16 * l.stride + nt * 16,
-                    l.stride
+                    "  let b{li}_{nt}_{t} = coopLoadT<coop_mat16x16<f16, B>>(&wts[{}u], {}u);",
+                    l.w_at + t * 16 * l.stride() + nt * 16,
+                    l.stride()
                 ));
-                for m in 0..mts {
+                for m in 0..2 {
                     line(format!("  c{m} = coopMultiplyAdd(a{li}_{t}_{m}, b{li}_{nt}_{t}, c{m});"));
                 }
             }
-            for m in 0..mts {
-                line(format!("  coopStore(c{m}, &acc[accb + {}u], {cst}u);", m * 16));
+            for m in 0..2 {
+                line(format!("  coopStore(c{m}, &acc[accb + {}u], {ACC_STRIDE}u);", m * 16));
             }
             line("  workgroupBarrier();".into());
-            // Column j of the tile is `half + halves · i`.
-            for i in 0..16 / halves {
-                let j = i * halves;
-                let x = format!("acc[accl + {}u]", j * cst);
-                if li == last {
-                    let col = |h: u32| (nt * 16 + j + h) as usize;
-                    let stores: Vec<(u32, usize)> =
-                        (0..halves).map(|h| (h, col(h))).filter(|(_, c)| *c < k.outputs.len()).collect();
-                    for (h, c) in stores {
-                        let comp = k.comps.get(c).copied().flatten().map(buf);
-                        let guard = if halves == 1 { "ok".to_string() } else { format!("ok && half == {h}u") };
-                        store(&mut line, &guard, k.plan.accumulate, buf(k.outputs[c]), comp, &x);
+            if li == last {
+                for j in 0..16u32 {
+                    let col = (nt * 16 + j) as usize;
+                    if col >= k.outputs.len() {
+                        break;
                     }
-                } else {
-                    // The barrier above also orders every A load of the layer before these writes.
+                    let v = format!("acc[accb + {}u + lane]", j * ACC_STRIDE);
+                    let comp = k.comps.get(col).copied().flatten().map(buf);
+                    store(&mut line, k.plan.accumulate, buf(k.outputs[col]), comp, &v);
+                }
+            } else {
+                // The barrier above also orders every A load of the layer before these writes.
+                for j in 0..16u32 {
+                    line(format!("  {{ let x = acc[accb + {}u + lane];", j * ACC_STRIDE));
                     line(format!(
-                        "  {{ let x = {x};\n    act[actl + {}u] = f16({}); }}",
-                        (nt * 16 + j) * ast,
+                        "    act[act0 + {}u + lane] = f16({}); }}",
+                        (nt * 16 + j) * ACT_STRIDE,
                         activation(plan.act, "x")
                     ));
                 }
@@ -296,10 +252,10 @@ pub fn wgsl(k: &MmaKernel, name: &str, bindings: &[Binding], wg: u32) -> String 
     out + "}\n"
 }
 
-/// Writes an output column of the invocation's agent where `guard` holds: `v` or, for `+=`, the column plus `v`
+/// Writes an output column of the invocation's agent: `v` or, for `+=`, the column plus `v`
 /// (with Kahan's update where the column has a compensation).
-fn store(line: &mut impl FnMut(String), guard: &str, accumulate: bool, out: &str, comp: Option<&str>, v: &str) {
-    line(format!("  if ({guard}) {{"));
+fn store(line: &mut impl FnMut(String), accumulate: bool, out: &str, comp: Option<&str>, v: &str) {
+    line("  if (ok) {".into());
     line(format!("    let v = {v};"));
     match (accumulate, comp) {
         (false, None) => line(format!("    {out}[row] = v;")),

@@ -53,9 +53,7 @@ const WG_A_BYTES: u32 = WG_TM * WG_TK * 2;
 const WG_STAGE: u32 = WG_A_BYTES + WG_TK * WG_TN * 2;
 /// M-tiles per group of the block order (see `common_regs`). 1 is the plain order (agents
 /// fastest), the one measured; 8 is the L2-friendlier order still to be timed.
-fn raster() -> u32 {
-    std::env::var("AIIC_GEMM_RASTER").ok().and_then(|v| v.parse().ok()).unwrap_or(1)
-}
+const RASTER: u32 = 1;
 /// The 128-byte swizzle repeats every 1024 B and is decoded from absolute shared addresses,
 /// so the kernel rounds its base up to 1024 and asks for that much slack.
 const WG_ALIGN: u32 = 1024;
@@ -212,9 +210,8 @@ fn common_regs(s: &mut String, tm_log: u32, tn_log: u32, agent: u32) {
     // Blocks run in groups of RASTER M-tiles, agents outer within a group, so the blocks
     // resident at once share W and x tiles in L2; the launch grid keeps its plain shape.
     e!(s, "\tmov.u32 %t0, %ctaid.x;\n\tmov.u32 %t1, %ctaid.y;\n\tmov.u32 %t2, %nctaid.x;\n\tmov.u32 %t3, %nctaid.y;");
-    let raster = raster();
-    e!(s, "\tmad.lo.u32 %t0, %t1, %t2, %t0;\n\tmul.lo.u32 %t5, %t2, {raster};\n\tdiv.u32 %t6, %t0, %t5;\n\trem.u32 %t0, %t0, %t5;");
-    e!(s, "\tmul.lo.u32 %t6, %t6, {raster};\n\tsub.u32 %t7, %t3, %t6;\n\tmin.u32 %t7, %t7, {raster};");
+    e!(s, "\tmad.lo.u32 %t0, %t1, %t2, %t0;\n\tmul.lo.u32 %t5, %t2, {RASTER};\n\tdiv.u32 %t6, %t0, %t5;\n\trem.u32 %t0, %t0, %t5;");
+    e!(s, "\tmul.lo.u32 %t6, %t6, {RASTER};\n\tsub.u32 %t7, %t3, %t6;\n\tmin.u32 %t7, %t7, {RASTER};");
     e!(s, "\trem.u32 %t1, %t0, %t7;\n\tadd.u32 %t1, %t1, %t6;\n\tdiv.u32 %t0, %t0, %t7;");
     e!(s, "\tshl.b32 %n0, %t0, {tn_log};\n\tshl.b32 %m0, %t1, {tm_log};");
     e!(s, "\tmov.u32 %sb, smem;");

@@ -144,7 +144,6 @@ impl<'a> Binds<'a> {
             Buf::Half { agent, col, .. } => (field_name(self.m, "h", agent, col), Scalar::F16, false),
             Buf::Weights { kernel } => (format!("gemm_w{kernel}"), Scalar::F16, false),
             Buf::Bias { kernel } => (format!("gemm_b{kernel}"), Scalar::F32, false),
-            Buf::LayerWeights { kernel } => (format!("coop_w{kernel}"), Scalar::F16, false),
             Buf::Sizes => ("sizes".into(), Scalar::U32, false),
             Buf::ParamsF32 => ("params_f".into(), Scalar::F32, false),
             Buf::ParamsI32 => ("params_i".into(), Scalar::I32, false),
@@ -616,9 +615,7 @@ impl Gen<'_> {
             .iter()
             .map(|&col| compensated.contains(&(agent, col)).then(|| index(&mut b, Buf::Comp { agent, col }, true)))
             .collect();
-        let weights = (workgroup.is_some() && coop::global_weights())
-            .then(|| index(&mut b, Buf::LayerWeights { kernel: kid }, false));
-        let spec = mma::MmaKernel { plan, agent, sizes, params, inputs, outputs, comps, weights };
+        let spec = mma::MmaKernel { plan, agent, sizes, params, inputs, outputs, comps };
         let name = format!("{}.{}", m.kernels[kid].name, precision.name());
         let n = self.push(name, Some(kid), b, Launch::Agents { agent }, Vec::new(), Vec::new(), false);
         self.plan.kernels[n].rows = if workgroup.is_some() { coop::TILES } else { mma::ROWS };

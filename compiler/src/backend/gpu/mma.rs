@@ -71,9 +71,6 @@ pub struct MmaKernel {
     /// Per output, the compensation buffer of a column the executors update with Kahan's
     /// compensated sum (`cpu::abi::compensated_stores`), as the scalar kernel does.
     pub comps: Vec<Option<usize>>,
-    /// The cooperative-matrix kernel's f16 weights in device memory (`Buf::LayerWeights`), where
-    /// it reads them from there rather than converting them into workgroup memory.
-    pub weights: Option<usize>,
 }
 
 /// One layer of the plan and its geometry, padded to the MMA shape.

@@ -66,12 +66,7 @@ pub fn compile(wgsl: &str, f64: bool, exact: bool, matrix: bool) -> Result<Vec<u
     // Kernels write every workgroup array before reading it.
     opts.zero_initialize_workgroup_memory = naga::back::spv::ZeroInitializeWorkgroupMemoryMode::None;
     let words = naga::back::spv::write_vec(&module, &info, &opts, None).map_err(|e| e.to_string())?;
-    let words = if matrix {
-        // f16 weights in a storage buffer need 16-bit buffer access; nothing else does.
-        without_16bit_io(&words, wgsl.contains("array<f16>;"))?
-    } else {
-        specialize_workgroup(&words)?
-    };
+    let words = if matrix { without_16bit_io(&words)? } else { specialize_workgroup(&words)? };
     if exact {
         no_contraction(&words)
     } else {
@@ -95,26 +90,25 @@ fn instructions(words: &[u32]) -> Result<Vec<(usize, usize, u32)>, String> {
     Ok(out)
 }
 
-/// Drops the 16-bit storage capabilities naga declares for any module with f16 in it, but
-/// 16-bit storage buffers where `buffers` (the kernel reads f16 weights from one): a device need
-/// not offer 16-bit uniforms, push constants or shader inputs to run the kernels.
-fn without_16bit_io(words: &[u32], buffers: bool) -> Result<Vec<u32>, String> {
+/// Drops the 16-bit storage capabilities naga declares for any module with f16 in it: the
+/// cooperative-matrix kernels keep f16 in workgroup memory only, and a device need not offer
+/// 16-bit buffers or shader inputs to run them.
+fn without_16bit_io(words: &[u32]) -> Result<Vec<u32>, String> {
     use rspirv::spirv::Capability;
-    let mut io = vec![
-        Capability::UniformAndStorageBuffer16BitAccess as u32,
-        Capability::StorageInputOutput16 as u32,
-        Capability::StoragePushConstant16 as u32,
-    ];
-    if !buffers {
-        io.push(Capability::StorageBuffer16BitAccess as u32);
-    }
+    let io = [
+        Capability::StorageBuffer16BitAccess,
+        Capability::UniformAndStorageBuffer16BitAccess,
+        Capability::StorageInputOutput16,
+        Capability::StoragePushConstant16,
+    ]
+    .map(|c| c as u32);
     let ext: Vec<u32> =
         b"SPV_KHR_16bit_storage\0\0\0".chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     let mut out = words[..5].to_vec();
     for (at, count, op) in instructions(words)? {
         let operands = &words[at + 1..at + count];
         let dropped = (op == Op::Capability as u32 && io.contains(&operands[0]))
-            || (op == Op::Extension as u32 && operands == ext.as_slice() && !buffers);
+            || (op == Op::Extension as u32 && operands == ext.as_slice());
         if !dropped {
             out.extend_from_slice(&words[at..at + count]);
         }
