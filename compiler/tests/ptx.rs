@@ -42,6 +42,17 @@ fn ptxas() -> Option<std::path::PathBuf> {
     found.then(|| "ptxas".into())
 }
 
+/// Assembles the PTX at `path` for `arch`: `Err` holds what ptxas said.
+fn assemble(ptxas: &std::path::Path, path: &std::path::Path, arch: &str) -> Result<(), String> {
+    let out = std::process::Command::new(ptxas)
+        .args(["-arch", arch, "-o"])
+        .arg(path.with_extension("cubin"))
+        .arg(path)
+        .output()
+        .expect("ptxas runs");
+    out.status.success().then_some(()).ok_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 #[test]
 fn every_module_assembles_with_ptxas() {
     require::listed();
@@ -59,17 +70,9 @@ fn every_module_assembles_with_ptxas() {
             let path = dir.join(format!("{name}_{block}.ptx"));
             std::fs::write(&path, &code.text).expect("write");
             for arch in ["sm_80", "sm_90", "sm_90a"] {
-                let out = std::process::Command::new(&ptxas)
-                    .args(["-arch", arch, "-o"])
-                    .arg(dir.join("out.cubin"))
-                    .arg(&path)
-                    .output()
-                    .expect("ptxas runs");
-                assert!(
-                    out.status.success(),
-                    "{name} ({block} threads) for {arch}:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                if let Err(e) = assemble(&ptxas, &path, arch) {
+                    panic!("{name} ({block} threads) for {arch}:\n{e}");
+                }
             }
         }
     }
@@ -97,13 +100,9 @@ fn int8_tensor_core_kernels() {
     let path = dir.join("int8.ptx");
     std::fs::write(&path, &code.text).expect("write");
     for arch in ["sm_80", "sm_90"] {
-        let out = std::process::Command::new(&ptxas)
-            .args(["-arch", arch, "-o"])
-            .arg(dir.join("int8.cubin"))
-            .arg(&path)
-            .output()
-            .expect("ptxas runs");
-        assert!(out.status.success(), "{arch}:\n{}", String::from_utf8_lossy(&out.stderr));
+        if let Err(e) = assemble(&ptxas, &path, arch) {
+            panic!("{arch}:\n{e}");
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -209,13 +208,9 @@ fn wide_fields_become_a_tensor_core_gemm() {
             let path = dir.join("g.ptx");
             std::fs::write(&path, text).expect("write");
             for arch in archs {
-                let out = std::process::Command::new(&ptxas)
-                    .args(["-arch", arch, "-o"])
-                    .arg(dir.join("g.cubin"))
-                    .arg(&path)
-                    .output()
-                    .expect("ptxas runs");
-                assert!(out.status.success(), "{arch}:\n{}", String::from_utf8_lossy(&out.stderr));
+                if let Err(e) = assemble(&ptxas, &path, arch) {
+                    panic!("{arch}:\n{e}");
+                }
             }
         }
     }
