@@ -223,6 +223,26 @@ fn init_is_deterministic_per_seed() {
     assert!((cols[0].iter().sum::<f64>() - 1.0).abs() < 1e-12);
 }
 
+/// A spawn large enough to be split across threads gives every agent what a spawn of one
+/// range gives it: an agent's random values depend on its index and the seed alone.
+#[test]
+fn a_spawn_split_across_threads_matches_one_range() {
+    let m = module(&example("nbody"));
+    let init = |n: u64| {
+        let mut sim = Interp::new(&m, 5);
+        sim.init(&HashMap::from([("Body".to_string(), n)])).expect("init");
+        sim.world.agents[0].columns.clone()
+    };
+    // 200 agents are one range; 4000 and 4001 are split at different agents.
+    let (small, large, other) = (init(200), init(4000), init(4001));
+    for c in 1..4 {
+        assert_eq!(small[c][..], large[c][..200], "position column {c}");
+        assert_eq!(large[c][..], other[c][..4000], "position column {c}");
+    }
+    assert!(large[1].iter().zip(&large[2]).zip(&large[3]).all(|((x, y), z)| x * x + y * y + z * z <= 1.0));
+    assert!((large[0].iter().sum::<f64>() - 1.0).abs() < 1e-12);
+}
+
 #[test]
 fn spawn_from_a_csv_file() {
     let m = module(

@@ -210,6 +210,9 @@ fn eval(k: &Kernel, regs: &mut [f64], inp: &Inputs) {
     }
 }
 
+/// Agents a spawn thread takes at least: fewer are not worth a thread.
+const SPAWN_CHUNK: usize = 256;
+
 fn checks(k: &Kernel, regs: &[f64]) -> Result<(), RunError> {
     for inst in &k.insts {
         if let Op::Check { cond, msg } = inst.op {
@@ -327,26 +330,55 @@ impl<'m> Interp<'m> {
         Ok(start)
     }
 
+    /// Runs spawn kernel `kernel` for agents `start .. start + n`. Each agent's values depend
+    /// only on its index and the seed, so ranges of agents are evaluated on all cores: a spawn
+    /// of thousands of 4096-lane fields is millions of interpreted operations.
     fn spawn(&mut self, agent: usize, kernel: usize, start: usize, n: usize) -> Result<(), RunError> {
         let k = &self.module.kernels[kernel];
-        let mut regs = vec![0.0; k.insts.len()];
-        for i in 0..n {
-            let data = &self.world.agents[agent];
-            let inp = Inputs {
-                agents: [Some((data, start + i)), None],
-                uniforms: &self.uniforms,
-                inputs: &[],
-                index: i,
-                count: n,
-                seed: self.seed,
-                kernel,
-            };
-            eval(k, &mut regs, &inp);
-            checks(k, &regs)?;
-            for inst in &k.insts {
-                if let Op::Store { col, value, .. } = inst.op {
-                    self.world.agents[agent].columns[col as usize][start + i] = regs[value as usize];
+        let stores: Vec<(usize, usize)> = k
+            .insts
+            .iter()
+            .filter_map(|i| {
+                if let Op::Store { col, value, .. } = i.op {
+                    Some((col as usize, value as usize))
+                } else {
+                    None
                 }
+            })
+            .collect();
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let threads = cores.min(n / SPAWN_CHUNK).max(1);
+        let per = n.div_ceil(threads);
+        let (data, uniforms, seed) = (&self.world.agents[agent], &self.uniforms[..], self.seed);
+        let stores = &stores;
+        let run = |lo: usize, hi: usize| -> Result<Vec<Vec<f64>>, RunError> {
+            let mut regs = vec![0.0; k.insts.len()];
+            let mut out = vec![Vec::with_capacity(hi - lo); stores.len()];
+            for i in lo..hi {
+                let agents = [Some((data, start + i)), None];
+                let inp = Inputs { agents, uniforms, inputs: &[], index: i, count: n, seed, kernel };
+                eval(k, &mut regs, &inp);
+                checks(k, &regs)?;
+                for (o, &(_, v)) in out.iter_mut().zip(stores) {
+                    o.push(regs[v]);
+                }
+            }
+            Ok(out)
+        };
+        let ranges: Vec<(usize, usize)> = (0..threads).map(|t| (t * per, ((t + 1) * per).min(n))).collect();
+        let results: Vec<Result<Vec<Vec<f64>>, RunError>> = if threads == 1 {
+            vec![run(0, n)]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = ranges.iter().map(|&(lo, hi)| s.spawn(move || run(lo, hi))).collect();
+                handles.into_iter().map(|h| h.join().expect("a spawn thread panicked")).collect()
+            })
+        };
+        // In order, so that the first failing agent's check is the one reported and a column
+        // stored twice keeps its last value, as one agent after another would.
+        for (&(lo, hi), out) in ranges.iter().zip(results) {
+            for (&(col, _), values) in stores.iter().zip(out?) {
+                self.world.agents[agent].columns[col][start + lo..start + hi].copy_from_slice(&values);
             }
         }
         Ok(())
