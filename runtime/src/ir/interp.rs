@@ -346,14 +346,23 @@ impl<'m> Interp<'m> {
                 }
             })
             .collect();
+        if n == 0 {
+            return Ok(());
+        }
         let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-        let threads = cores.min(n / SPAWN_CHUNK).max(1);
-        let per = n.div_ceil(threads);
+        let per = n.div_ceil(cores.min(n / SPAWN_CHUNK).max(1));
         let (data, uniforms, seed) = (&self.world.agents[agent], &self.uniforms[..], self.seed);
         let stores = &stores;
         let run = |lo: usize, hi: usize| -> Result<Vec<Vec<f64>>, RunError> {
             let mut regs = vec![0.0; k.insts.len()];
-            let mut out = vec![Vec::with_capacity(hi - lo); stores.len()];
+            let mut out = Vec::new();
+            for _ in stores {
+                let mut values = Vec::new();
+                values.try_reserve_exact(hi - lo).map_err(|_| {
+                    RunError::Invalid(format!("not enough memory to spawn {} agents of `{}`", n, k.name))
+                })?;
+                out.push(values);
+            }
             for i in lo..hi {
                 let agents = [Some((data, start + i)), None];
                 let inp = Inputs { agents, uniforms, inputs: &[], index: i, count: n, seed, kernel };
@@ -365,8 +374,9 @@ impl<'m> Interp<'m> {
             }
             Ok(out)
         };
-        let ranges: Vec<(usize, usize)> = (0..threads).map(|t| (t * per, ((t + 1) * per).min(n))).collect();
-        let results: Vec<Result<Vec<Vec<f64>>, RunError>> = if threads == 1 {
+        // Whole ranges of `per` agents, the last one shorter: never an empty one.
+        let ranges: Vec<(usize, usize)> = (0..n).step_by(per).map(|lo| (lo, (lo + per).min(n))).collect();
+        let results: Vec<Result<Vec<Vec<f64>>, RunError>> = if ranges.len() == 1 {
             vec![run(0, n)]
         } else {
             std::thread::scope(|s| {
