@@ -134,9 +134,13 @@ fn tables(ls: &[Layer], p: Precision) -> (u32, u32) {
 /// rows' scales after them), column tables.
 fn shared_bytes(ls: &[Layer], p: Precision) -> [u32; 3] {
     let (ins, outs) = tables(ls, p);
-    let biases: u32 = ls.iter().map(|l| l.nt * 32).sum();
     let scales = if p == Precision::Int8 { 2 } else { 1 };
-    [ls.iter().map(|l| l.kt * l.nt * 256).sum(), scales * biases, (ins + 2 * outs) * 8]
+    [ls.iter().map(|l| l.kt * l.nt * 256).sum(), scales * bias_bytes(ls), (ins + 2 * outs) * 8]
+}
+
+/// Bytes of the layers' f32 biases in workgroup memory (int8's weight-row scales follow them).
+fn bias_bytes(ls: &[Layer]) -> u32 {
+    ls.iter().map(|l| l.nt * 32).sum()
 }
 
 /// Register names of one class, numbered as they are taken.
@@ -194,7 +198,7 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
     let plan = &k.plan;
     let ls = layers(plan);
     let (ins, outs) = tables(&ls, plan.precision);
-    let [wbytes, bias_bytes, table_bytes] = shared_bytes(&ls, plan.precision);
+    let [wbytes, wbias_bytes, table_bytes] = shared_bytes(&ls, plan.precision);
     let kk = mma_k(plan.precision);
     let widest = ls.iter().map(|l| (l.kt * kk).max(l.nt * 8)).max().unwrap_or(0);
     // Two m-tiles share each weight fragment where the registers allow.
@@ -206,7 +210,7 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
     let bf16 = plan.precision == Precision::Bf16;
     let int8 = plan.precision == Precision::Int8;
     // int8's weight-row scales follow the biases.
-    let scales = ls.iter().map(|l| l.nt * 32).sum::<u32>();
+    let scales = bias_bytes(&ls);
     let (pack, mma_ty) = if bf16 { ("cvt.rn.bf16x2.f32", "bf16") } else { ("cvt.rn.f16x2.f32", "f16") };
     let mma = if tf32 {
         "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32".to_string()
@@ -424,13 +428,7 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
                 let op: Int8Operand = std::array::from_fn(|r| {
                     std::array::from_fn(|j| {
                         let col = kt * 32 + int8_feature(r as u32 >> 1, j as u32);
-                        let (ptr, ok, x) = (o.regs.rd(), o.regs.p(), o.regs.f());
-                        o.emit(format!("ld.shared.u64 {ptr}, [{il}+{}];", col * 8));
-                        o.emit(format!("setp.ne.and.u64 {ok}, {ptr}, 0, {};", row_ok[m * 2 + (r & 1)]));
-                        o.emit(format!("add.u64 {ptr}, {ptr}, {};", row_off[m * 2 + (r & 1)]));
-                        o.emit(format!("mov.f32 {x}, 0f00000000;"));
-                        o.emit(format!("@{ok} ld.global.f32 {x}, [{ptr}];"));
-                        x
+                        load_input(&mut o, &il, col, (&row_ok[m * 2 + (r & 1)], &row_off[m * 2 + (r & 1)]))
                     })
                 });
                 per.push(op);
@@ -451,13 +449,7 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
                 let pairs: &[u32] = if tf32 { &[0] } else { &[0, 1] };
                 for &e in pairs {
                     let col = if tf32 { kt * 8 + (j as u32 >> 1) } else { kt * 16 + (j as u32 >> 1) * 8 + e };
-                    let (ptr, ok, x) = (o.regs.rd(), o.regs.p(), o.regs.f());
-                    o.emit(format!("ld.shared.u64 {ptr}, [{il}+{}];", col * 8));
-                    o.emit(format!("setp.ne.and.u64 {ok}, {ptr}, 0, {};", row_ok[m * 2 + h]));
-                    o.emit(format!("add.u64 {ptr}, {ptr}, {};", row_off[m * 2 + h]));
-                    o.emit(format!("mov.f32 {x}, 0f00000000;"));
-                    o.emit(format!("@{ok} ld.global.f32 {x}, [{ptr}];"));
-                    v.push(x);
+                    v.push(load_input(&mut o, &il, col, (&row_ok[m * 2 + h], &row_off[m * 2 + h])));
                 }
                 let r = o.regs.r();
                 if tf32 {
@@ -599,11 +591,23 @@ pub fn lower(k: &MmaKernel, name: &str, entry: &str, bindings: usize, block: u32
     let _ = writeln!(out, "    .reg .b64 %rd<{}>;", r.rd.max(1));
     let _ = writeln!(out, "    .reg .pred %p<{}>;", r.p.max(1));
     let _ = writeln!(out, "    .shared .align 16 .b8 wfrag[{wbytes}];");
-    let _ = writeln!(out, "    .shared .align 16 .b8 wbias[{bias_bytes}];");
+    let _ = writeln!(out, "    .shared .align 16 .b8 wbias[{wbias_bytes}];");
     let _ = writeln!(out, "    .shared .align 16 .b8 coltab[{table_bytes}];");
     out += &o.body;
     out += "}\n";
     out
+}
+
+/// Input column `col` of the lane's row `row` (its predicate and byte offset), from the column
+/// table at `il`: zero past the last column or the last agent.
+fn load_input(o: &mut Out, il: &str, col: u32, row: (&str, &str)) -> String {
+    let (ptr, ok, x) = (o.regs.rd(), o.regs.p(), o.regs.f());
+    o.emit(format!("ld.shared.u64 {ptr}, [{il}+{}];", col * 8));
+    o.emit(format!("setp.ne.and.u64 {ok}, {ptr}, 0, {};", row.0));
+    o.emit(format!("add.u64 {ptr}, {ptr}, {};", row.1));
+    o.emit(format!("mov.f32 {x}, 0f00000000;"));
+    o.emit(format!("@{ok} ld.global.f32 {x}, [{ptr}];"));
+    x
 }
 
 /// The activation of an f32 value, from the hardware tanh (accurate to about 2⁻¹¹, below the
