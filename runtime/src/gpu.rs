@@ -430,19 +430,23 @@ impl GpuPlan {
     /// Every buffer some kernel binds or the step fills.
     pub fn buffers(&self) -> Vec<Buf> {
         let mut out: Vec<Buf> = Vec::new();
-        let fills = self.laws.iter().flatten().flat_map(|t| &t.fill);
-        let all = self.kernels.iter().flat_map(|k| k.bindings.iter().copied()).chain(
-            self.step.iter().chain(&self.prime).chain(fills).filter_map(|op| match op {
+        let all =
+            self.kernels.iter().flat_map(|k| k.bindings.iter().copied()).chain(self.ops().filter_map(|op| match op {
                 GpuOp::Zero(b) => Some(*b),
                 GpuOp::Launch(_) => None,
-            }),
-        );
+            }));
         for b in all {
             if !out.contains(&b) {
                 out.push(b);
             }
         }
         out
+    }
+
+    /// Every command the plan may issue: the step's, the first force passes', and the fills of
+    /// the law terms.
+    pub fn ops(&self) -> impl Iterator<Item = &GpuOp> {
+        self.step.iter().chain(&self.prime).chain(self.laws.iter().flatten().flat_map(|t| &t.fill))
     }
 
     /// The first of the law kernels, which the generator writes after the step's (the number

@@ -349,7 +349,7 @@ impl Gen<'_> {
                 .iter()
                 .zip(&g.kernels)
                 .any(|(dk, k)| dk.bindings.iter().zip(&k.bindings).any(|(b, bd)| *b == buf && !bd.read_only));
-            let cleared = g.plan.step.iter().chain(&g.plan.prime).any(|op| *op == GpuOp::Zero(buf));
+            let cleared = g.plan.ops().any(|op| *op == GpuOp::Zero(buf));
             kernel || cleared
         };
         for n in 0..self.plan.kernels.len() {
