@@ -168,7 +168,8 @@ pub fn load_module(args: &ProgramArgs, color: bool) -> Result<Loaded, u8> {
 fn override_precision(args: &ProgramArgs, module: &mut aiic_compiler::ir::Module) -> Result<(), u8> {
     let Some(name) = &args.precision else { return Ok(()) };
     let Some(p) = aiic_compiler::ir::Precision::from_name(name) else {
-        eprintln!("error: `--precision {name}`: expected one of f32, tf32, f16, bf16, int8, f64, auto");
+        let names = aiic_compiler::ir::Precision::NAMES.join(", ");
+        eprintln!("error: `--precision {name}`: expected one of {names}");
         return Err(exit::USER_ERROR);
     };
     for k in &mut module.kernels {

@@ -890,7 +890,10 @@ impl<'a> Checker<'a> {
                     if !ok || chosen.is_none() || (named_tolerance && tolerance.is_none()) {
                         self.error(
                             Diagnostic::error("E0217", a.span, "`@precision` takes a precision and an optional tolerance")
-                                .with_hint("e.g. `@precision(f16)` or `@precision(auto, tolerance: 1e-3)`; precisions: int8 f16 bf16 tf32 f32 f64 auto; the tolerance is a positive number"),
+                                .with_hint(format!(
+                                    "e.g. `@precision(f16)` or `@precision(auto, tolerance: 1e-3)`; precisions: {}; the tolerance is a positive number",
+                                    Precision::NAMES.join(" ")
+                                )),
                         );
                         continue;
                     }

@@ -338,6 +338,9 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// Every precision's name, as `@precision` and `--precision` take them.
+    pub const NAMES: [&'static str; 7] = ["f32", "tf32", "f16", "bf16", "int8", "f64", "auto"];
+
     pub fn from_name(s: &str) -> Option<Precision> {
         Some(match s {
             "f32" => Precision::F32,
@@ -545,5 +548,18 @@ impl Module {
         }
         idx.reverse();
         format!("{}[{}]", t.param, idx.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod precision_tests {
+    use super::Precision;
+
+    #[test]
+    fn every_listed_precision_parses_to_itself() {
+        for name in Precision::NAMES {
+            assert_eq!(Precision::from_name(name).map(Precision::name), Some(name));
+        }
+        assert_eq!(Precision::from_name("f8"), None);
     }
 }
