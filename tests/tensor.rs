@@ -287,16 +287,64 @@ fn on_opencl(m: &Module, start: &World) -> World {
 /// A Vulkan executor of `m` from `start` on the first device, and whether a cooperative-matrix
 /// kernel runs its tensor interaction (its notes say so).
 fn vulkan<'m>(m: &'m Module, start: &World) -> (aiic_runtime::vulkan::exec::VulkanBackend<'m>, bool) {
+    let (gpu, kernel) = vulkan_with(m, start, Variants::All);
+    (gpu, kernel.is_some())
+}
+
+/// Which cooperative-matrix variants a test offers the Vulkan executor, which runs the first
+/// its device can.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Variants {
+    All,
+    /// Those that stage accumulators through workgroup memory.
+    Staging,
+    /// Those that read their weights from device memory.
+    Streamed,
+}
+
+/// A Vulkan executor of `m` from `start`, offered `variants`; the variant it runs, if any.
+fn vulkan_with<'m>(
+    m: &'m Module,
+    start: &World,
+    variants: Variants,
+) -> (aiic_runtime::vulkan::exec::VulkanBackend<'m>, Option<String>) {
     let code = aiic_compiler::backend::gpu::spirv::emit_module(m).expect("spirv");
+    let mut plan = code.code.plan.clone();
+    let offered = |v: &aiic_runtime::gpu::CoopKernel| match variants {
+        Variants::All => true,
+        Variants::Staging => !v.conversions,
+        Variants::Streamed => !v.staged_weights,
+    };
+    let withheld: Vec<usize> =
+        (0..plan.kernels.len()).filter(|&k| plan.kernels[k].coop.as_ref().is_some_and(|v| !offered(v))).collect();
+    for c in &mut plan.choices {
+        c.candidates.retain(|(_, k)| !withheld.contains(k));
+    }
     let opts = aiic_runtime::vulkan::exec::Options { device: None, workgroup: None };
-    let gpu = aiic_runtime::vulkan::exec::VulkanBackend::new(m, code.code.plan.clone(), &code.words, start, &opts)
-        .expect("vulkan backend");
+    let gpu =
+        aiic_runtime::vulkan::exec::VulkanBackend::new(m, plan, &code.words, start, &opts).expect("vulkan backend");
     let notes = gpu.notes();
-    let coop = notes.iter().any(|n| n.contains("on cooperative matrices") && !n.contains("chose f32"));
+    let kernel = notes
+        .iter()
+        .filter(|n| n.contains("on cooperative matrices") && !n.contains("chose f32"))
+        .find_map(|n| n.split("(kernel `").nth(1).and_then(|k| k.split('`').next()).map(String::from));
     if std::env::var_os("AIIC_TEST_SHOW_ERRORS").is_some() {
         eprintln!("vulkan: {notes:?}");
     }
-    (gpu, coop)
+    (gpu, kernel)
+}
+
+/// Whether shapes of `s`'s size run on cooperative matrices on this Vulkan device: every shape
+/// on a GPU; on a CPU (lavapipe, where each small product is unrolled scalar code that takes
+/// its compiler seconds) those of at most about a hundred 8×8×8 products.
+fn coop_affordable(s: &Shape, on_cpu: bool) -> bool {
+    let padded = |n: u32| n.div_ceil(16) * 16;
+    let products = if s.hidden == 0 {
+        padded(s.inputs) * padded(s.outputs)
+    } else {
+        padded(s.hidden) * (padded(s.inputs) + padded(s.outputs))
+    } / 64;
+    !on_cpu || products <= 100
 }
 
 #[test]
@@ -326,22 +374,31 @@ fn vulkan_and_opencl_match_the_interpreter_on_small_shapes() {
 
 /// Every shape of the lattice whose kernels the device can bind runs on Vulkan: in f32 within
 /// the f32 bound and, on a device with cooperative matrices (`VK_KHR_cooperative_matrix`), in
-/// f16 and `auto` too, where every shape the generator fits in workgroup memory runs on them
-/// within the f16 bound (the others run the f32 kernel).
+/// f16 and `auto` too, where every shape the generator writes a kernel for runs on them within
+/// the f16 bound (the others run the f32 kernel): in the variant the device picks, and in those
+/// that stage accumulators through workgroup memory (where it picks one converting them with
+/// `VK_NV_cooperative_matrix2`) and that read their weights from device memory.
 #[test]
 fn vulkan_matches_the_interpreter_on_the_lattice() {
     let _one = require::one_device_at_a_time();
     let Some(devices) = require::device("vulkan", aiic_runtime::vulkan::probe, |d| d.name.clone()) else {
         return;
     };
-    let limit =
-        aiic_runtime::vulkan::list_devices().ok().and_then(|l| l.first().map(|d| d.storage_buffers)).unwrap_or(0);
+    let (limit, on_cpu) = aiic_runtime::vulkan::list_devices()
+        .ok()
+        .and_then(|l| l.first().map(|d| (d.storage_buffers, d.is_cpu)))
+        .unwrap_or((0, false));
     let dir = temp("coop");
     let first = LATTICE.iter().find(|s| small(s)).expect("a small shape");
     let m = compile(&program(&dir, first, "f16"));
-    let has_coop = vulkan(&m, &start(&m)).1;
+    let kernel = vulkan_with(&m, &start(&m), Variants::All).1;
+    let has_coop = kernel.is_some();
+    let converts = kernel.as_deref().is_some_and(|k| k.contains(".converting"));
     if !has_coop {
-        eprintln!("note: {devices:?} has no cooperative matrices that aiic's kernels use: f32 only");
+        require::skip(
+            "vulkan-coop",
+            format!("{devices:?} has no cooperative matrices that aiic's kernels use: f32 only"),
+        );
     }
     for s in LATTICE {
         let m = compile(&program(&dir, s, "f32"));
@@ -353,24 +410,36 @@ fn vulkan_matches_the_interpreter_on_the_lattice() {
         }
         let reference = reference(&m, &start(&m), STEPS);
         let plan = m.kernels.iter().find_map(|k| k.tensor.clone()).expect("a tensor plan");
-        let fits = aiic_compiler::backend::gpu::coop::workgroup(&aiic_compiler::ir::TensorPlan {
+        let fits = aiic_compiler::backend::gpu::coop::supported(&aiic_compiler::ir::TensorPlan {
             precision: Precision::F16,
             ..plan
         })
         .is_ok();
-        let precisions: &[&str] = if has_coop { &["f32", "f16", "auto"] } else { &["f32"] };
-        for &precision in precisions {
+        let mut runs = vec![("f32", Variants::All)];
+        if has_coop && coop_affordable(s, on_cpu) {
+            runs.extend([("f16", Variants::All), ("auto", Variants::All), ("f16", Variants::Streamed)]);
+            if converts {
+                runs.push(("f16", Variants::Staging));
+            }
+        }
+        for (precision, variants) in runs {
             let m = compile(&program(&dir, s, precision));
             let start = start(&m);
-            let (mut gpu, coop) = vulkan(&m, &start);
+            let (mut gpu, kernel) = vulkan_with(&m, &start, variants);
             let e = field_error(&m, "y", &reference, &run(&mut gpu, STEPS));
             if std::env::var_os("AIIC_TEST_SHOW_ERRORS").is_some() {
-                eprintln!("{} {precision} on Vulkan: error {e:.2e}, cooperative matrices {coop}", label(s));
+                eprintln!("{} {precision} on Vulkan: error {e:.2e}, kernel {kernel:?}", label(s));
             }
             if precision == "f16" {
-                assert_eq!(coop, fits, "{}: cooperative matrices", label(s));
+                assert_eq!(kernel.is_some(), fits, "{}: cooperative matrices ({kernel:?})", label(s));
+                let k = kernel.as_deref().unwrap_or("");
+                let converting = k.contains(".converting");
+                assert_eq!(converting, fits && variants != Variants::Staging && converts, "{}: {k}", label(s));
+                if fits && variants == Variants::Streamed {
+                    assert!(k.ends_with(".streamed"), "{}: {k}", label(s));
+                }
             }
-            let bound = if coop { F16_BOUND } else { F32_BOUND };
+            let bound = if kernel.is_some() { F16_BOUND } else { F32_BOUND };
             assert!(e < bound, "{} {precision} on Vulkan: error {e:e}, bound {bound:e}", label(s));
         }
     }

@@ -35,7 +35,7 @@ macro_rules! example_spirv {
     )*};
 }
 
-example_spirv!(nbody, kepler, lj_gas, billiards, springs, mixed_types);
+example_spirv!(nbody, kepler, lj_gas, billiards, springs, mixed_types, tensor_cores);
 
 /// Whether SPIRV-Tools' validator is installed.
 fn spirv_val() -> bool {
@@ -83,7 +83,7 @@ fn coop_validator(sample: &std::path::Path) -> Result<Vec<String>, String> {
     };
     let out = std::process::Command::new(&words[0])
         .args(&words[1..])
-        .args(["--target-env", "vulkan1.1"])
+        .args(["--target-env", "vulkan1.3"])
         .arg(sample)
         .output()
         .map_err(|e| format!("{}: {e}", words[0]))?;
@@ -94,9 +94,10 @@ fn coop_validator(sample: &std::path::Path) -> Result<Vec<String>, String> {
     Ok(words)
 }
 
-/// The cooperative-matrix kernels of every tensor program pass SPIRV-Tools' validator, which
-/// checks what naga does not: the operand types of the matrix instructions, and that the
-/// 16-bit storage capabilities aiic drops are not needed.
+/// The cooperative-matrix kernels of every tensor program, each variant, pass SPIRV-Tools'
+/// validator: aiic writes their words itself, so this is the check of their types, operands,
+/// capabilities and structured control flow (for Vulkan 1.3, which reads the SPIR-V 1.6 of the
+/// variants that convert accumulators).
 #[test]
 fn cooperative_matrix_kernels_pass_spirv_val() {
     require::listed();
@@ -109,13 +110,13 @@ fn cooperative_matrix_kernels_pass_spirv_val() {
             if k.mma.is_none() {
                 continue;
             }
-            assert!(dk.workgroup.is_some(), "{name}: `{}` has no workgroup size of its own", k.name);
+            assert!(dk.coop.is_some(), "{name}: `{}` is no cooperative-matrix variant", k.name);
             let path = dir.join(format!("{name}_{}.spv", k.name.replace(['.', '/'], "_")));
             std::fs::write(&path, words.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>()).expect("write");
             kernels.push((format!("{name}: `{}`", k.name), path));
         }
     }
-    assert!(kernels.len() >= 3, "only {} cooperative-matrix kernels", kernels.len());
+    assert!(kernels.len() >= 12, "only {} cooperative-matrix kernels", kernels.len());
     let validator = match coop_validator(&kernels[0].1) {
         Ok(v) => v,
         Err(why) => return require::skip("spirv-val-coop", why),
@@ -123,7 +124,7 @@ fn cooperative_matrix_kernels_pass_spirv_val() {
     for (what, path) in &kernels {
         let out = std::process::Command::new(&validator[0])
             .args(&validator[1..])
-            .args(["--target-env", "vulkan1.1"])
+            .args(["--target-env", "vulkan1.3"])
             .arg(path)
             .output()
             .expect("the validator runs");
@@ -156,6 +157,25 @@ fn no_constant_is_a_multiple_of_the_workgroup_placeholder() {
                 let multiple = format!(" {}\n", k * WG_PLACEHOLDER);
                 assert!(!asm.contains(&multiple), "{rows} rows: a folded {k}·wg:\n{asm}");
             }
+        }
+    }
+}
+
+/// Every cooperative-matrix variant declares what it needs of workgroup memory within the budget
+/// it was written for: a device runs a variant only where that fits, so a variant that
+/// understated it would exceed the device's limit.
+#[test]
+fn cooperative_matrix_variants_fit_their_budgets() {
+    use aiic_compiler::backend::gpu::coop::{STAGED_BUDGET, STREAMED_BUDGET};
+    for name in ["tensor_cores", "learned_force"] {
+        let code = spirv::emit_module(&program(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let variants: Vec<_> =
+            code.code.plan.kernels.iter().filter_map(|k| k.coop.map(|v| (k.name.clone(), v))).collect();
+        assert!(variants.iter().any(|(_, v)| v.staged_weights) && variants.iter().any(|(_, v)| !v.staged_weights));
+        for (kernel, v) in variants {
+            let budget = if v.staged_weights { STAGED_BUDGET } else { STREAMED_BUDGET };
+            assert!(v.shared <= budget, "{name}: `{kernel}` needs {} bytes, more than {budget}", v.shared);
+            assert!(v.subgroups >= 1 && v.rows % v.shape == 0, "{name}: `{kernel}`: {v:?}");
         }
     }
 }

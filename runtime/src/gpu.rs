@@ -52,6 +52,15 @@ pub enum Buf {
     Bias {
         kernel: usize,
     },
+    /// The f16 weights of every layer of module kernel `kernel`'s tensor plan for the
+    /// cooperative-matrix kernel: each layer's K × N B operand row-major ([`coop_layers`]).
+    LayerWeights {
+        kernel: usize,
+    },
+    /// The f32 biases of those layers, each padded with zeros to its N ([`coop_layers`]).
+    LayerBiases {
+        kernel: usize,
+    },
     /// `u32`s: the count of each agent type, then the bucket count of each grid.
     Sizes,
     /// The run-time parameters as f32, as i32 and as f64.
@@ -111,6 +120,33 @@ pub fn gemm_padding(rows: u32, cols: u32) -> (u32, u32) {
     (rows.div_ceil(128) * 128, cols.div_ceil(64) * 64)
 }
 
+/// A layer of a cooperative-matrix kernel: its input and output widths padded to 16, the row
+/// stride of its K × N f16 weights (N: the kernel reads them from device memory, where rows
+/// need no padding), and where its weights and its biases start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoopLayer {
+    pub k: u32,
+    pub n: u32,
+    pub stride: u32,
+    pub w_at: u32,
+    pub b_at: u32,
+}
+
+/// The cooperative-matrix geometry of a plan's layers, in order.
+pub fn coop_layers(layers: &[crate::ir::TensorLayer]) -> Vec<CoopLayer> {
+    let (mut w_at, mut b_at) = (0, 0);
+    layers
+        .iter()
+        .map(|l| {
+            let (k, n) = (l.cols.div_ceil(16) * 16, l.rows.div_ceil(16) * 16);
+            let out = CoopLayer { k, n, stride: n, w_at, b_at };
+            w_at += k * out.stride;
+            b_at += n;
+            out
+        })
+        .collect()
+}
+
 /// Agents a lane of a [`Buf::Half`] copy holds are the count rounded up to this: every lane
 /// starts 256-byte aligned, as the GEMM's `cp.async` copies need.
 pub const X_STRIDE: usize = 128;
@@ -166,13 +202,14 @@ pub struct DeviceKernel {
     pub launch: Launch,
     /// Bytes of workgroup memory per thread (tiles of partner columns, scan sums).
     pub shared_bytes: u32,
-    /// Agents each thread holds (`Launch::Agents`): a workgroup covers `rows` × its size.
+    /// Agents each thread holds (`Launch::Agents`): a workgroup covers `rows` × its size (or,
+    /// for a cooperative-matrix kernel, each subgroup holds `rows` agents).
     #[serde(default = "one")]
     pub rows: u32,
-    /// A workgroup size the kernel is written for (cooperative-matrix kernels), instead of the
-    /// one the executor picks for all others.
+    /// A cooperative-matrix kernel: a workgroup of whole subgroups, each holding `rows` agents,
+    /// instead of the workgroup size the executor picks for all others.
     #[serde(default)]
-    pub workgroup: Option<u32>,
+    pub coop: Option<CoopKernel>,
     /// Launched over tiles (see [`Tiles`]) instead of by `launch`'s agents.
     #[serde(default)]
     pub tiles: Option<Tiles>,
@@ -185,6 +222,23 @@ pub struct DeviceKernel {
     pub prelude_on_upload: bool,
     #[serde(default)]
     pub hopper: Option<Hopper>,
+}
+
+/// A variant of a cooperative-matrix kernel, and what it asks of a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoopKernel {
+    /// Whole subgroups a workgroup has, whatever their size on the device.
+    pub subgroups: u32,
+    /// The side of its square f16 products with f32 accumulators (16: 16×16×16).
+    pub shape: u32,
+    /// Agents a subgroup takes at a time (whole row tiles of `shape`).
+    pub rows: u32,
+    /// It converts accumulators into operands (`VK_NV_cooperative_matrix2`).
+    pub conversions: bool,
+    /// Bytes of workgroup memory a workgroup declares.
+    pub shared: u32,
+    /// It copies the weights into workgroup memory (else it reads them from device memory).
+    pub staged_weights: bool,
 }
 
 fn one() -> u32 {
@@ -319,23 +373,25 @@ impl TensorChoice {
 pub fn settle_choices<T: Trial>(dev: &mut T, usable: bool, units: &str) -> Result<Vec<String>, T::Error> {
     let mut notes = Vec::new();
     for c in dev.plan().choices.clone() {
-        if !usable {
+        if !usable || c.candidates.is_empty() {
             notes.push(format!("`{}`: this device has no {units}; the f32 kernel runs", c.name));
             continue;
         }
         if c.fixed {
             let (p, k) = c.candidates[0];
             dev.plan().relaunch(c.f32, k);
-            notes.push(format!("`{}`: {} on {units}", c.name, p.name()));
+            let kernel = &dev.plan().kernels[k].name;
+            notes.push(format!("`{}`: {} on {units} (kernel `{kernel}`)", c.name, p.name()));
             continue;
         }
         let measured = c.measure(dev)?;
         let (p, k) = c.pick(&measured);
         dev.plan().relaunch(c.f32, k);
         notes.push(format!(
-            "`{}`: @precision(auto) chose {} on {units}: error against f32 on the initial state {} (tolerance {:e})",
+            "`{}`: @precision(auto) chose {} on {units} (kernel `{}`): error against f32 on the initial state {} (tolerance {:e})",
             c.name,
             p.name(),
+            dev.plan().kernels[k].name,
             errors(&measured),
             c.tolerance
         ));
@@ -506,6 +562,14 @@ impl GpuPlan {
                     _ => (mp as usize, 4),
                 }
             }
+            Buf::LayerWeights { kernel } => {
+                let layers = m.kernels[kernel].tensor.as_ref().map_or(&[][..], |t| &t.layers[..]);
+                (coop_layers(layers).iter().map(|l| (l.k * l.stride) as usize).sum(), 2)
+            }
+            Buf::LayerBiases { kernel } => {
+                let layers = m.kernels[kernel].tensor.as_ref().map_or(&[][..], |t| &t.layers[..]);
+                (coop_layers(layers).iter().map(|l| l.n as usize).sum(), 4)
+            }
             Buf::Comp { agent, .. } => (counts[agent], 4),
             Buf::Sizes => (counts.len() + self.grids.len(), 4),
             Buf::ParamsF32 | Buf::ParamsI32 => (m.lane_count(), 4),
@@ -622,11 +686,47 @@ pub fn initial_bytes(m: &Module, plan: &GpuPlan, b: Buf, world: &World) -> Vec<u
             .collect(),
         Buf::Sizes => plan.sizes(&counts).iter().flat_map(|x| x.to_le_bytes()).collect(),
         Buf::Weights { kernel } | Buf::Bias { kernel } => gemm_operand(m, b, kernel),
+        Buf::LayerWeights { kernel } => coop_weights(m, kernel),
+        Buf::LayerBiases { kernel } => coop_biases(m, kernel),
         Buf::ParamsF32 | Buf::ParamsI32 | Buf::ParamsF64 => params_bytes(b, &m.uniform_values()),
         _ => vec![0; n * size],
     };
     bytes.resize(bytes.len().max(16), 0);
     bytes
+}
+
+/// The f16 weights of module kernel `kernel`'s layers in the [`coop_layers`] layout, zero in the
+/// padding: element (k, n) of a layer's B operand is weight (n, k).
+fn coop_weights(m: &Module, kernel: usize) -> Vec<u8> {
+    let Some(t) = m.kernels[kernel].tensor.as_ref() else { return Vec::new() };
+    let geometry = coop_layers(&t.layers);
+    let total: u32 = geometry.iter().map(|g| g.k * g.stride).sum();
+    let mut out = vec![half::f16::ZERO; total as usize];
+    for (l, g) in t.layers.iter().zip(&geometry) {
+        let (rows, cols) = (l.rows as usize, l.cols as usize);
+        let w = m.tensor_lanes(l.weight, rows * cols).unwrap_or(&[]);
+        for (n, row) in w.chunks_exact(cols.max(1)).enumerate().take(rows) {
+            for (k, v) in row.iter().enumerate() {
+                out[(g.w_at + k as u32 * g.stride + n as u32) as usize] = half::f16::from_f64(*v);
+            }
+        }
+    }
+    out.iter().flat_map(|h| h.to_le_bytes()).collect()
+}
+
+/// The f32 biases of module kernel `kernel`'s layers in the [`coop_layers`] layout, zero in the
+/// padding and for layers without biases.
+fn coop_biases(m: &Module, kernel: usize) -> Vec<u8> {
+    let Some(t) = m.kernels[kernel].tensor.as_ref() else { return Vec::new() };
+    let geometry = coop_layers(&t.layers);
+    let mut out = vec![0f32; geometry.iter().map(|g| g.n as usize).sum()];
+    for (l, g) in t.layers.iter().zip(&geometry) {
+        let bias = l.bias.and_then(|b| m.tensor_lanes(b, l.rows as usize)).unwrap_or(&[]);
+        for (i, v) in bias.iter().enumerate() {
+            out[g.b_at as usize + i] = *v as f32;
+        }
+    }
+    out.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 /// The padded f16 weights or f32 biases of module kernel `kernel`'s GEMM layer.

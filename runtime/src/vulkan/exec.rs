@@ -64,8 +64,8 @@ pub struct VulkanBackend<'m> {
     host: gpu::HostCopy,
     /// Steps submitted and not yet waited for.
     pending: u32,
-    /// Whether the device runs the cooperative-matrix kernels, or why not.
-    coop: Result<(), String>,
+    /// What the device offers the cooperative-matrix kernels, or why it cannot run them.
+    coop: Result<super::coop::Coop, String>,
     /// Whether the driver's statistics of each kernel are captured (`AIIC_VK_STATS`).
     stats: bool,
     notes: Vec<String>,
@@ -146,7 +146,7 @@ impl<'m> VulkanBackend<'m> {
         if info.is_cpu {
             let trips = |k: &gpu::DeviceKernel| -> u64 {
                 let plan = k.source.and_then(|s| module.kernels.get(s)).and_then(|k| k.tensor.as_ref());
-                match (plan, k.workgroup) {
+                match (plan, k.coop) {
                     (Some(p), None) => p.layers.iter().map(|l| l.rows as u64 * (l.cols as u64 + 1)).max().unwrap_or(0),
                     _ => 0,
                 }
@@ -182,7 +182,7 @@ impl<'m> VulkanBackend<'m> {
             // workgroups to fill: the widest that still makes 128 of them, at least 64 wide.
             None => {
                 let most = world.agents.iter().map(|a| a.count).max().unwrap_or(0);
-                let rows = plan.kernels.iter().map(|k| k.rows).max().unwrap_or(1) as usize;
+                let rows = plan.kernels.iter().filter(|k| k.coop.is_none()).map(|k| k.rows).max().unwrap_or(1) as usize;
                 [512, 256, 128, 64]
                     .into_iter()
                     .find(|&w| fits(w) && most / (w as usize * rows) >= 128)
@@ -193,19 +193,36 @@ impl<'m> VulkanBackend<'m> {
 
         let coop =
             if plan.choices.is_empty() { Err("no tensor kernels".into()) } else { super::coop::support(&instance, pd) };
+        keep_runnable(&mut plan, &coop, |k, v| {
+            // llvmpipe's limit binds the cooperative-matrix kernels too; those past it leave the
+            // interaction to the f32 kernel.
+            !info.is_cpu || coop.as_ref().is_ok_and(|c| coop_trips(module, k, v, c.subgroup) <= LLVMPIPE_TRIPS)
+        });
         let priorities = [1.0f32];
         let queue_info = [vk::DeviceQueueCreateInfo::default().queue_family_index(qfi).queue_priorities(&priorities)];
         let features = vk::PhysicalDeviceFeatures { shader_float64: u32::from(uses_f64), ..Default::default() };
         let mut coop_features = vk::PhysicalDeviceCooperativeMatrixFeaturesKHR::default().cooperative_matrix(true);
         let mut f16_features = vk::PhysicalDeviceShaderFloat16Int8Features::default().shader_float16(true);
+        let mut model_features = vk::PhysicalDeviceVulkanMemoryModelFeatures::default().vulkan_memory_model(true);
+        let mut size_features = vk::PhysicalDeviceSubgroupSizeControlFeatures::default().compute_full_subgroups(true);
+        let mut matrix2_features =
+            super::coop::Matrix2Features { conversions: vk::TRUE, ..super::coop::Matrix2Features::default() };
         let mut stats_features =
             vk::PhysicalDevicePipelineExecutablePropertiesFeaturesKHR::default().pipeline_executable_info(true);
         let mut features2 = vk::PhysicalDeviceFeatures2::default().features(features);
         let stats = super::stats::wanted() && super::stats::supported(&instance, pd);
         let mut extensions = Vec::new();
-        if coop.is_ok() {
+        if let Ok(c) = &coop {
             extensions.push(ash::khr::cooperative_matrix::NAME.as_ptr());
-            features2 = features2.push_next(&mut coop_features).push_next(&mut f16_features);
+            features2 =
+                features2.push_next(&mut coop_features).push_next(&mut f16_features).push_next(&mut model_features);
+            if c.full_subgroups {
+                features2 = features2.push_next(&mut size_features);
+            }
+            if c.conversions {
+                extensions.push(super::coop::MATRIX2_NAME.as_ptr());
+                features2 = features2.push_next(&mut matrix2_features);
+            }
         }
         if stats {
             extensions.push(ash::khr::pipeline_executable_properties::NAME.as_ptr());
@@ -265,7 +282,7 @@ impl<'m> VulkanBackend<'m> {
             return Ok(());
         }
         let units = match &self.coop {
-            Ok(()) => "cooperative matrices".to_string(),
+            Ok(_) => "cooperative matrices".to_string(),
             Err(why) => format!("cooperative matrices ({why})"),
         };
         let settled = gpu::settle_choices(self, self.coop.is_ok(), &units)?;
@@ -273,17 +290,24 @@ impl<'m> VulkanBackend<'m> {
         Ok(())
     }
 
-    /// Kernels this device cannot build: cooperative-matrix kernels where it has none.
+    /// Kernels this device does not build: the cooperative-matrix kernels no choice kept.
     fn unbuildable(&self) -> Vec<usize> {
-        if self.coop.is_ok() {
-            return Vec::new();
-        }
-        self.plan.choices.iter().flat_map(|c| c.candidates.iter().map(|x| x.1)).collect()
+        let kept: Vec<usize> = self.plan.choices.iter().flat_map(|c| c.candidates.iter().map(|x| x.1)).collect();
+        (0..self.plan.kernels.len()).filter(|k| self.plan.kernels[*k].coop.is_some() && !kept.contains(k)).collect()
     }
 
     /// The workgroup size kernel `k` runs with.
     fn workgroup_of(&self, k: usize) -> u32 {
-        self.plan.kernels[k].workgroup.unwrap_or(self.wg)
+        match (self.plan.kernels[k].coop, &self.coop) {
+            (Some(v), Ok(c)) => v.subgroups * c.subgroup,
+            _ => self.wg,
+        }
+    }
+
+    /// Agents a workgroup of kernel `k` covers (`Launch::Agents`).
+    fn agents_per_workgroup(&self, k: usize) -> usize {
+        let kernel = &self.plan.kernels[k];
+        (kernel.coop.map_or_else(|| self.workgroup_of(k), |v| v.subgroups) * kernel.rows) as usize
     }
 
     fn buffer(
@@ -416,6 +440,13 @@ impl<'m> VulkanBackend<'m> {
                 } else {
                     vk::PipelineCreateFlags::empty()
                 };
+                // A cooperative matrix needs every invocation of its subgroup.
+                let stage = match &self.coop {
+                    Ok(c) if c.full_subgroups && k.coop.is_some() => {
+                        stage.flags(vk::PipelineShaderStageCreateFlags::REQUIRE_FULL_SUBGROUPS)
+                    }
+                    _ => stage,
+                };
                 let info = [vk::ComputePipelineCreateInfo::default().flags(flags).stage(stage).layout(layout)];
                 let made = d.create_compute_pipelines(vk::PipelineCache::null(), &info, None);
                 d.destroy_shader_module(module, None);
@@ -520,8 +551,7 @@ impl<'m> VulkanBackend<'m> {
                     GpuOp::Launch(k) => {
                         let (x, y) = match self.plan.kernels[*k].launch {
                             Launch::Agents { agent } => {
-                                let per = (self.workgroup_of(*k) * self.plan.kernels[*k].rows) as usize;
-                                let groups = self.counts[agent].div_ceil(per) as u64;
+                                let groups = self.counts[agent].div_ceil(self.agents_per_workgroup(*k)) as u64;
                                 let x = groups.min(self.max_groups as u64);
                                 (x as u32, groups.div_ceil(x.max(1)) as u32)
                             }
@@ -697,6 +727,62 @@ impl<'m> VulkanBackend<'m> {
             RunError::Invalid(e.to_string())
         }
     }
+}
+
+/// Keeps, of each tensor choice's candidates, the first variant of each precision the device
+/// runs (and `fits` allows): the variants are listed best first.
+fn keep_runnable(
+    plan: &mut GpuPlan,
+    coop: &Result<super::coop::Coop, String>,
+    fits: impl Fn(&gpu::DeviceKernel, &gpu::CoopKernel) -> bool,
+) {
+    let kernels = &plan.kernels;
+    for c in &mut plan.choices {
+        let mut seen = Vec::new();
+        c.candidates.retain(|&(p, k)| {
+            let runs = matches!((coop, &kernels[k].coop), (Ok(d), Some(v)) if d.runs(v) && fits(&kernels[k], v));
+            let first = runs && !seen.contains(&p);
+            if first {
+                seen.push(p);
+            }
+            first
+        });
+    }
+}
+
+/// An upper bound of the loop trips of one invocation of variant `v` of the cooperative-matrix
+/// kernel `k` on subgroups of `subgroup`: the copy of the weights, then per tile the staging of
+/// the inputs, the elementwise activation of every hidden accumulator and the output stores
+/// (the loops `compiler/src/backend/gpu/coop.rs` writes).
+fn coop_trips(module: &Module, k: &gpu::DeviceKernel, v: &gpu::CoopKernel, subgroup: u32) -> u64 {
+    let Some(plan) = k.source.and_then(|s| module.kernels.get(s)).and_then(|k| k.tensor.as_ref()) else {
+        return 0;
+    };
+    let ls = gpu::coop_layers(&plan.layers);
+    let (s, shape, rows) = (u64::from(subgroup.max(1)), u64::from(v.shape), u64::from(v.rows.max(1)));
+    let wg = u64::from(v.subgroups) * s;
+    let copy = if v.staged_weights {
+        let biases: u64 = ls.iter().map(|l| u64::from(l.n)).sum();
+        ls.iter().map(|l| (u64::from(l.k * l.stride) / 8).div_ceil(wg)).sum::<u64>() + biases.div_ceil(wg)
+    } else {
+        0
+    };
+    let per_row = rows.div_ceil(s);
+    let elements = (shape * shape).div_ceil(s);
+    let last = ls.len().saturating_sub(1);
+    let layers: u64 = ls
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let nt = u64::from(l.n) / shape;
+            if i == last {
+                nt * per_row
+            } else {
+                nt * (rows / shape) * elements
+            }
+        })
+        .sum();
+    copy + u64::from(k.rows) / rows * (per_row + layers)
 }
 
 /// Bytes of workgroup memory per thread of the kernel that needs the most.

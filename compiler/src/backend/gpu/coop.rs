@@ -1,291 +1,830 @@
-//! Cooperative-matrix WGSL for the matrix work of an `each` kernel ([`TensorPlan`]) on Vulkan
-//! (`VK_KHR_cooperative_matrix`, through naga's `wgpu_cooperative_matrix`): 16×16×16 products
-//! of f16 operands accumulated in f32, all layers of a model fused in one kernel.
+//! Cooperative-matrix SPIR-V for the matrix work of an `each` kernel ([`TensorPlan`]) on Vulkan
+//! (`VK_KHR_cooperative_matrix`): square products (16×16×16 on GPUs, 8×8×8 on lavapipe) of f16
+//! operands accumulated in f32, all layers of a model fused in one kernel, written word by word
+//! ([`Asm`]) because naga cannot touch the elements of a matrix or convert one. The executor
+//! takes the first variant ([`variants`]) its device can run.
 //!
-//! - A subgroup of 32 invocations takes 32 agents at a time, one agent per invocation, as two
-//!   16-row tiles. Activations live in workgroup memory between layers, *column-major* (one
-//!   column of 32 agents after another), so that every invocation reads and writes its own
-//!   agent's values at consecutive addresses: no bank conflicts outside the matrix loads.
-//! - A layer loads all its A operands before it computes, so its outputs overwrite its inputs:
-//!   one activation buffer per subgroup. The kernel is bound by latency, not arithmetic (few
-//!   subgroups per multiprocessor), so the memory this saves goes to more subgroups per
-//!   workgroup.
-//! - Weights are converted to f16 once per workgroup, row-major (K × N, the B operand), biases
-//!   kept in f32. Every row and column stride is padded by 16 bytes so that the rows a
-//!   cooperative load reads at once fall in different banks; K, hidden widths and the output
-//!   width are padded with zeros to 16.
-//! - A layer's accumulators start at its biases (a cooperative load of stride 0 repeats them in
-//!   every row) and are stored per 16 outputs to a small f32 tile; each invocation applies the
-//!   activation for its agent and writes the next layer's f16 input (or the output columns,
-//!   with Kahan's update where the scalar kernel keeps one), unrolled: as a loop this cost a
-//!   fifth of the kernel's time on an H100.
-//! - The loop over tiles has the same trip count in every subgroup, so that the workgroup
-//!   barriers between the phases are in uniform control flow.
+//! - Each subgroup takes [`ROW_TILES`] row tiles of agents at a time (32 on a GPU).
+//!   Their inputs are converted to f16 and staged row-major in the subgroup's own slice of
+//!   workgroup memory, from which the A operands of the first layer are loaded.
+//! - The weights (f16, each layer's K × N B operand row-major) and biases (f32) are copied once
+//!   per workgroup into workgroup memory where they fit, and read from device memory otherwise.
+//!   NVIDIA's Vulkan driver keeps about 48 KiB of workgroup memory on a multiprocessor whatever
+//!   a kernel declares (on an H100, a workgroup of one subgroup ran as fast with 47 KiB as with
+//!   25 KiB, and 3.6× slower with 47 KiB than with 9 KiB), so the copy and the staging decide
+//!   the subgroups in flight: up to [`MAX_SUBGROUPS`] share one copy.
+//! - A layer's accumulators start at its biases (a load of stride 0 repeats them in every row);
+//!   the activation is applied to the accumulators' elements in registers (it is elementwise, so
+//!   which element an invocation holds does not matter; tanh in f16, which the next layer rounds
+//!   to anyway), and the result becomes the next layer's A operand: directly, where the device
+//!   converts accumulators into operands (`VK_NV_cooperative_matrix2`), or through the staging
+//!   slice as f16 otherwise.
+//! - The last layer's accumulators go through the staging slice in f32, and each invocation
+//!   writes the output columns of its agents (with Kahan's update where the scalar kernel keeps
+//!   one).
+//! - Subgroups share nothing: every barrier is a subgroup barrier. A workgroup skips the tiles
+//!   past the last agent.
+//! - Input widths, hidden widths and the output width are padded with zero weights to 16.
 
 use super::ast::Binding;
 use super::mma::MmaKernel;
-use super::wgsl::Wgsl;
-use aiic_runtime::ir::{Activation, Precision, TensorPlan};
-use std::fmt::Write;
+use super::spirv_asm::Asm;
+use aiic_runtime::gpu::{coop_layers, CoopKernel, CoopLayer};
+use aiic_runtime::ir::{Activation, Precision, Scalar, TensorPlan};
+use spirv_headers::{
+    BuiltIn, Capability, CooperativeMatrixLayout, CooperativeMatrixUse, Decoration, GlslStd450Op as GLOp,
+    MemorySemantics, Op, Scope, StorageClass,
+};
 
-/// Invocations of a subgroup, which the kernel is written for: a device whose subgroups are
-/// of another size runs the scalar kernel.
-pub const SUBGROUP: u32 = 32;
-/// Tiles of 32 agents each subgroup takes in turn: a workgroup covers `workgroup × TILES`
-/// agents, and converts the weights once for all of them.
+/// Row tiles of the A operand a subgroup takes at a time: each B operand serves them all, and
+/// their operands stay in registers (two measured fastest on an H100).
+pub const ROW_TILES: u32 = 2;
+/// Tiles each subgroup takes in turn: a workgroup covers `subgroups × TILES × rows` agents.
 pub const TILES: u32 = 16;
+/// The most subgroups a workgroup has: they share the workgroup's copy of the weights.
+pub const MAX_SUBGROUPS: u32 = 8;
+/// Workgroup memory of the variants that copy the weights there: what NVIDIA's Vulkan drivers
+/// offer. A device with less runs a variant that reads them from device memory.
+pub const STAGED_BUDGET: u32 = 48 * 1024;
+/// Workgroup memory of the variants that read their weights from device memory: what Vulkan
+/// guarantees.
+pub const STREAMED_BUDGET: u32 = 16 * 1024;
+/// The widest padded layer input or output: wider layers would hold more operands in registers
+/// than a subgroup has, and run the f32 kernel.
+pub const MAX_WIDTH: u32 = 256;
+/// The SPIR-V version of the kernels: the accumulator conversions of
+/// `SPV_NV_cooperative_matrix2` require 1.6; without them, 1.3 is enough.
+pub const VERSION_CONVERT: (u8, u8) = (1, 6);
+pub const VERSION: (u8, u8) = (1, 3);
 
-/// Workgroup memory a kernel may use (Vulkan's guaranteed minimum is 16 KiB; every device with
-/// cooperative matrices has at least 48).
-const MAX_SHARED: u32 = 48 * 1024;
-/// Padding of strides in elements, 16 bytes: f16 and f32.
-const PAD16: u32 = 8;
-const PAD32: u32 = 4;
+/// Elements of padding after each staged row: 16 bytes, which puts the 8 rows a matrix load
+/// reads at once in different banks.
+const PAD_HALVES: u32 = 8;
 
-/// Rows of an activation column in workgroup memory: the subgroup's 32 agents, padded.
-const ACT_STRIDE: u32 = SUBGROUP + PAD16;
-/// Rows of a column of the accumulator tile.
-const ACC_STRIDE: u32 = SUBGROUP + PAD32;
-
-/// One layer's padded geometry and where its weights and biases start in workgroup memory.
-struct Layer {
-    rows: u32,
-    cols: u32,
-    weight: u32,
-    bias: Option<u32>,
-    /// Padded input and output widths (multiples of 16).
-    k: u32,
-    n: u32,
-    /// Offset of its K × (n + PAD16) f16 weights, and of its n f32 biases.
-    w_at: u32,
-    b_at: u32,
-}
-
-impl Layer {
-    /// Elements of a row of its K × N weights.
-    fn stride(&self) -> u32 {
-        self.n + PAD16
-    }
-}
-
-fn layers(plan: &TensorPlan) -> Vec<Layer> {
-    let (mut w_at, mut b_at) = (0, 0);
-    plan.layers
-        .iter()
-        .map(|l| {
-            let (k, n) = (l.cols.div_ceil(16) * 16, l.rows.div_ceil(16) * 16);
-            let out = Layer { rows: l.rows, cols: l.cols, weight: l.weight, bias: l.bias, k, n, w_at, b_at };
-            w_at += k * out.stride();
-            b_at += n;
-            out
-        })
-        .collect()
-}
-
-/// The widest padded layer input or output.
-fn widest(ls: &[Layer]) -> u32 {
-    ls.iter().map(|l| l.k.max(l.n)).max().unwrap_or(16)
-}
-
-/// Bytes of workgroup memory for `subgroups` subgroups.
-fn shared_bytes(ls: &[Layer], subgroups: u32) -> u32 {
-    let weights: u32 = ls.iter().map(|l| l.k * l.stride() * 2).sum();
-    let biases: u32 = ls.iter().map(|l| l.n * 4).sum();
-    let per_subgroup = widest(ls) * ACT_STRIDE * 2 + 16 * ACC_STRIDE * 4;
-    weights + biases + subgroups * per_subgroup
-}
-
-/// The workgroup size of the kernel of `plan` (a multiple of [`SUBGROUP`]), or why it has none.
-pub fn workgroup(plan: &TensorPlan) -> Result<u32, String> {
+/// Whether `plan` has a cooperative-matrix kernel, or why not.
+pub fn supported(plan: &TensorPlan) -> Result<(), String> {
     if plan.precision != Precision::F16 {
         return Err(format!("precision {} has no cooperative-matrix kernel (f16 has)", plan.precision.name()));
     }
-    let ls = layers(plan);
-    [8, 4, 2, 1]
-        .into_iter()
-        .find(|&s| shared_bytes(&ls, s) <= MAX_SHARED)
-        .map(|s| s * SUBGROUP)
-        .ok_or_else(|| format!("its weights and tiles need {} bytes of workgroup memory", shared_bytes(&ls, 1)))
+    let ls = coop_layers(&plan.layers);
+    if let Some((l, g)) = plan.layers.iter().zip(&ls).find(|(_, g)| g.k.max(g.n) > MAX_WIDTH) {
+        return Err(format!("a layer of {}x{} is wider than {MAX_WIDTH} (padded to {})", l.rows, l.cols, g.k.max(g.n)));
+    }
+    Ok(())
 }
 
-/// The WGSL of a tensor kernel with these bindings, for a workgroup of `wg` invocations.
-pub fn wgsl(k: &MmaKernel, name: &str, bindings: &[Binding], wg: u32) -> String {
-    let plan = &k.plan;
-    let ls = layers(plan);
-    let subgroups = wg / SUBGROUP;
-    let wide = widest(&ls);
-    let act_len = subgroups * wide * ACT_STRIDE;
-    let acc_len = subgroups * 16 * ACC_STRIDE;
-    let w_len: u32 = ls.iter().map(|l| l.k * l.stride()).sum();
-    let b_len: u32 = ls.iter().map(|l| l.n).sum();
-    let buf = |i: usize| bindings[i].name.as_str();
-
-    let mut out = format!("// {name}: cooperative matrices, f16 16x16x16, {wg} invocations\n");
-    out += "enable f16;\nenable wgpu_cooperative_matrix;\n\n";
-    for (n, b) in bindings.iter().enumerate() {
-        let access = if b.read_only { "read" } else { "read_write" };
-        let _ = writeln!(
-            out,
-            "@group(0) @binding({n}) var<storage, {access}> {}: array<{}>;",
-            b.name,
-            crate::backend::gpu::dialect::Dialect::ty(&Wgsl, b.elem)
-        );
+/// The variants of a kernel the executor chooses from, best first: 16×16×16 products (GPUs),
+/// then 8×8×8 (lavapipe), each with accumulators converted in registers before through
+/// workgroup memory, each with its weights copied to workgroup memory (where they fit in
+/// [`STAGED_BUDGET`]) before read from device memory (within [`STREAMED_BUDGET`]).
+pub fn variants(plan: &TensorPlan) -> Vec<CoopKernel> {
+    let ls = coop_layers(&plan.layers);
+    let mut out = Vec::new();
+    for (shape, conversions) in [(16, true), (16, false), (8, true), (8, false)] {
+        for staged_weights in [true, false] {
+            let v = CoopKernel { subgroups: 1, shape, rows: shape * ROW_TILES, conversions, shared: 0, staged_weights };
+            if let Some(subgroups) = subgroups(&ls, v) {
+                let weights = if staged_weights { SharedWeights::of(&ls).bytes } else { 0 };
+                out.push(CoopKernel { subgroups, shared: subgroups * stage_quads(&ls, v) * 16 + weights, ..v });
+            }
+        }
     }
-    let _ = writeln!(out, "var<workgroup> wts: array<f16, {}>;", w_len.max(1));
-    let _ = writeln!(out, "var<workgroup> bias: array<f32, {}>;", b_len.max(1));
-    let _ = writeln!(out, "var<workgroup> act: array<f16, {act_len}>;");
-    let _ = writeln!(out, "var<workgroup> acc: array<f32, {acc_len}>;");
-    let _ = writeln!(
-        out,
-        "\n@compute @workgroup_size({wg})\nfn main(@builtin(local_invocation_id) lid3: vec3<u32>, \
-         @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {{"
-    );
-    let mut b = String::new();
-    let mut line = |s: String| {
-        b.push_str("  ");
-        b.push_str(&s);
-        b.push('\n');
+    out
+}
+
+/// The suffix of the name of variant `v`'s kernel: its product shape, whether it converts
+/// accumulators and whether it reads its weights from device memory.
+pub fn variant_name(v: &CoopKernel) -> String {
+    let converting = if v.conversions { ".converting" } else { "" };
+    let streamed = if v.staged_weights { "" } else { ".streamed" };
+    format!(".{0}x{0}x{0}{converting}{streamed}", v.shape)
+}
+
+/// A workgroup's copy of the weights in workgroup memory: each layer's K × N B operand with rows
+/// padded by 16 bytes (so that the rows a matrix load reads at once fall in different banks),
+/// then the biases.
+#[derive(Debug, Clone, PartialEq)]
+struct SharedWeights {
+    /// Where each layer's operand starts, in halves.
+    at: Vec<u32>,
+    /// Halves of all operands.
+    halves: u32,
+    /// Biases (f32) after them.
+    biases: u32,
+    bytes: u32,
+}
+
+impl SharedWeights {
+    fn of(ls: &[CoopLayer]) -> Self {
+        let mut at = Vec::new();
+        let mut halves = 0;
+        for l in ls {
+            at.push(halves);
+            halves += l.k * (l.stride + PAD_HALVES);
+        }
+        let biases = ls.iter().map(|l| l.n).sum::<u32>();
+        SharedWeights { at, halves, biases, bytes: halves * 2 + biases * 4 }
+    }
+}
+
+/// How many subgroups a workgroup of variant `v` has: as many as fit in its budget beside its
+/// copy of the weights, up to [`MAX_SUBGROUPS`]; none where the weights leave no room for one.
+/// NVIDIA's driver keeps about 48 KiB of workgroup memory on a multiprocessor, so subgroups that
+/// share one copy of the weights are what fills it.
+fn subgroups(ls: &[CoopLayer], v: CoopKernel) -> Option<u32> {
+    let staging = stage_quads(ls, v) * 16;
+    let room = if v.staged_weights { STAGED_BUDGET.checked_sub(SharedWeights::of(ls).bytes)? } else { STREAMED_BUDGET };
+    (room >= staging || !v.staged_weights).then(|| (room / staging).clamp(1, MAX_SUBGROUPS))
+}
+
+/// Quads (16 bytes) of a staged row of `width` f16 values.
+fn quads_f16(width: u32) -> u32 {
+    (width + PAD_HALVES) / 8
+}
+
+/// Quads of a staged row of the last layer's outputs (up to 16 f32), padded by 16 bytes.
+const OUT_QUADS: u32 = 5;
+
+/// Quads of workgroup memory a subgroup stages through.
+fn stage_quads(ls: &[CoopLayer], v: CoopKernel) -> u32 {
+    let hidden = ls[..ls.len() - 1].iter().map(|l| quads_f16(l.n)).max().unwrap_or(0);
+    let widest = quads_f16(ls[0].k).max(OUT_QUADS).max(if v.conversions { 0 } else { hidden });
+    v.rows * widest
+}
+
+/// The ids of the types and constants the kernel uses.
+struct Types {
+    void: u32,
+    bool_: u32,
+    u32_: u32,
+    f32_: u32,
+    v2f32: u32,
+    v3u32: u32,
+    v4u32: u32,
+    /// Square cooperative matrices of the variant's shape: f16 A and B operands, f32 and f16
+    /// accumulators.
+    a16: u32,
+    b16: u32,
+    c32: u32,
+    c16: u32,
+    glsl: u32,
+}
+
+/// The kernel being written: the module, its types and the values every part uses.
+struct Gen<'a> {
+    asm: Asm,
+    t: Types,
+    k: &'a MmaKernel,
+    /// The variant's product shape, and the agents a subgroup takes at a time.
+    shape: u32,
+    rows: u32,
+    /// The storage-buffer variable of each binding.
+    buffers: Vec<u32>,
+    stage: u32,
+    /// Values of the entry block: the subgroup's lane, its size, its first staging quad, the
+    /// agent count.
+    lane: u32,
+    size: u32,
+    stage0: u32,
+    count: u32,
+    /// The workgroup's copy of the weights, and its two arrays (operands, biases), where the
+    /// variant reads them there.
+    copy: Option<(SharedWeights, u32, u32)>,
+}
+
+/// The SPIR-V words of variant `v` of the tensor kernel `k` with these bindings.
+pub fn spirv(k: &MmaKernel, bindings: &[Binding], v: CoopKernel) -> Vec<u32> {
+    let convert = v.conversions;
+    let mut asm = Asm::new();
+    for c in [
+        Capability::Shader,
+        Capability::Float16,
+        Capability::VulkanMemoryModel,
+        Capability::CooperativeMatrixKHR,
+        Capability::GroupNonUniform,
+    ] {
+        asm.capability(c);
+    }
+    asm.extension("SPV_KHR_cooperative_matrix");
+    if convert {
+        asm.capability(Capability::CooperativeMatrixConversionsNV);
+        asm.extension("SPV_NV_cooperative_matrix2");
+    } else {
+        asm.extension("SPV_KHR_vulkan_memory_model");
+    }
+    let glsl = asm.import("GLSL.std.450");
+    let t = types(&mut asm, glsl, v.shape);
+    let mut g = Gen {
+        asm,
+        t,
+        k,
+        shape: v.shape,
+        rows: v.rows,
+        buffers: Vec::new(),
+        stage: 0,
+        lane: 0,
+        size: 0,
+        stage0: 0,
+        count: 0,
+        copy: None,
     };
-    line("let lid = lid3.x;".into());
-    line("let grp = wid.x + wid.y * nw.x;".into());
-    line(format!("let count = {}[{}];", buf(k.sizes), k.agent));
-    line(format!("let sg = lid / {SUBGROUP}u;"));
-    line(format!("let lane = lid % {SUBGROUP}u;"));
-    // The subgroup's activation buffer (column-major) and accumulator tile.
-    line(format!("let act0 = sg * {}u;", wide * ACT_STRIDE));
-    line(format!("let accb = sg * {}u;", 16 * ACC_STRIDE));
-    let params = buf(k.params);
-    for l in &ls {
-        line(format!("for (var i = lid; i < {}u; i += {wg}u) {{", l.k * l.n));
-        line(format!("  let kk = i / {}u;", l.n));
-        line(format!("  let nn = i % {}u;", l.n));
-        line("  var w = 0.0f;".into());
-        line(format!(
-            "  if (kk < {}u && nn < {}u) {{ w = {params}[{}u + nn * {}u + kk]; }}",
-            l.cols, l.rows, l.weight, l.cols
-        ));
-        line(format!("  wts[{}u + kk * {}u + nn] = f16(w);", l.w_at, l.stride()));
-        line("}".into());
-        line(format!("for (var i = lid; i < {}u; i += {wg}u) {{", l.n));
-        match l.bias {
-            Some(at) => line(format!("  var v = 0.0f;\n    if (i < {}u) {{ v = {params}[{at}u + i]; }}", l.rows)),
-            None => line("  let v = 0.0f;".into()),
-        }
-        line(format!("  bias[{}u + i] = v;", l.b_at));
-        line("}".into());
-    }
-    line("workgroupBarrier();".into());
+    g.declare(bindings, v);
+    let main = g.asm.id();
+    let fn_ty = g.asm.ty(Op::TypeFunction, &[g.t.void]);
+    g.body(v);
+    let model = [spirv_headers::AddressingModel::Logical as u32, spirv_headers::MemoryModel::Vulkan as u32];
+    g.asm.finish(if convert { VERSION_CONVERT } else { VERSION }, &model, main, fn_ty, g.t.void)
+}
 
-    line(format!("for (var it = 0u; it < {TILES}u; it++) {{"));
-    line(format!("  let row = ((grp * {TILES}u + it) * {subgroups}u + sg) * {SUBGROUP}u + lane;"));
-    line("  let ok = row < count;".into());
-    // Layer 0's input, zero past the last column and the last agent.
-    let first = &ls[0];
-    for c in 0..first.k {
-        let at = format!("act[act0 + {}u + lane]", c * ACT_STRIDE);
-        match k.inputs.get(c as usize) {
-            Some(&i) => line(format!("  {at} = f16(0.0f);\n    if (ok) {{ {at} = f16({}[row]); }}", buf(i))),
-            None => line(format!("  {at} = f16(0.0f);")),
-        }
+fn types(asm: &mut Asm, glsl: u32, shape: u32) -> Types {
+    let void = asm.ty(Op::TypeVoid, &[]);
+    let bool_ = asm.ty(Op::TypeBool, &[]);
+    let u32_ = asm.ty(Op::TypeInt, &[32, 0]);
+    let f32_ = asm.ty(Op::TypeFloat, &[32]);
+    let f16_ = asm.ty(Op::TypeFloat, &[16]);
+    let v2f32 = asm.ty(Op::TypeVector, &[f32_, 2]);
+    let v3u32 = asm.ty(Op::TypeVector, &[u32_, 3]);
+    let v4u32 = asm.ty(Op::TypeVector, &[u32_, 4]);
+    let c = |asm: &mut Asm, v: u32| asm.constant(Op::Constant, u32_, &[v]);
+    let (scope, side) = (c(asm, Scope::Subgroup as u32), c(asm, shape));
+    let coop = |asm: &mut Asm, comp: u32, usage: CooperativeMatrixUse| {
+        let usage = c(asm, usage as u32);
+        asm.ty(Op::TypeCooperativeMatrixKHR, &[comp, scope, side, side, usage])
+    };
+    let a16 = coop(asm, f16_, CooperativeMatrixUse::MatrixAKHR);
+    let b16 = coop(asm, f16_, CooperativeMatrixUse::MatrixBKHR);
+    let c32 = coop(asm, f32_, CooperativeMatrixUse::MatrixAccumulatorKHR);
+    let c16 = coop(asm, f16_, CooperativeMatrixUse::MatrixAccumulatorKHR);
+    Types { void, bool_, u32_, f32_, v2f32, v3u32, v4u32, a16, b16, c32, c16, glsl }
+}
+
+impl Gen<'_> {
+    fn u(&mut self, v: u32) -> u32 {
+        self.asm.constant(Op::Constant, self.t.u32_, &[v])
     }
-    line("  workgroupBarrier();".into());
-    let last = ls.len() - 1;
-    for (li, l) in ls.iter().enumerate() {
-        let kt = l.k / 16;
-        // A operands of both row tiles for every k-tile, loaded once per layer.
-        for t in 0..kt {
-            for m in 0..2 {
-                line(format!(
-                    "  let a{li}_{t}_{m} = coopLoad<coop_mat16x16<f16, A>>(&act[act0 + {}u], {ACT_STRIDE}u);",
-                    t * 16 * ACT_STRIDE + m * 16
-                ));
+
+    fn f(&mut self, v: f32) -> u32 {
+        self.asm.constant(Op::Constant, self.t.f32_, &[v.to_bits()])
+    }
+
+    fn ptr(&mut self, class: StorageClass, ty: u32) -> u32 {
+        self.asm.ty(Op::TypePointer, &[class as u32, ty])
+    }
+
+    /// The storage buffers, the builtins the kernel reads, its workgroup size and its staging.
+    fn declare(&mut self, bindings: &[Binding], v: CoopKernel) {
+        for (n, b) in bindings.iter().enumerate() {
+            // The layer weights are f16 read in quads; columns, biases and sizes are words.
+            let elem = if Some(n) == self.k.weights {
+                self.t.v4u32
+            } else if b.elem == Scalar::U32 {
+                self.t.u32_
+            } else {
+                self.t.f32_
+            };
+            let array = self.asm.ty(Op::TypeRuntimeArray, &[elem]);
+            let block = self.asm.ty(Op::TypeStruct, &[array]);
+            let ptr = self.ptr(StorageClass::StorageBuffer, block);
+            let var = self.asm.global(ptr, StorageClass::StorageBuffer);
+            self.asm.decorate(var, Decoration::DescriptorSet, &[0]);
+            self.asm.decorate(var, Decoration::Binding, &[n as u32]);
+            if b.read_only {
+                self.asm.decorate(var, Decoration::NonWritable, &[]);
+            }
+            self.buffers.push(var);
+        }
+        // Array strides and block layouts, once per distinct type.
+        let mut decorated = Vec::new();
+        for elem in [(self.t.u32_, 4), (self.t.f32_, 4), (self.t.v4u32, 16)] {
+            let array = self.asm.ty(Op::TypeRuntimeArray, &[elem.0]);
+            let block = self.asm.ty(Op::TypeStruct, &[array]);
+            if !decorated.contains(&array) {
+                decorated.push(array);
+                self.asm.decorate(array, Decoration::ArrayStride, &[elem.1]);
+                self.asm.decorate(block, Decoration::Block, &[]);
+                self.asm.member_decorate(block, 0, Decoration::Offset, &[0]);
             }
         }
-        for nt in 0..l.n / 16 {
-            line("  {".into());
-            // The accumulators start at the biases: a row-major load with stride 0 repeats
-            // them in every row (agent).
-            for m in 0..2 {
-                line(format!("  var c{m} = coopLoadT<coop_mat16x16<f32, C>>(&bias[{}u], 0u);", l.b_at + nt * 16));
-            }
-            for t in 0..kt {
-                line(format!(
-                    "  let b{li}_{nt}_{t} = coopLoadT<coop_mat16x16<f16, B>>(&wts[{}u], {}u);",
-                    l.w_at + t * 16 * l.stride() + nt * 16,
-                    l.stride()
-                ));
-                for m in 0..2 {
-                    line(format!("  c{m} = coopMultiplyAdd(a{li}_{t}_{m}, b{li}_{nt}_{t}, c{m});"));
+        let ls = coop_layers(&self.k.plan.layers);
+        let len = self.u(v.subgroups * stage_quads(&ls, v));
+        let array = self.asm.ty(Op::TypeArray, &[self.t.v4u32, len]);
+        let ptr = self.ptr(StorageClass::Workgroup, array);
+        self.stage = self.asm.global(ptr, StorageClass::Workgroup);
+        if v.staged_weights {
+            let copy = SharedWeights::of(&ls);
+            let quads = self.u(copy.halves / 8);
+            let array = self.asm.ty(Op::TypeArray, &[self.t.v4u32, quads]);
+            let ptr = self.ptr(StorageClass::Workgroup, array);
+            let weights = self.asm.global(ptr, StorageClass::Workgroup);
+            let n = self.u(copy.biases);
+            let array = self.asm.ty(Op::TypeArray, &[self.t.f32_, n]);
+            let ptr = self.ptr(StorageClass::Workgroup, array);
+            let biases = self.asm.global(ptr, StorageClass::Workgroup);
+            self.copy = Some((copy, weights, biases));
+        }
+        // The workgroup size is specialization constant 0: the executor sets it to the
+        // variant's subgroups × its device's subgroup size.
+        let x = self.asm.spec_constant(Op::SpecConstant, self.t.u32_, &[v.subgroups * 32]);
+        self.asm.decorate(x, Decoration::SpecId, &[0]);
+        let one = self.u(1);
+        let size = self.asm.spec_constant(Op::SpecConstantComposite, self.t.v3u32, &[x, one, one]);
+        self.asm.decorate(size, Decoration::BuiltIn, &[BuiltIn::WorkgroupSize as u32]);
+    }
+
+    fn builtin(&mut self, b: BuiltIn, ty: u32) -> u32 {
+        let ptr = self.ptr(StorageClass::Input, ty);
+        let var = self.asm.global(ptr, StorageClass::Input);
+        self.asm.decorate(var, Decoration::BuiltIn, &[b as u32]);
+        self.asm.op(Op::Load, ty, &[var])
+    }
+
+    fn bin(&mut self, op: Op, ty: u32, a: u32, b: u32) -> u32 {
+        self.asm.op(op, ty, &[a, b])
+    }
+
+    fn add(&mut self, a: u32, b: u32) -> u32 {
+        self.bin(Op::IAdd, self.t.u32_, a, b)
+    }
+
+    fn mul(&mut self, a: u32, b: u32) -> u32 {
+        self.bin(Op::IMul, self.t.u32_, a, b)
+    }
+
+    fn add_c(&mut self, a: u32, c: u32) -> u32 {
+        let c = self.u(c);
+        self.add(a, c)
+    }
+
+    fn less(&mut self, a: u32, b: u32) -> u32 {
+        self.bin(Op::ULessThan, self.t.bool_, a, b)
+    }
+
+    fn ext(&mut self, ty: u32, op: GLOp, args: &[u32]) -> u32 {
+        let mut operands = vec![self.t.glsl, op as u32];
+        operands.extend_from_slice(args);
+        self.asm.op(Op::ExtInst, ty, &operands)
+    }
+
+    /// Element `index` of binding `n` (of element type `ty`).
+    fn element(&mut self, n: usize, ty: u32, index: u32) -> u32 {
+        let ptr = self.ptr(StorageClass::StorageBuffer, ty);
+        let zero = self.u(0);
+        let buffer = self.buffers[n];
+        self.asm.op(Op::AccessChain, ptr, &[buffer, zero, index])
+    }
+
+    /// Quad `index` of the staging array, or word `word` of it.
+    fn stage_quad(&mut self, index: u32) -> u32 {
+        let ptr = self.ptr(StorageClass::Workgroup, self.t.v4u32);
+        self.asm.op(Op::AccessChain, ptr, &[self.stage, index])
+    }
+
+    fn stage_word(&mut self, index: u32, word: u32) -> u32 {
+        let ptr = self.ptr(StorageClass::Workgroup, self.t.u32_);
+        let word = self.u(word);
+        self.asm.op(Op::AccessChain, ptr, &[self.stage, index, word])
+    }
+
+    /// Orders the subgroup's accesses to its staging slice before what follows.
+    fn barrier(&mut self) {
+        let scope = self.u(Scope::Subgroup as u32);
+        let semantics = self.u((MemorySemantics::ACQUIRE_RELEASE | MemorySemantics::WORKGROUP_MEMORY).bits());
+        self.asm.exec(Op::ControlBarrier, &[scope, scope, semantics]);
+    }
+
+    fn coop_load(&mut self, ty: u32, ptr: u32, layout: CooperativeMatrixLayout, stride: u32) -> u32 {
+        let layout = self.u(layout as u32);
+        let stride = self.u(stride);
+        self.asm.op(Op::CooperativeMatrixLoadKHR, ty, &[ptr, layout, stride])
+    }
+
+    fn coop_store(&mut self, ptr: u32, value: u32, stride: u32) {
+        let layout = self.u(CooperativeMatrixLayout::RowMajorKHR as u32);
+        let stride = self.u(stride);
+        self.asm.exec(Op::CooperativeMatrixStoreKHR, &[ptr, value, layout, stride]);
+    }
+
+    /// `if cond { then() }`.
+    fn when(&mut self, cond: u32, then: impl FnOnce(&mut Self)) {
+        let (body, merge) = (self.asm.id(), self.asm.id());
+        self.asm.exec(Op::SelectionMerge, &[merge, 0]);
+        self.asm.exec(Op::BranchConditional, &[cond, body, merge]);
+        self.asm.block(body);
+        then(self);
+        self.asm.exec(Op::Branch, &[merge]);
+        self.asm.block(merge);
+    }
+
+    /// `for (i = start; i < end; i += step) body(i)` over `u32`s.
+    fn range(&mut self, start: u32, end: u32, step: u32, body: impl FnOnce(&mut Self, u32)) {
+        let ptr = self.ptr(StorageClass::Function, self.t.u32_);
+        let var = self.asm.local(ptr);
+        self.asm.exec(Op::Store, &[var, start]);
+        let (header, inner, cont, merge) = (self.asm.id(), self.asm.id(), self.asm.id(), self.asm.id());
+        self.asm.exec(Op::Branch, &[header]);
+        self.asm.block(header);
+        let i = self.asm.op(Op::Load, self.t.u32_, &[var]);
+        let go = self.less(i, end);
+        self.asm.exec(Op::LoopMerge, &[merge, cont, 0]);
+        self.asm.exec(Op::BranchConditional, &[go, inner, merge]);
+        self.asm.block(inner);
+        body(self, i);
+        self.asm.exec(Op::Branch, &[cont]);
+        self.asm.block(cont);
+        let i = self.asm.op(Op::Load, self.t.u32_, &[var]);
+        let next = self.add(i, step);
+        self.asm.exec(Op::Store, &[var, next]);
+        self.asm.exec(Op::Branch, &[header]);
+        self.asm.block(merge);
+    }
+
+    fn body(&mut self, v: CoopKernel) {
+        let entry = self.asm.id();
+        self.asm.block(entry);
+        let t = &self.t;
+        let (u32_, v3u32) = (t.u32_, t.v3u32);
+        let sg = self.builtin(BuiltIn::SubgroupId, u32_);
+        self.lane = self.builtin(BuiltIn::SubgroupLocalInvocationId, u32_);
+        self.size = self.builtin(BuiltIn::SubgroupSize, u32_);
+        let wid = self.builtin(BuiltIn::WorkgroupId, v3u32);
+        let nw = self.builtin(BuiltIn::NumWorkgroups, v3u32);
+        let (wx, wy) =
+            (self.asm.op(Op::CompositeExtract, u32_, &[wid, 0]), self.asm.op(Op::CompositeExtract, u32_, &[wid, 1]));
+        let nx = self.asm.op(Op::CompositeExtract, u32_, &[nw, 0]);
+        let grp = self.mul(wy, nx);
+        let grp = self.add(grp, wx);
+        let sizes = self.k.sizes;
+        let agent = self.u(self.k.agent as u32);
+        let at = self.element(sizes, u32_, agent);
+        self.count = self.asm.op(Op::Load, u32_, &[at]);
+        let ls = coop_layers(&self.k.plan.layers);
+        let quads = self.u(stage_quads(&ls, v));
+        self.stage0 = self.mul(sg, quads);
+        let (zero, one, tiles) = (self.u(0), self.u(1), self.u(TILES));
+        if self.copy.is_some() {
+            self.copy_weights(&ls, v.subgroups);
+        }
+        self.range(zero, tiles, one, |g, it| {
+            // The workgroup's tiles start at agent (grp · TILES + it) · subgroups · rows, this
+            // subgroup's at `sg · rows` from there. The test is the same in every subgroup of the
+            // workgroup: lavapipe's matrices go wrong where one subgroup skips them.
+            let group = g.mul(grp, tiles);
+            let group = g.add(group, it);
+            let span = g.u(v.subgroups * g.rows);
+            let group = g.mul(group, span);
+            let rows = g.u(g.rows);
+            let own = g.mul(sg, rows);
+            let first = g.add(group, own);
+            let live = g.less(group, g.count);
+            g.when(live, |g| g.tile(first, &ls, v.conversions));
+        });
+        self.asm.exec(Op::Return, &[]);
+    }
+
+    /// The model on the agents from `first`.
+    fn tile(&mut self, first: u32, ls: &[CoopLayer], convert: bool) {
+        let (side, tiles) = (self.shape, ROW_TILES);
+        // a[t][m]: the A operand of k-tile t and row tile m.
+        let mut a = self.stage_inputs(first, ls[0].k);
+        let last = ls.len() - 1;
+        for (li, l) in ls.iter().enumerate() {
+            let mut next = vec![Vec::new(); (l.n / side) as usize];
+            for nt in 0..l.n / side {
+                let mut c: Vec<u32> = (0..tiles).map(|_| self.coop_load_bias(l.b_at + nt * side)).collect();
+                for (t, a) in a.iter().enumerate() {
+                    let t = t as u32;
+                    let b = self.load_b(li, l, t, nt);
+                    for (c, a) in c.iter_mut().zip(a) {
+                        *c = self.asm.op(Op::CooperativeMatrixMulAddKHR, self.t.c32, &[*a, b, *c]);
+                    }
+                }
+                if li == last {
+                    self.store_outputs(first, nt, &c);
+                    continue;
+                }
+                let row = quads_f16(l.n);
+                for (m, c) in c.into_iter().enumerate() {
+                    if self.k.plan.act == Activation::Tanh {
+                        // tanh in f16, whose result is rounded to f16 anyway: NVIDIA's driver
+                        // computes it in one instruction for two values (1.34× the whole kernel
+                        // on an H100, against 1 − 2 / (e²ˣ + 1) in f32).
+                        let h = self.asm.op(Op::FConvert, self.t.c16, &[c]);
+                        let h = self.tanh16(h);
+                        if convert {
+                            next[nt as usize].push(self.asm.op(Op::CooperativeMatrixConvertNV, self.t.a16, &[h]));
+                        } else {
+                            let q = self.add_c(self.stage0, m as u32 * side * row + nt * side / 8);
+                            let ptr = self.stage_quad(q);
+                            self.coop_store(ptr, h, row);
+                        }
+                        continue;
+                    }
+                    let c = self.activate(c);
+                    if convert {
+                        next[nt as usize].push(self.asm.op(Op::FConvert, self.t.a16, &[c]));
+                    } else {
+                        let h = self.asm.op(Op::FConvert, self.t.c16, &[c]);
+                        let q = self.add_c(self.stage0, m as u32 * side * row + nt * side / 8);
+                        let ptr = self.stage_quad(q);
+                        self.coop_store(ptr, h, row);
+                    }
                 }
             }
-            for m in 0..2 {
-                line(format!("  coopStore(c{m}, &acc[accb + {}u], {ACC_STRIDE}u);", m * 16));
-            }
-            line("  workgroupBarrier();".into());
             if li == last {
-                for j in 0..16u32 {
-                    let col = (nt * 16 + j) as usize;
-                    if col >= k.outputs.len() {
+                break;
+            }
+            a = if convert {
+                next
+            } else {
+                self.barrier();
+                let a = self.load_a(l.n, quads_f16(l.n));
+                self.barrier();
+                a
+            };
+        }
+    }
+
+    /// Copies the weights and biases into the workgroup's copy, each invocation every
+    /// workgroup-size-th quad, and waits for the whole workgroup.
+    fn copy_weights(&mut self, ls: &[CoopLayer], subgroups: u32) {
+        let Some((copy, weights, biases)) = self.copy.clone() else { return };
+        let lid = self.builtin(BuiltIn::LocalInvocationIndex, self.t.u32_);
+        let wg = self.u(subgroups);
+        let wg = self.mul(wg, self.size);
+        for (l, at) in ls.iter().zip(&copy.at) {
+            let n = self.u(l.k * l.stride / 8);
+            let per = l.stride / 8;
+            self.range(lid, n, wg, |g, q| {
+                let perc = g.u(per);
+                let r = g.bin(Op::UDiv, g.t.u32_, q, perc);
+                let j = g.bin(Op::UMod, g.t.u32_, q, perc);
+                let src = g.add_c(q, l.w_at / 8);
+                let sp = g.element(g.k.weights.expect("weights binding"), g.t.v4u32, src);
+                let val = g.asm.op(Op::Load, g.t.v4u32, &[sp]);
+                let rs = g.u((l.stride + PAD_HALVES) / 8);
+                let d = g.mul(r, rs);
+                let d = g.add(d, j);
+                let d = g.add_c(d, at / 8);
+                let ptr = g.ptr(StorageClass::Workgroup, g.t.v4u32);
+                let dp = g.asm.op(Op::AccessChain, ptr, &[weights, d]);
+                g.asm.exec(Op::Store, &[dp, val]);
+            });
+        }
+        let n = self.u(copy.biases);
+        self.range(lid, n, wg, |g, i| {
+            let sp = g.element(g.k.biases.expect("biases binding"), g.t.f32_, i);
+            let val = g.asm.op(Op::Load, g.t.f32_, &[sp]);
+            let ptr = g.ptr(StorageClass::Workgroup, g.t.f32_);
+            let dp = g.asm.op(Op::AccessChain, ptr, &[biases, i]);
+            g.asm.exec(Op::Store, &[dp, val]);
+        });
+        let scope = self.u(Scope::Workgroup as u32);
+        let semantics = self.u((MemorySemantics::ACQUIRE_RELEASE | MemorySemantics::WORKGROUP_MEMORY).bits());
+        self.asm.exec(Op::ControlBarrier, &[scope, scope, semantics]);
+    }
+
+    /// The B operand of k-tile `t` and n-tile `nt` of layer `li`, from the workgroup's copy or
+    /// from device memory.
+    fn load_b(&mut self, li: usize, l: &CoopLayer, t: u32, nt: u32) -> u32 {
+        let side = self.shape;
+        if let Some((copy, weights, _)) = &self.copy {
+            let (stride, weights) = (l.stride + PAD_HALVES, *weights);
+            let q = self.u((copy.at[li] + t * side * stride + nt * side) / 8);
+            let ptr = self.ptr(StorageClass::Workgroup, self.t.v4u32);
+            let ptr = self.asm.op(Op::AccessChain, ptr, &[weights, q]);
+            return self.coop_load(self.t.b16, ptr, CooperativeMatrixLayout::RowMajorKHR, stride / 8);
+        }
+        let quad = self.u((l.w_at + t * side * l.stride + nt * side) / 8);
+        let ptr = self.element(self.k.weights.expect("weights binding"), self.t.v4u32, quad);
+        self.coop_load(self.t.b16, ptr, CooperativeMatrixLayout::RowMajorKHR, l.stride / 8)
+    }
+
+    /// The A operands of `k` staged inputs in rows of `row` quads: one per k-tile and row tile.
+    fn load_a(&mut self, k: u32, row: u32) -> Vec<Vec<u32>> {
+        let side = self.shape;
+        (0..k / side)
+            .map(|t| {
+                (0..ROW_TILES)
+                    .map(|m| {
+                        let q = self.add_c(self.stage0, m * side * row + t * side / 8);
+                        let ptr = self.stage_quad(q);
+                        self.coop_load(self.t.a16, ptr, CooperativeMatrixLayout::RowMajorKHR, row)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The f32 biases of a tile's outputs from `at` in every row.
+    fn coop_load_bias(&mut self, at: u32) -> u32 {
+        let index = self.u(at);
+        if let Some((_, _, biases)) = self.copy {
+            let ptr = self.ptr(StorageClass::Workgroup, self.t.f32_);
+            let ptr = self.asm.op(Op::AccessChain, ptr, &[biases, index]);
+            return self.coop_load(self.t.c32, ptr, CooperativeMatrixLayout::RowMajorKHR, 0);
+        }
+        let ptr = self.element(self.k.biases.expect("biases binding"), self.t.f32_, index);
+        self.coop_load(self.t.c32, ptr, CooperativeMatrixLayout::RowMajorKHR, 0)
+    }
+
+    /// Stages the inputs of the agents from `first` as f16 rows of `k` (zero past the last input
+    /// and the last agent) and loads them as the first layer's A operands.
+    fn stage_inputs(&mut self, first: u32, k: u32) -> Vec<Vec<u32>> {
+        let (rows, row) = (self.u(self.rows), quads_f16(k));
+        let (lane, size) = (self.lane, self.size);
+        self.range(lane, rows, size, |g, r| {
+            let agent = g.add(first, r);
+            let ok = g.less(agent, g.count);
+            let zero = g.u(0);
+            let index = g.asm.op(Op::Select, g.t.u32_, &[ok, agent, zero]);
+            let zero_f = g.f(0.0);
+            let mut values = Vec::new();
+            for c in 0..k as usize {
+                let v = match g.k.inputs.get(c).copied() {
+                    Some(n) => {
+                        let ptr = g.element(n, g.t.f32_, index);
+                        let v = g.asm.op(Op::Load, g.t.f32_, &[ptr]);
+                        g.asm.op(Op::Select, g.t.f32_, &[ok, v, zero_f])
+                    }
+                    None => zero_f,
+                };
+                values.push(v);
+            }
+            let row = g.u(row);
+            let base = g.mul(r, row);
+            let base = g.add(base, g.stage0);
+            for (o, eight) in values.chunks(8).enumerate() {
+                let words: Vec<u32> = eight
+                    .chunks(2)
+                    .map(|p| {
+                        let pair = g.asm.op(Op::CompositeConstruct, g.t.v2f32, p);
+                        g.ext(g.t.u32_, GLOp::PackHalf2x16, &[pair])
+                    })
+                    .collect();
+                let quad = g.asm.op(Op::CompositeConstruct, g.t.v4u32, &words);
+                let q = g.add_c(base, o as u32);
+                let ptr = g.stage_quad(q);
+                g.asm.exec(Op::Store, &[ptr, quad]);
+            }
+        });
+        self.barrier();
+        let a = self.load_a(k, row);
+        self.barrier();
+        a
+    }
+
+    /// tanh of every element of the f16 accumulator `c`.
+    fn tanh16(&mut self, c: u32) -> u32 {
+        let f16_ = self.asm.ty(Op::TypeFloat, &[16]);
+        self.elementwise(c, self.t.c16, f16_, |g, x| g.ext(f16_, GLOp::Tanh, &[x]))
+    }
+
+    /// Applies the activation to every element of accumulator `c`.
+    fn activate(&mut self, c: u32) -> u32 {
+        let act = self.k.plan.act;
+        if act == Activation::Identity {
+            return c;
+        }
+        self.elementwise(c, self.t.c32, self.t.f32_, |g, x| g.scalar_activation(act, x))
+    }
+
+    /// `f` of every element of `c`, a matrix of type `matrix` with elements of type `elem`: which
+    /// elements an invocation holds is the implementation's, so only elementwise work can be
+    /// done this way.
+    fn elementwise(&mut self, c: u32, matrix: u32, elem: u32, f: impl Fn(&mut Self, u32) -> u32) -> u32 {
+        let ptr = self.ptr(StorageClass::Function, matrix);
+        let var = self.asm.local(ptr);
+        self.asm.exec(Op::Store, &[var, c]);
+        let len = self.asm.op(Op::CooperativeMatrixLengthKHR, self.t.u32_, &[matrix]);
+        let (zero, one) = (self.u(0), self.u(1));
+        self.range(zero, len, one, |g, e| {
+            let ptr = g.ptr(StorageClass::Function, elem);
+            let p = g.asm.op(Op::AccessChain, ptr, &[var, e]);
+            let x = g.asm.op(Op::Load, elem, &[p]);
+            let y = f(g, x);
+            g.asm.exec(Op::Store, &[p, y]);
+        });
+        self.asm.op(Op::Load, matrix, &[var])
+    }
+
+    /// tanh is 1 − 2 / (e²ˣ + 1), within about 1e-7 of tanh (far below the f16 it is rounded
+    /// to): an exponential and a division, where NVIDIA's driver's tanh made a kernel 1.6×
+    /// slower on an H100.
+    fn scalar_activation(&mut self, act: Activation, x: u32) -> u32 {
+        let f = self.t.f32_;
+        let one = self.f(1.0);
+        let tanh = |g: &mut Self, y: u32| {
+            let two = g.f(2.0);
+            let y2 = g.bin(Op::FMul, f, two, y);
+            let e = g.ext(f, GLOp::Exp, &[y2]);
+            let d = g.bin(Op::FAdd, f, e, one);
+            let q = g.bin(Op::FDiv, f, two, d);
+            g.bin(Op::FSub, f, one, q)
+        };
+        // 1 + e^(−x)
+        let denominator = |g: &mut Self| {
+            let n = g.asm.op(Op::FNegate, f, &[x]);
+            let e = g.ext(f, GLOp::Exp, &[n]);
+            g.bin(Op::FAdd, f, one, e)
+        };
+        match act {
+            Activation::Identity => x,
+            Activation::Tanh => tanh(self, x),
+            Activation::Relu => {
+                let zero = self.f(0.0);
+                self.ext(f, GLOp::FMax, &[x, zero])
+            }
+            Activation::Sigmoid => {
+                let d = denominator(self);
+                self.bin(Op::FDiv, f, one, d)
+            }
+            Activation::Silu => {
+                let d = denominator(self);
+                self.bin(Op::FDiv, f, x, d)
+            }
+            Activation::Gelu => {
+                let c = self.f((2.0 / std::f64::consts::PI).sqrt() as f32);
+                let k = self.f(0.044715);
+                let x3 = self.bin(Op::FMul, f, x, x);
+                let x3 = self.bin(Op::FMul, f, x3, x);
+                let inner = self.bin(Op::FMul, f, k, x3);
+                let inner = self.bin(Op::FAdd, f, x, inner);
+                let inner = self.bin(Op::FMul, f, c, inner);
+                let t = tanh(self, inner);
+                let half = self.f(0.5);
+                let hx = self.bin(Op::FMul, f, half, x);
+                let s = self.bin(Op::FAdd, f, one, t);
+                self.bin(Op::FMul, f, hx, s)
+            }
+        }
+    }
+
+    /// Stores n-tile `nt` of the last layer's accumulators `c` (one per row tile) through the
+    /// staging slice into the output columns of the agents from `first`.
+    fn store_outputs(&mut self, first: u32, nt: u32, c: &[u32]) {
+        let side = self.shape;
+        for (m, c) in c.iter().enumerate() {
+            let q = self.add_c(self.stage0, m as u32 * side * OUT_QUADS);
+            let ptr = self.stage_quad(q);
+            self.coop_store(ptr, *c, OUT_QUADS);
+        }
+        self.barrier();
+        let (rows, lane, size) = (self.u(self.rows), self.lane, self.size);
+        self.range(lane, rows, size, |g, r| {
+            let agent = g.add(first, r);
+            let ok = g.less(agent, g.count);
+            g.when(ok, |g| {
+                let quads = g.u(OUT_QUADS);
+                let base = g.mul(r, quads);
+                let base = g.add(base, g.stage0);
+                for j in 0..side {
+                    let col = (nt * side + j) as usize;
+                    if col >= g.k.outputs.len() {
                         break;
                     }
-                    let v = format!("acc[accb + {}u + lane]", j * ACC_STRIDE);
-                    let comp = k.comps.get(col).copied().flatten().map(buf);
-                    store(&mut line, k.plan.accumulate, buf(k.outputs[col]), comp, &v);
+                    let q = g.add_c(base, j / 4);
+                    let ptr = g.stage_word(q, j % 4);
+                    let word = g.asm.op(Op::Load, g.t.u32_, &[ptr]);
+                    let v = g.asm.op(Op::Bitcast, g.t.f32_, &[word]);
+                    g.store(agent, col, v);
                 }
-            } else {
-                // The barrier above also orders every A load of the layer before these writes.
-                for j in 0..16u32 {
-                    line(format!("  {{ let x = acc[accb + {}u + lane];", j * ACC_STRIDE));
-                    line(format!(
-                        "    act[act0 + {}u + lane] = f16({}); }}",
-                        (nt * 16 + j) * ACT_STRIDE,
-                        activation(plan.act, "x")
-                    ));
+            });
+        });
+        self.barrier();
+    }
+
+    /// Writes `v` to output column `col` of `agent`: `v`, or for `+=` the column plus `v` (with
+    /// Kahan's update where the column has a compensation).
+    fn store(&mut self, agent: u32, col: usize, v: u32) {
+        let f = self.t.f32_;
+        let out = self.element(self.k.outputs[col], f, agent);
+        let comp = self.k.comps.get(col).copied().flatten().map(|n| self.element(n, f, agent));
+        match (self.k.plan.accumulate, comp) {
+            (false, None) => self.asm.exec(Op::Store, &[out, v]),
+            (false, Some(c)) => {
+                let zero = self.f(0.0);
+                self.asm.exec(Op::Store, &[out, v]);
+                self.asm.exec(Op::Store, &[c, zero]);
+            }
+            (true, None) => {
+                let old = self.asm.op(Op::Load, f, &[out]);
+                let sum = self.bin(Op::FAdd, f, old, v);
+                self.asm.exec(Op::Store, &[out, sum]);
+            }
+            (true, Some(c)) => {
+                let old = self.asm.op(Op::Load, f, &[out]);
+                let kc = self.asm.op(Op::Load, f, &[c]);
+                let y = self.bin(Op::FSub, f, v, kc);
+                let t = self.bin(Op::FAdd, f, old, y);
+                self.asm.exec(Op::Store, &[out, t]);
+                let d = self.bin(Op::FSub, f, t, old);
+                let d2 = self.bin(Op::FSub, f, d, y);
+                self.asm.exec(Op::Store, &[c, d2]);
+                // Kahan's update is only as good as the order of its operations.
+                for id in [y, t, d, d2] {
+                    self.asm.decorate(id, Decoration::NoContraction, &[]);
                 }
             }
-            line("  workgroupBarrier();".into());
-            line("  }".into());
-        }
-    }
-    line("}".into());
-    out += &b;
-    out + "}\n"
-}
-
-/// Writes an output column of the invocation's agent: `v` or, for `+=`, the column plus `v`
-/// (with Kahan's update where the column has a compensation).
-fn store(line: &mut impl FnMut(String), accumulate: bool, out: &str, comp: Option<&str>, v: &str) {
-    line("  if (ok) {".into());
-    line(format!("    let v = {v};"));
-    match (accumulate, comp) {
-        (false, None) => line(format!("    {out}[row] = v;")),
-        (false, Some(c)) => line(format!("    {out}[row] = v;\n      {c}[row] = 0.0f;")),
-        (true, None) => line(format!("    {out}[row] = {out}[row] + v;")),
-        (true, Some(c)) => {
-            line(format!("    let old = {out}[row];"));
-            line(format!("    let y = v - {c}[row];"));
-            line("    let t = old + y;".into());
-            line(format!("    {out}[row] = t;"));
-            line(format!("    {c}[row] = (t - old) - y;"));
-        }
-    }
-    line("  }".into());
-}
-
-/// The activation of an f32 WGSL expression. tanh is 1 − 2 / (e²ˣ + 1), within about 1e-7 of
-/// tanh (far below the f16 it is rounded to): an exponential and a division, where the driver's
-/// tanh made the whole kernel 1.6× slower on an H100.
-fn activation(act: Activation, x: &str) -> String {
-    let tanh = |y: String| format!("(1.0f - 2.0f / (exp(2.0f * {y}) + 1.0f))");
-    match act {
-        Activation::Identity => x.to_string(),
-        Activation::Tanh => tanh(x.to_string()),
-        Activation::Relu => format!("max({x}, 0.0f)"),
-        Activation::Sigmoid => format!("(1.0f / (1.0f + exp(-{x})))"),
-        Activation::Silu => format!("({x} / (1.0f + exp(-{x})))"),
-        Activation::Gelu => {
-            let c = (2.0 / std::f64::consts::PI).sqrt() as f32;
-            format!("(0.5f * {x} * (1.0f + {}))", tanh(format!("({c:?}f * ({x} + 0.044715f * {x} * {x} * {x}))")))
         }
     }
 }

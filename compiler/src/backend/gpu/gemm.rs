@@ -51,9 +51,10 @@ const WG_STAGES: u32 = 4;
 const WG_THREADS: u32 = 256;
 const WG_A_BYTES: u32 = WG_TM * WG_TK * 2;
 const WG_STAGE: u32 = WG_A_BYTES + WG_TK * WG_TN * 2;
-/// M-tiles per group of the block order (see `common_regs`). 1 is the plain order (agents
-/// fastest), the one measured; 8 is the L2-friendlier order still to be timed.
-const RASTER: u32 = 1;
+/// M-tiles per group of the block order (see `common_regs`): the blocks resident at once share
+/// W and x tiles in L2. On an H100, 8 against the plain order (1): 515 → 547 TFLOP/s at 8,192
+/// agents, 411 → 564 at 16,384 (bench/RESULTS.md).
+const RASTER: u32 = 8;
 /// The 128-byte swizzle repeats every 1024 B and is decoded from absolute shared addresses,
 /// so the kernel rounds its base up to 1024 and asks for that much slack.
 const WG_ALIGN: u32 = 1024;

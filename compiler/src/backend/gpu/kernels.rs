@@ -18,8 +18,8 @@ use super::body::{self, depends_on, needed, product, reg, Names};
 use super::{coop, gemm, mma};
 use aiic_runtime::cpu::abi::{compensated_columns, compensated_stores};
 use aiic_runtime::gpu::{
-    self, device_scalar, Buf, DeviceKernel, GpuOp, GpuPlan, GpuTerm, GridSpec, Launch, TensorChoice, PARTIALS,
-    TILE_UNROLL,
+    self, device_scalar, Buf, CoopKernel, DeviceKernel, GpuOp, GpuPlan, GpuTerm, GridSpec, Launch, TensorChoice,
+    PARTIALS, TILE_UNROLL,
 };
 use aiic_runtime::ir::{Activation, Kernel, Module, Op, Pattern, Precision, Scalar, Sched, TensorPlan, V};
 use std::cell::RefCell;
@@ -144,6 +144,8 @@ impl<'a> Binds<'a> {
             Buf::Half { agent, col, .. } => (field_name(self.m, "h", agent, col), Scalar::F16, false),
             Buf::Weights { kernel } => (format!("gemm_w{kernel}"), Scalar::F16, false),
             Buf::Bias { kernel } => (format!("gemm_b{kernel}"), Scalar::F32, false),
+            Buf::LayerWeights { kernel } => (format!("coop_w{kernel}"), Scalar::F16, false),
+            Buf::LayerBiases { kernel } => (format!("coop_b{kernel}"), Scalar::F32, false),
             Buf::Sizes => ("sizes".into(), Scalar::U32, false),
             Buf::ParamsF32 => ("params_f".into(), Scalar::F32, false),
             Buf::ParamsI32 => ("params_i".into(), Scalar::I32, false),
@@ -328,7 +330,7 @@ impl Gen<'_> {
             launch,
             shared_bytes,
             rows: 1,
-            workgroup: None,
+            coop: None,
             tiles: None,
             prelude: None,
             prelude_on_upload: false,
@@ -562,12 +564,17 @@ impl Gen<'_> {
         }
         let fixed = plan.precision != Precision::Auto;
         if fixed && self.matrix == MatrixUnits::MmaSync {
-            return self.mma(kid, agent, plan.precision);
+            return self.mma(kid, agent, plan.precision, None);
         }
         let wanted = if fixed { vec![plan.precision] } else { vec![Precision::F16, Precision::Bf16, Precision::Tf32] };
         let f32 = self.f32_tensor(kid, agent)?;
-        let candidates: Vec<(Precision, usize)> =
-            wanted.into_iter().filter_map(|p| Some((p, self.mma(kid, agent, p)?))).collect();
+        let candidates: Vec<(Precision, usize)> = wanted
+            .into_iter()
+            .flat_map(|p| match self.matrix {
+                MatrixUnits::Cooperative => self.coop_variants(kid, agent, p),
+                _ => self.mma(kid, agent, p, None).map(|k| (p, k)).into_iter().collect(),
+            })
+            .collect();
         if !candidates.is_empty() {
             self.plan.choices.push(TensorChoice {
                 name: m.kernels[kid].name.clone(),
@@ -582,8 +589,22 @@ impl Gen<'_> {
         Some(f32)
     }
 
-    /// A tensor-core kernel of kernel `kid`'s matrix work in `precision`, if one can be written.
-    fn mma(&mut self, kid: usize, agent: usize, precision: Precision) -> Option<usize> {
+    /// The cooperative-matrix kernels of kernel `kid`'s matrix work in `precision`, one per
+    /// variant ([`coop::variants`]), best first, or none if none can be written.
+    fn coop_variants(&mut self, kid: usize, agent: usize, precision: Precision) -> Vec<(Precision, usize)> {
+        let plan = TensorPlan { precision, ..self.m.kernels[kid].tensor.clone().expect("a tensor plan") };
+        if coop::supported(&plan).is_err() {
+            return Vec::new();
+        }
+        coop::variants(&plan)
+            .into_iter()
+            .filter_map(|v| Some((precision, self.mma(kid, agent, precision, Some(v))?)))
+            .collect()
+    }
+
+    /// A tensor-core kernel of kernel `kid`'s matrix work in `precision` (variant `coop` of the
+    /// cooperative-matrix kernel on Vulkan), if one can be written.
+    fn mma(&mut self, kid: usize, agent: usize, precision: Precision, coop: Option<CoopKernel>) -> Option<usize> {
         let m = self.m;
         let plan = TensorPlan { precision, ..m.kernels[kid].tensor.clone()? };
         if self.matrix == MatrixUnits::MmaSync {
@@ -595,18 +616,25 @@ impl Gen<'_> {
         if plan.inputs.iter().chain(&plan.outputs).any(|&c| matches!(gpu::home(m, agent, c).0, Buf::Field { .. })) {
             return None;
         }
-        let workgroup = match self.matrix {
-            MatrixUnits::MmaSync if mma::unsupported(&plan).is_none() => None,
-            MatrixUnits::Cooperative => Some(coop::workgroup(&plan).ok()?),
+        match self.matrix {
+            MatrixUnits::MmaSync if mma::unsupported(&plan).is_none() => {}
+            MatrixUnits::Cooperative if coop.is_some() => {}
             _ => return None,
-        };
+        }
         let mut b = Binds::new(m);
         let index = |b: &mut Binds, buf: Buf, write: bool| {
             b.get(buf, write);
             b.list.iter().position(|(x, _)| *x == buf).unwrap_or(0)
         };
         let sizes = index(&mut b, Buf::Sizes, false);
-        let params = index(&mut b, Buf::ParamsF32, false);
+        // The cooperative-matrix kernel reads its layers from buffers of their own; the PTX
+        // kernels stage them from the parameters.
+        let (params, weights, biases) = if coop.is_some() {
+            let w = index(&mut b, Buf::LayerWeights { kernel: kid }, false);
+            (0, Some(w), Some(index(&mut b, Buf::LayerBiases { kernel: kid }, false)))
+        } else {
+            (index(&mut b, Buf::ParamsF32, false), None, None)
+        };
         let inputs = plan.inputs.iter().map(|&col| index(&mut b, Buf::Col { agent, col }, false)).collect();
         let outputs = plan.outputs.iter().map(|&col| index(&mut b, Buf::Col { agent, col }, true)).collect();
         let compensated = compensated_columns(m);
@@ -615,11 +643,12 @@ impl Gen<'_> {
             .iter()
             .map(|&col| compensated.contains(&(agent, col)).then(|| index(&mut b, Buf::Comp { agent, col }, true)))
             .collect();
-        let spec = mma::MmaKernel { plan, agent, sizes, params, inputs, outputs, comps };
-        let name = format!("{}.{}", m.kernels[kid].name, precision.name());
+        let spec = mma::MmaKernel { plan, agent, sizes, params, inputs, outputs, comps, weights, biases };
+        let variant = coop.as_ref().map_or(String::new(), coop::variant_name);
+        let name = format!("{}.{}{variant}", m.kernels[kid].name, precision.name());
         let n = self.push(name, Some(kid), b, Launch::Agents { agent }, Vec::new(), Vec::new(), false);
-        self.plan.kernels[n].rows = if workgroup.is_some() { coop::TILES } else { mma::ROWS };
-        self.plan.kernels[n].workgroup = workgroup;
+        self.plan.kernels[n].rows = coop.map_or(mma::ROWS, |v| coop::TILES * v.rows);
+        self.plan.kernels[n].coop = coop;
         // Kahan's update is only as good as the order of its operations.
         self.kernels[n].exact = spec.comps.iter().any(Option::is_some);
         self.kernels[n].mma = Some(spec);

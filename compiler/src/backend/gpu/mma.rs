@@ -71,6 +71,10 @@ pub struct MmaKernel {
     /// Per output, the compensation buffer of a column the executors update with Kahan's
     /// compensated sum (`cpu::abi::compensated_stores`), as the scalar kernel does.
     pub comps: Vec<Option<usize>>,
+    /// The cooperative-matrix kernel's f16 weights and f32 biases in device memory
+    /// (`Buf::LayerWeights`, `Buf::LayerBiases`); the PTX kernels read `params` instead.
+    pub weights: Option<usize>,
+    pub biases: Option<usize>,
 }
 
 /// One layer of the plan and its geometry, padded to the MMA shape.

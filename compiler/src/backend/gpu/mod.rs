@@ -12,4 +12,5 @@ pub mod mma;
 pub mod opencl;
 pub mod ptx;
 pub mod spirv;
+pub mod spirv_asm;
 pub mod wgsl;

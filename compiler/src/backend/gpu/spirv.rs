@@ -28,36 +28,30 @@ pub fn emit_module(m: &Module) -> Result<SpirvCode, String> {
 
 pub fn emit_module_with(m: &Module, opts: Options) -> Result<SpirvCode, String> {
     let code = generate(m, Options { matrix: MatrixUnits::Cooperative, ..opts })?;
-    let texts: Vec<String> = code
-        .kernels
-        .iter()
-        .zip(&code.plan.kernels)
-        .map(|(k, dk)| match (&k.mma, dk.workgroup) {
-            (Some(spec), Some(wg)) => coop::wgsl(spec, &k.name, &k.bindings, wg),
-            _ => print_kernel(&Wgsl, k, "main"),
-        })
-        .collect();
-    let uses_f64 = texts.iter().any(|t| t.contains("f64"));
-    let words = texts
-        .iter()
-        .zip(&code.kernels)
-        .map(|(text, k)| {
-            let matrix = k.mma.is_some();
-            compile(text, uses_f64 && !matrix, k.exact, matrix).map_err(|e| format!("kernel `{}`: {e}", k.name))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let uses_f64 = code.kernels.iter().any(|k| k.mma.is_none() && print_kernel(&Wgsl, k, "main").contains("f64"));
+    let mut texts = Vec::new();
+    let mut words = Vec::new();
+    for (k, dk) in code.kernels.iter().zip(&code.plan.kernels) {
+        // Cooperative-matrix kernels are written as SPIR-V directly: there is no WGSL of them.
+        if let Some(spec) = &k.mma {
+            texts.push(format!("// {}: cooperative-matrix SPIR-V (see --target spirv-asm)\n", k.name));
+            let variant = dk.coop.ok_or_else(|| format!("kernel `{}`: no cooperative-matrix variant", k.name))?;
+            words.push(coop::spirv(spec, &k.bindings, variant));
+            continue;
+        }
+        let text = print_kernel(&Wgsl, k, "main");
+        words.push(compile(&text, uses_f64, k.exact).map_err(|e| format!("kernel `{}`: {e}", k.name))?);
+        texts.push(text);
+    }
     Ok(SpirvCode { code, texts, words })
 }
 
 /// WGSL → validated naga module → SPIR-V words; `exact` forbids the driver to fuse or reorder
-/// float arithmetic (SPIR-V's `NoContraction`); `matrix` allows f16 and cooperative matrices.
-pub fn compile(wgsl: &str, f64: bool, exact: bool, matrix: bool) -> Result<Vec<u32>, String> {
+/// float arithmetic (SPIR-V's `NoContraction`).
+pub fn compile(wgsl: &str, f64: bool, exact: bool) -> Result<Vec<u32>, String> {
     use naga::valid::Capabilities;
     let module = naga::front::wgsl::parse_str(wgsl).map_err(|e| e.emit_to_string(wgsl))?;
-    let mut caps = if f64 { Capabilities::FLOAT64 } else { Capabilities::empty() };
-    if matrix {
-        caps |= Capabilities::SHADER_FLOAT16 | Capabilities::COOPERATIVE_MATRIX;
-    }
+    let caps = if f64 { Capabilities::FLOAT64 } else { Capabilities::empty() };
     let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
         .validate(&module)
         .map_err(|e| e.emit_to_string(wgsl))?;
@@ -66,7 +60,7 @@ pub fn compile(wgsl: &str, f64: bool, exact: bool, matrix: bool) -> Result<Vec<u
     // Kernels write every workgroup array before reading it.
     opts.zero_initialize_workgroup_memory = naga::back::spv::ZeroInitializeWorkgroupMemoryMode::None;
     let words = naga::back::spv::write_vec(&module, &info, &opts, None).map_err(|e| e.to_string())?;
-    let words = if matrix { without_16bit_io(&words)? } else { specialize_workgroup(&words)? };
+    let words = specialize_workgroup(&words)?;
     if exact {
         no_contraction(&words)
     } else {
@@ -86,32 +80,6 @@ fn instructions(words: &[u32]) -> Result<Vec<(usize, usize, u32)>, String> {
         }
         out.push((at, count, op));
         at += count;
-    }
-    Ok(out)
-}
-
-/// Drops the 16-bit storage capabilities naga declares for any module with f16 in it: the
-/// cooperative-matrix kernels keep f16 in workgroup memory only, and a device need not offer
-/// 16-bit buffers or shader inputs to run them.
-fn without_16bit_io(words: &[u32]) -> Result<Vec<u32>, String> {
-    use rspirv::spirv::Capability;
-    let io = [
-        Capability::StorageBuffer16BitAccess,
-        Capability::UniformAndStorageBuffer16BitAccess,
-        Capability::StorageInputOutput16,
-        Capability::StoragePushConstant16,
-    ]
-    .map(|c| c as u32);
-    let ext: Vec<u32> =
-        b"SPV_KHR_16bit_storage\0\0\0".chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    let mut out = words[..5].to_vec();
-    for (at, count, op) in instructions(words)? {
-        let operands = &words[at + 1..at + count];
-        let dropped = (op == Op::Capability as u32 && io.contains(&operands[0]))
-            || (op == Op::Extension as u32 && operands == ext.as_slice());
-        if !dropped {
-            out.extend_from_slice(&words[at..at + count]);
-        }
     }
     Ok(out)
 }
@@ -243,11 +211,12 @@ pub fn specialize_workgroup(words: &[u32]) -> Result<Vec<u32>, String> {
     Ok(m.assemble())
 }
 
-/// SPIR-V disassembly, for `aiic emit --target spirv-asm` and the snapshots.
+/// SPIR-V disassembly, for `aiic emit --target spirv-asm` and the snapshots: rspirv's, or for
+/// the cooperative-matrix kernels, which its grammar cannot read, [`spirv_asm::disassemble`].
 pub fn disassemble(words: &[u32]) -> String {
     use rspirv::binary::Disassemble;
     match rspirv::dr::load_words(words) {
         Ok(m) => m.disassemble(),
-        Err(e) => format!("; unreadable SPIR-V: {e}"),
+        Err(_) => super::spirv_asm::disassemble(words),
     }
 }
