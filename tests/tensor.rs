@@ -300,6 +300,8 @@ enum Variants {
     Staging,
     /// Those that read their weights from device memory.
     Streamed,
+    /// Those that do both.
+    StagingStreamed,
 }
 
 /// A Vulkan executor of `m` from `start`, offered `variants`; the variant it runs, if any.
@@ -314,6 +316,7 @@ fn vulkan_with<'m>(
         Variants::All => true,
         Variants::Staging => !v.conversions,
         Variants::Streamed => !v.staged_weights,
+        Variants::StagingStreamed => !v.conversions && !v.staged_weights,
     };
     let withheld: Vec<usize> =
         (0..plan.kernels.len()).filter(|&k| plan.kernels[k].coop.as_ref().is_some_and(|v| !offered(v))).collect();
@@ -419,7 +422,7 @@ fn vulkan_matches_the_interpreter_on_the_lattice() {
         if has_coop && coop_affordable(s, on_cpu) {
             runs.extend([("f16", Variants::All), ("auto", Variants::All), ("f16", Variants::Streamed)]);
             if converts {
-                runs.push(("f16", Variants::Staging));
+                runs.extend([("f16", Variants::Staging), ("f16", Variants::StagingStreamed)]);
             }
         }
         for (precision, variants) in runs {
@@ -434,8 +437,9 @@ fn vulkan_matches_the_interpreter_on_the_lattice() {
                 assert_eq!(kernel.is_some(), fits, "{}: cooperative matrices ({kernel:?})", label(s));
                 let k = kernel.as_deref().unwrap_or("");
                 let converting = k.contains(".converting");
-                assert_eq!(converting, fits && variants != Variants::Staging && converts, "{}: {k}", label(s));
-                if fits && variants == Variants::Streamed {
+                let staging = matches!(variants, Variants::Staging | Variants::StagingStreamed);
+                assert_eq!(converting, fits && !staging && converts, "{}: {k}", label(s));
+                if fits && matches!(variants, Variants::Streamed | Variants::StagingStreamed) {
                     assert!(k.ends_with(".streamed"), "{}: {k}", label(s));
                 }
             }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Bumped when the manifest changes incompatibly.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 /// The file of the tensor parameters' elements: raw little-endian f64, tensor after tensor.
 const TENSORS: &str = "tensors.f64";
 

@@ -283,6 +283,21 @@ impl<'m> CudaBackend<'m> {
         Ok(())
     }
 
+    /// Runs the plan's search for non-finite values: whether it and the fail word found
+    /// nothing, so that the state need not be read back (false where the plan has no search).
+    fn clean_on_device(&mut self) -> Result<bool, CudaError> {
+        if self.plan.finite.is_empty() {
+            return Ok(false);
+        }
+        let ops = self.plan.finite.clone();
+        self.enqueue(&ops)?;
+        let mut words = self.read(&Buf::NonFinite)?;
+        if self.buffers.contains_key(&Buf::Fail) {
+            words.extend(self.read(&Buf::Fail)?);
+        }
+        Ok(words.iter().all(|b| *b == 0))
+    }
+
     fn failure(&self, e: CudaError) -> RunError {
         RunError::Invalid(format!("CUDA ({}): {e}", self.name))
     }
@@ -369,7 +384,11 @@ impl Backend for CudaBackend<'_> {
 
     fn find_non_finite(&mut self) -> Result<Option<(usize, usize, String)>, RunError> {
         if self.host.scan_due() {
-            self.download()?;
+            if self.clean_on_device().map_err(|e| self.failure(e))? {
+                self.host.clean();
+            } else {
+                self.download()?;
+            }
         }
         Ok(self.host.scan())
     }

@@ -69,6 +69,8 @@ pub enum Buf {
     ParamsF64,
     /// One `u32`: 0, or 1 + (kernel << 16 | message) of a failed check.
     Fail,
+    /// One `u32`: 1 where a state value was not finite when [`GpuPlan::finite`] last ran.
+    NonFinite,
     /// Per agent of the grid's type: its hashed cell.
     GridCell {
         grid: usize,
@@ -277,6 +279,12 @@ pub struct GpuPlan {
     /// Tensor interactions of precision `auto`, which the executor settles before the first step.
     #[serde(default)]
     pub choices: Vec<TensorChoice>,
+    /// Commands that look for non-finite values in the state on the device, leaving 1 in
+    /// `Buf::NonFinite` where they find one: the executor reads that word instead of the whole
+    /// state every [`SCAN_EVERY`] steps, and the state only when it is set. Empty where the
+    /// state has no float column.
+    #[serde(default)]
+    pub finite: Vec<GpuOp>,
 }
 
 /// A tensor interaction with kernels on matrix units that the executor decides between: the
@@ -499,10 +507,10 @@ impl GpuPlan {
         out
     }
 
-    /// Every command the plan may issue: the step's, the first force passes', and the fills of
-    /// the law terms.
+    /// Every command the plan may issue: the step's, the first force passes', the search for
+    /// non-finite values and the fills of the law terms.
     pub fn ops(&self) -> impl Iterator<Item = &GpuOp> {
-        self.step.iter().chain(&self.prime).chain(self.laws.iter().flatten().flat_map(|t| &t.fill))
+        self.step.iter().chain(&self.prime).chain(&self.finite).chain(self.laws.iter().flatten().flat_map(|t| &t.fill))
     }
 
     /// The first of the law kernels, which the generator writes after the step's (the number
@@ -574,7 +582,7 @@ impl GpuPlan {
             Buf::Sizes => (counts.len() + self.grids.len(), 4),
             Buf::ParamsF32 | Buf::ParamsI32 => (m.lane_count(), 4),
             Buf::ParamsF64 => (m.lane_count(), 8),
-            Buf::Fail => (1, 4),
+            Buf::Fail | Buf::NonFinite => (1, 4),
             Buf::GridCell { grid } | Buf::GridSorted { grid } => (counts[self.grids[grid].agent], 4),
             Buf::GridCount { grid } => (buckets(counts[self.grids[grid].agent]), 4),
             Buf::GridStart { grid } => (buckets(counts[self.grids[grid].agent]) + 1, 4),
@@ -657,9 +665,15 @@ impl HostCopy {
         self.world.step += steps;
     }
 
-    /// Whether the state should be read back now to be looked at.
+    /// Whether the state should be looked at now.
     pub fn scan_due(&self) -> bool {
         !self.fresh && self.world.step >= self.last_scan + SCAN_EVERY
+    }
+
+    /// Records that the device found the state finite and no check failed ([`GpuPlan::finite`]):
+    /// nothing to read back.
+    pub fn clean(&mut self) {
+        self.last_scan = self.world.step;
     }
 
     /// The first non-finite value of a copy just read, looked for once per step.
@@ -889,9 +903,25 @@ mod tests {
             prime: vec![GpuOp::Launch(0)],
             laws: Vec::new(),
             choices: Vec::new(),
+            finite: vec![GpuOp::Launch(0)],
         };
         plan.relaunch(0, 7);
         assert_eq!(plan.step, vec![GpuOp::Launch(7), GpuOp::Launch(1), GpuOp::Launch(7)]);
         assert_eq!(plan.prime, vec![GpuOp::Launch(7)]);
+        assert_eq!(plan.finite, vec![GpuOp::Launch(0)]);
+    }
+
+    #[test]
+    fn a_clean_search_on_the_device_defers_the_next_look_without_reading_the_state() {
+        let mut host = HostCopy::new(World::new(Vec::new()));
+        host.ran(SCAN_EVERY - 1);
+        assert!(!host.scan_due());
+        host.ran(1);
+        assert!(host.scan_due());
+        host.clean();
+        assert!(!host.scan_due() && !host.fresh, "nothing was read");
+        assert_eq!(host.scan(), None);
+        host.ran(SCAN_EVERY);
+        assert!(host.scan_due());
     }
 }

@@ -262,6 +262,26 @@ impl<'m> OpenClBackend<'m> {
         Ok(last)
     }
 
+    /// Runs the plan's search for non-finite values: whether it and the fail word found
+    /// nothing, so that the state need not be read back (false where the plan has no search).
+    fn clean_on_device(&mut self) -> Result<bool, ClError> {
+        if self.plan.finite.is_empty() {
+            return Ok(false);
+        }
+        let ops = self.plan.finite.clone();
+        self.enqueue(&ops)?;
+        let mut words = Vec::new();
+        for b in [Buf::NonFinite, Buf::Fail] {
+            let Some(buf) = self.buffers.get(&b) else { continue };
+            let mut word = [0u8; 4];
+            // SAFETY: a blocking read of the buffer's first word.
+            unsafe { self.queue.enqueue_read_buffer(buf, CL_BLOCKING, 0, &mut word, &[]) }
+                .map_err(call("reading a word back"))?;
+            words.extend(word);
+        }
+        Ok(words.iter().all(|b| *b == 0))
+    }
+
     fn failure(&self, e: ClError) -> RunError {
         RunError::Invalid(format!("OpenCL ({}): {e}", self.name))
     }
@@ -316,7 +336,11 @@ impl Backend for OpenClBackend<'_> {
 
     fn find_non_finite(&mut self) -> Result<Option<(usize, usize, String)>, RunError> {
         if self.host.scan_due() {
-            self.download()?;
+            if self.clean_on_device().map_err(|e| self.failure(e))? {
+                self.host.clean();
+            } else {
+                self.download()?;
+            }
         }
         Ok(self.host.scan())
     }

@@ -1,6 +1,6 @@
-//! Whether a device runs aiic's cooperative-matrix kernels (f16 16×16×16 products accumulated in
-//! f32, per subgroup, in the Vulkan memory model), and the features a device must be created
-//! with to run them.
+//! Whether a device runs aiic's cooperative-matrix kernels (square f16 products accumulated in
+//! f32, per subgroup, in the Vulkan memory model; Vulkan 1.3, where all they use but the matrices
+//! is core), and the features a device must be created with to run them.
 
 use super::Instance;
 use ash::vk;
@@ -14,6 +14,11 @@ pub struct Coop {
     pub conversions: bool,
     /// Pipelines can require whole subgroups (`computeFullSubgroups`).
     pub full_subgroups: bool,
+    /// Pipelines can require [`Coop::subgroup`] as their subgroup size, which a device whose
+    /// subgroups vary in size must be told: the kernels' workgroups are whole subgroups of it.
+    pub required_size: bool,
+    /// The device's subgroups may be of other sizes than [`Coop::subgroup`].
+    pub varying_size: bool,
     /// Sides of the square f16 products with f32 accumulators it offers a subgroup.
     pub shapes: Vec<u32>,
     /// Bytes of workgroup memory a workgroup may declare.
@@ -23,7 +28,10 @@ pub struct Coop {
 impl Coop {
     /// Whether the device runs this variant of a kernel.
     pub fn runs(&self, k: &crate::gpu::CoopKernel) -> bool {
-        self.shapes.contains(&k.shape) && (self.conversions || !k.conversions) && k.shared <= self.max_shared
+        self.shapes.contains(&k.shape)
+            && (self.conversions || !k.conversions)
+            && k.shared <= self.max_shared
+            && (self.required_size || !self.varying_size)
     }
 }
 
@@ -76,6 +84,9 @@ pub fn support(inst: &Instance, pd: vk::PhysicalDevice) -> Result<Coop, String> 
     }
     // SAFETY: as above.
     let api = unsafe { i.get_physical_device_properties(pd) }.api_version;
+    if api < vk::API_VERSION_1_3 {
+        return Err("Vulkan 1.3 is needed".into());
+    }
     let mut coop = vk::PhysicalDeviceCooperativeMatrixFeaturesKHR::default();
     let mut f16 = vk::PhysicalDeviceShaderFloat16Int8Features::default();
     let mut model = vk::PhysicalDeviceVulkanMemoryModelFeatures::default();
@@ -86,8 +97,7 @@ pub fn support(inst: &Instance, pd: vk::PhysicalDevice) -> Result<Coop, String> 
         .push_next(&mut f16)
         .push_next(&mut model)
         .push_next(&mut sizes);
-    // The conversions need SPIR-V 1.6, which a Vulkan 1.3 device reads.
-    let matrix2_usable = has(MATRIX2_NAME) && api >= vk::API_VERSION_1_3;
+    let matrix2_usable = has(MATRIX2_NAME);
     if matrix2_usable {
         features = features.push_next(&mut matrix2);
     }
@@ -100,7 +110,8 @@ pub fn support(inst: &Instance, pd: vk::PhysicalDevice) -> Result<Coop, String> 
         return Err("no Vulkan memory model".into());
     }
     let mut subgroup = vk::PhysicalDeviceSubgroupProperties::default();
-    let mut props = vk::PhysicalDeviceProperties2::default().push_next(&mut subgroup);
+    let mut size_control = vk::PhysicalDeviceSubgroupSizeControlProperties::default();
+    let mut props = vk::PhysicalDeviceProperties2::default().push_next(&mut subgroup).push_next(&mut size_control);
     // SAFETY: as above.
     unsafe { i.get_physical_device_properties2(pd, &mut props) };
     let max_shared = props.properties.limits.max_compute_shared_memory_size;
@@ -130,6 +141,9 @@ pub fn support(inst: &Instance, pd: vk::PhysicalDevice) -> Result<Coop, String> 
         subgroup: subgroup.subgroup_size,
         conversions: matrix2_usable && matrix2.conversions == vk::TRUE,
         full_subgroups: sizes.compute_full_subgroups == vk::TRUE,
+        required_size: sizes.subgroup_size_control == vk::TRUE
+            && size_control.required_subgroup_size_stages.contains(vk::ShaderStageFlags::COMPUTE),
+        varying_size: size_control.min_subgroup_size != size_control.max_subgroup_size,
         shapes: sides,
         max_shared,
     })

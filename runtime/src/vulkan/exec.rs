@@ -204,7 +204,7 @@ impl<'m> VulkanBackend<'m> {
         let mut coop_features = vk::PhysicalDeviceCooperativeMatrixFeaturesKHR::default().cooperative_matrix(true);
         let mut f16_features = vk::PhysicalDeviceShaderFloat16Int8Features::default().shader_float16(true);
         let mut model_features = vk::PhysicalDeviceVulkanMemoryModelFeatures::default().vulkan_memory_model(true);
-        let mut size_features = vk::PhysicalDeviceSubgroupSizeControlFeatures::default().compute_full_subgroups(true);
+        let mut size_features = vk::PhysicalDeviceSubgroupSizeControlFeatures::default();
         let mut matrix2_features =
             super::coop::Matrix2Features { conversions: vk::TRUE, ..super::coop::Matrix2Features::default() };
         let mut stats_features =
@@ -216,7 +216,9 @@ impl<'m> VulkanBackend<'m> {
             extensions.push(ash::khr::cooperative_matrix::NAME.as_ptr());
             features2 =
                 features2.push_next(&mut coop_features).push_next(&mut f16_features).push_next(&mut model_features);
-            if c.full_subgroups {
+            if c.full_subgroups || c.required_size {
+                size_features =
+                    size_features.compute_full_subgroups(c.full_subgroups).subgroup_size_control(c.required_size);
                 features2 = features2.push_next(&mut size_features);
             }
             if c.conversions {
@@ -281,8 +283,9 @@ impl<'m> VulkanBackend<'m> {
         if self.plan.choices.is_empty() {
             return Ok(());
         }
+        // A device with cooperative matrices may still run none of a kernel's variants.
         let units = match &self.coop {
-            Ok(_) => "cooperative matrices".to_string(),
+            Ok(_) => "cooperative matrices of the shapes and sizes aiic's kernels use".to_string(),
             Err(why) => format!("cooperative matrices ({why})"),
         };
         let settled = gpu::settle_choices(self, self.coop.is_ok(), &units)?;
@@ -440,10 +443,20 @@ impl<'m> VulkanBackend<'m> {
                 } else {
                     vk::PipelineCreateFlags::empty()
                 };
-                // A cooperative matrix needs every invocation of its subgroup.
+                // A cooperative matrix needs every invocation of its subgroup, and the workgroup
+                // is whole subgroups of the size it was sized for.
+                let mut required = vk::PipelineShaderStageRequiredSubgroupSizeCreateInfo::default();
                 let stage = match &self.coop {
-                    Ok(c) if c.full_subgroups && k.coop.is_some() => {
-                        stage.flags(vk::PipelineShaderStageCreateFlags::REQUIRE_FULL_SUBGROUPS)
+                    Ok(c) if k.coop.is_some() => {
+                        let mut stage = stage;
+                        if c.full_subgroups {
+                            stage = stage.flags(vk::PipelineShaderStageCreateFlags::REQUIRE_FULL_SUBGROUPS);
+                        }
+                        if c.required_size {
+                            required = required.required_subgroup_size(c.subgroup);
+                            stage = stage.push_next(&mut required);
+                        }
+                        stage
                     }
                     _ => stage,
                 };
@@ -612,6 +625,21 @@ impl<'m> VulkanBackend<'m> {
         Ok(())
     }
 
+    /// Runs the plan's search for non-finite values: whether it and the fail word found
+    /// nothing, so that the state need not be read back (false where the plan has no search).
+    fn clean_on_device(&mut self) -> Result<bool, VkError> {
+        if self.plan.finite.is_empty() {
+            return Ok(false);
+        }
+        let ops = self.plan.finite.clone();
+        self.run_once("looking for non-finite values", |me, cb| me.record(cb, &ops))?;
+        let mut words = gpu::Trial::read(self, &Buf::NonFinite)?;
+        if self.buffers.contains_key(&Buf::Fail) {
+            words.extend(gpu::Trial::read(self, &Buf::Fail)?);
+        }
+        Ok(words.iter().all(|b| *b == 0))
+    }
+
     /// Waits for every submitted step.
     fn wait(&mut self) -> Result<(), VkError> {
         if self.pending > 0 {
@@ -751,9 +779,11 @@ fn keep_runnable(
 }
 
 /// An upper bound of the loop trips of one invocation of variant `v` of the cooperative-matrix
-/// kernel `k` on subgroups of `subgroup`: the copy of the weights, then per tile the staging of
-/// the inputs, the elementwise activation of every hidden accumulator and the output stores
-/// (the loops `compiler/src/backend/gpu/coop.rs` writes).
+/// kernel `k` on subgroups of `subgroup`, as llvmpipe counts them (each run of a loop costs its
+/// trips and one more, and all loops of a shader share one limit): the copy of the weights, then
+/// the loop over tiles and in each tile the staging of the inputs, the elementwise activation of
+/// every hidden accumulator and the output stores (the loops `compiler/src/backend/gpu/coop.rs`
+/// writes).
 fn coop_trips(module: &Module, k: &gpu::DeviceKernel, v: &gpu::CoopKernel, subgroup: u32) -> u64 {
     let Some(plan) = k.source.and_then(|s| module.kernels.get(s)).and_then(|k| k.tensor.as_ref()) else {
         return 0;
@@ -761,14 +791,15 @@ fn coop_trips(module: &Module, k: &gpu::DeviceKernel, v: &gpu::CoopKernel, subgr
     let ls = gpu::coop_layers(&plan.layers);
     let (s, shape, rows) = (u64::from(subgroup.max(1)), u64::from(v.shape), u64::from(v.rows.max(1)));
     let wg = u64::from(v.subgroups) * s;
+    let run = |trips: u64| trips + 1;
     let copy = if v.staged_weights {
         let biases: u64 = ls.iter().map(|l| u64::from(l.n)).sum();
-        ls.iter().map(|l| (u64::from(l.k * l.stride) / 8).div_ceil(wg)).sum::<u64>() + biases.div_ceil(wg)
+        ls.iter().map(|l| run((u64::from(l.k * l.stride) / 8).div_ceil(wg))).sum::<u64>() + run(biases.div_ceil(wg))
     } else {
         0
     };
-    let per_row = rows.div_ceil(s);
-    let elements = (shape * shape).div_ceil(s);
+    let per_row = run(rows.div_ceil(s));
+    let elements = run((shape * shape).div_ceil(s));
     let last = ls.len().saturating_sub(1);
     let layers: u64 = ls
         .iter()
@@ -782,7 +813,8 @@ fn coop_trips(module: &Module, k: &gpu::DeviceKernel, v: &gpu::CoopKernel, subgr
             }
         })
         .sum();
-    copy + u64::from(k.rows) / rows * (per_row + layers)
+    let tiles = u64::from(k.rows) / rows;
+    copy + run(tiles) + tiles * (per_row + layers)
 }
 
 /// Bytes of workgroup memory per thread of the kernel that needs the most.
@@ -865,7 +897,11 @@ impl Backend for VulkanBackend<'_> {
 
     fn find_non_finite(&mut self) -> Result<Option<(usize, usize, String)>, RunError> {
         if self.host.scan_due() {
-            self.download()?;
+            if self.clean_on_device().map_err(|e| self.failure(e))? {
+                self.host.clean();
+            } else {
+                self.download()?;
+            }
         }
         Ok(self.host.scan())
     }

@@ -95,7 +95,10 @@ impl Instance {
         let app = vk::ApplicationInfo::default()
             .application_name(c"aiic")
             .engine_name(c"aiic")
-            .api_version(vk::API_VERSION_1_1);
+            // The tensor kernels need Vulkan 1.3 where the device has it (SPIR-V 1.6, the memory
+            // model, subgroup size control); the other kernels need 1.1, which every device with a
+            // lower version is used as.
+            .api_version(vk::API_VERSION_1_3);
         let want_validation = std::env::var("AIIC_VALIDATION").is_ok_and(|v| v == "1");
         let layer = c"VK_LAYER_KHRONOS_validation";
         // SAFETY: plain queries of the loader.

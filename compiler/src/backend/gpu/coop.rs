@@ -61,6 +61,11 @@ pub const VERSION: (u8, u8) = (1, 3);
 /// reads at once in different banks.
 const PAD_HALVES: u32 = 8;
 
+/// The `NonPrivatePointer` memory operand: accesses to workgroup memory that other invocations
+/// of the subgroup or workgroup read or wrote. The Vulkan memory model, which cooperative
+/// matrices require, orders only such accesses across invocations at a barrier.
+const NON_PRIVATE: u32 = spirv_headers::MemoryAccess::NON_PRIVATE_POINTER.bits();
+
 /// Whether `plan` has a cooperative-matrix kernel, or why not.
 pub fn supported(plan: &TensorPlan) -> Result<(), String> {
     if plan.precision != Precision::F16 {
@@ -76,7 +81,7 @@ pub fn supported(plan: &TensorPlan) -> Result<(), String> {
 /// The variants of a kernel the executor chooses from, best first: 16×16×16 products (GPUs),
 /// then 8×8×8 (lavapipe), each with accumulators converted in registers before through
 /// workgroup memory, each with its weights copied to workgroup memory (where they fit in
-/// [`STAGED_BUDGET`]) before read from device memory (within [`STREAMED_BUDGET`]).
+/// [`STAGED_BUDGET`]) before read from device memory (sized for [`STREAMED_BUDGET`]).
 pub fn variants(plan: &TensorPlan) -> Vec<CoopKernel> {
     let ls = coop_layers(&plan.layers);
     let mut out = Vec::new();
@@ -128,7 +133,10 @@ impl SharedWeights {
 }
 
 /// How many subgroups a workgroup of variant `v` has: as many as fit in its budget beside its
-/// copy of the weights, up to [`MAX_SUBGROUPS`]; none where the weights leave no room for one.
+/// copy of the weights, up to [`MAX_SUBGROUPS`]; none where the weights leave no room for one,
+/// and one where a variant that reads them from device memory needs more than its budget for
+/// one subgroup's staging (inputs of more than about 240 features), which a device then runs
+/// only within its own limit.
 /// NVIDIA's driver keeps about 48 KiB of workgroup memory on a multiprocessor, so subgroups that
 /// share one copy of the weights are what fills it.
 fn subgroups(ls: &[CoopLayer], v: CoopKernel) -> Option<u32> {
@@ -387,21 +395,46 @@ impl Gen<'_> {
 
     /// Orders the subgroup's accesses to its staging slice before what follows.
     fn barrier(&mut self) {
-        let scope = self.u(Scope::Subgroup as u32);
-        let semantics = self.u((MemorySemantics::ACQUIRE_RELEASE | MemorySemantics::WORKGROUP_MEMORY).bits());
+        self.control_barrier(Scope::Subgroup);
+    }
+
+    /// A control barrier of `scope` that makes the workgroup memory its invocations wrote
+    /// available and visible to them (the Vulkan memory model orders only non-private accesses,
+    /// see [`NON_PRIVATE`]).
+    fn control_barrier(&mut self, scope: Scope) {
+        let scope = self.u(scope as u32);
+        let semantics = MemorySemantics::ACQUIRE_RELEASE
+            | MemorySemantics::WORKGROUP_MEMORY
+            | MemorySemantics::MAKE_AVAILABLE
+            | MemorySemantics::MAKE_VISIBLE;
+        let semantics = self.u(semantics.bits());
         self.asm.exec(Op::ControlBarrier, &[scope, scope, semantics]);
     }
 
-    fn coop_load(&mut self, ty: u32, ptr: u32, layout: CooperativeMatrixLayout, stride: u32) -> u32 {
-        let layout = self.u(layout as u32);
-        let stride = self.u(stride);
-        self.asm.op(Op::CooperativeMatrixLoadKHR, ty, &[ptr, layout, stride])
+    /// A load through a pointer into workgroup memory, which other invocations wrote.
+    fn shared_load(&mut self, ty: u32, ptr: u32) -> u32 {
+        self.asm.op(Op::Load, ty, &[ptr, NON_PRIVATE])
     }
 
+    /// A store through a pointer into workgroup memory, which other invocations read.
+    fn shared_store(&mut self, ptr: u32, value: u32) {
+        self.asm.exec(Op::Store, &[ptr, value, NON_PRIVATE]);
+    }
+
+    /// A cooperative load from workgroup memory (`shared`) or from a buffer.
+    fn coop_load(&mut self, ty: u32, ptr: u32, layout: CooperativeMatrixLayout, stride: u32, shared: bool) -> u32 {
+        let layout = self.u(layout as u32);
+        let stride = self.u(stride);
+        let mut operands = vec![ptr, layout, stride];
+        operands.extend(shared.then_some(NON_PRIVATE));
+        self.asm.op(Op::CooperativeMatrixLoadKHR, ty, &operands)
+    }
+
+    /// A cooperative store to the staging slice, in workgroup memory.
     fn coop_store(&mut self, ptr: u32, value: u32, stride: u32) {
         let layout = self.u(CooperativeMatrixLayout::RowMajorKHR as u32);
         let stride = self.u(stride);
-        self.asm.exec(Op::CooperativeMatrixStoreKHR, &[ptr, value, layout, stride]);
+        self.asm.exec(Op::CooperativeMatrixStoreKHR, &[ptr, value, layout, stride, NON_PRIVATE]);
     }
 
     /// `if cond { then() }`.
@@ -567,7 +600,7 @@ impl Gen<'_> {
                 let d = g.add_c(d, at / 8);
                 let ptr = g.ptr(StorageClass::Workgroup, g.t.v4u32);
                 let dp = g.asm.op(Op::AccessChain, ptr, &[weights, d]);
-                g.asm.exec(Op::Store, &[dp, val]);
+                g.shared_store(dp, val);
             });
         }
         let n = self.u(copy.biases);
@@ -576,11 +609,9 @@ impl Gen<'_> {
             let val = g.asm.op(Op::Load, g.t.f32_, &[sp]);
             let ptr = g.ptr(StorageClass::Workgroup, g.t.f32_);
             let dp = g.asm.op(Op::AccessChain, ptr, &[biases, i]);
-            g.asm.exec(Op::Store, &[dp, val]);
+            g.shared_store(dp, val);
         });
-        let scope = self.u(Scope::Workgroup as u32);
-        let semantics = self.u((MemorySemantics::ACQUIRE_RELEASE | MemorySemantics::WORKGROUP_MEMORY).bits());
-        self.asm.exec(Op::ControlBarrier, &[scope, scope, semantics]);
+        self.control_barrier(Scope::Workgroup);
     }
 
     /// The B operand of k-tile `t` and n-tile `nt` of layer `li`, from the workgroup's copy or
@@ -592,11 +623,11 @@ impl Gen<'_> {
             let q = self.u((copy.at[li] + t * side * stride + nt * side) / 8);
             let ptr = self.ptr(StorageClass::Workgroup, self.t.v4u32);
             let ptr = self.asm.op(Op::AccessChain, ptr, &[weights, q]);
-            return self.coop_load(self.t.b16, ptr, CooperativeMatrixLayout::RowMajorKHR, stride / 8);
+            return self.coop_load(self.t.b16, ptr, CooperativeMatrixLayout::RowMajorKHR, stride / 8, true);
         }
         let quad = self.u((l.w_at + t * side * l.stride + nt * side) / 8);
         let ptr = self.element(self.k.weights.expect("weights binding"), self.t.v4u32, quad);
-        self.coop_load(self.t.b16, ptr, CooperativeMatrixLayout::RowMajorKHR, l.stride / 8)
+        self.coop_load(self.t.b16, ptr, CooperativeMatrixLayout::RowMajorKHR, l.stride / 8, false)
     }
 
     /// The A operands of `k` staged inputs in rows of `row` quads: one per k-tile and row tile.
@@ -608,7 +639,7 @@ impl Gen<'_> {
                     .map(|m| {
                         let q = self.add_c(self.stage0, m * side * row + t * side / 8);
                         let ptr = self.stage_quad(q);
-                        self.coop_load(self.t.a16, ptr, CooperativeMatrixLayout::RowMajorKHR, row)
+                        self.coop_load(self.t.a16, ptr, CooperativeMatrixLayout::RowMajorKHR, row, true)
                     })
                     .collect()
             })
@@ -621,10 +652,10 @@ impl Gen<'_> {
         if let Some((_, _, biases)) = self.copy {
             let ptr = self.ptr(StorageClass::Workgroup, self.t.f32_);
             let ptr = self.asm.op(Op::AccessChain, ptr, &[biases, index]);
-            return self.coop_load(self.t.c32, ptr, CooperativeMatrixLayout::RowMajorKHR, 0);
+            return self.coop_load(self.t.c32, ptr, CooperativeMatrixLayout::RowMajorKHR, 0, true);
         }
         let ptr = self.element(self.k.biases.expect("biases binding"), self.t.f32_, index);
-        self.coop_load(self.t.c32, ptr, CooperativeMatrixLayout::RowMajorKHR, 0)
+        self.coop_load(self.t.c32, ptr, CooperativeMatrixLayout::RowMajorKHR, 0, false)
     }
 
     /// Stages the inputs of the agents from `first` as f16 rows of `k` (zero past the last input
@@ -664,7 +695,7 @@ impl Gen<'_> {
                 let quad = g.asm.op(Op::CompositeConstruct, g.t.v4u32, &words);
                 let q = g.add_c(base, o as u32);
                 let ptr = g.stage_quad(q);
-                g.asm.exec(Op::Store, &[ptr, quad]);
+                g.shared_store(ptr, quad);
             }
         });
         self.barrier();
@@ -784,7 +815,7 @@ impl Gen<'_> {
                     }
                     let q = g.add_c(base, j / 4);
                     let ptr = g.stage_word(q, j % 4);
-                    let word = g.asm.op(Op::Load, g.t.u32_, &[ptr]);
+                    let word = g.shared_load(g.t.u32_, ptr);
                     let v = g.asm.op(Op::Bitcast, g.t.f32_, &[word]);
                     g.store(agent, col, v);
                 }

@@ -21,7 +21,7 @@ use aiic_runtime::gpu::{
     self, device_scalar, Buf, CoopKernel, DeviceKernel, GpuOp, GpuPlan, GpuTerm, GridSpec, Launch, TensorChoice,
     PARTIALS, TILE_UNROLL,
 };
-use aiic_runtime::ir::{Activation, Kernel, Module, Op, Pattern, Precision, Scalar, Sched, TensorPlan, V};
+use aiic_runtime::ir::{Activation, Kernel, Module, Op, Pattern, Precision, Scalar, Sched, TensorPlan, UnOp, V};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -70,6 +70,7 @@ pub fn generate(m: &Module, opts: Options) -> Result<GpuCode, String> {
         prime: Vec::new(),
         laws: Vec::new(),
         choices: Vec::new(),
+        finite: Vec::new(),
     };
     let mut g = Gen { m, plan, kernels: Vec::new(), rows: opts.rows.max(1), matrix: opts.matrix };
     let mut done: HashMap<usize, Vec<GpuOp>> = HashMap::new();
@@ -94,6 +95,12 @@ pub fn generate(m: &Module, opts: Options) -> Result<GpuCode, String> {
     let [step, prime] = lists;
     g.plan.step = step;
     g.plan.prime = prime;
+    // Before the law kernels, which a device without f64 drops from the end of the list.
+    let finite: Vec<usize> = (0..m.agents.len()).flat_map(|a| g.finite(a)).collect();
+    if !finite.is_empty() {
+        g.plan.finite =
+            std::iter::once(GpuOp::Zero(Buf::NonFinite)).chain(finite.into_iter().map(GpuOp::Launch)).collect();
+    }
     // A law term without a device form leaves the laws to the host, which always can.
     let before = (g.plan.kernels.len(), g.kernels.len(), g.plan.grids.len());
     match g.laws() {
@@ -151,6 +158,7 @@ impl<'a> Binds<'a> {
             Buf::ParamsI32 => ("params_i".into(), Scalar::I32, false),
             Buf::ParamsF64 => ("params_d".into(), Scalar::F64, false),
             Buf::Fail => ("fail".into(), Scalar::U32, false),
+            Buf::NonFinite => ("nonfinite".into(), Scalar::U32, false),
             Buf::GridCell { grid } => (format!("grid{grid}_cell"), Scalar::U32, false),
             Buf::GridCount { grid } => (format!("grid{grid}_count"), Scalar::U32, true),
             Buf::GridStart { grid } => (format!("grid{grid}_start"), Scalar::U32, false),
@@ -243,6 +251,10 @@ fn field_runs(m: &Module, agent: usize, cols: &[u32]) -> Vec<Run> {
 fn lanes_loop(n: u32, body: S) -> S {
     S::Block(vec![var_("j", Scalar::U32, u(0)), S::While(lt(var("j"), u(n as u64)), vec![body, incr("j", u(1))])])
 }
+
+/// State buffers a kernel of the search for non-finite values reads at most: lavapipe allows 32
+/// a shader, the flag and the agent counts are two more.
+const FINITE_BUFFERS: usize = 24;
 
 /// The buffers holding these columns, each once (a wide field's for all its lanes).
 fn homes(m: &Module, agent: usize, cols: &[u32]) -> Vec<Buf> {
@@ -491,6 +503,75 @@ impl Gen<'_> {
         }
         let body = per_agent(&mut b, agent, body);
         let name = format!("exact_{}", m.agents[agent].name);
+        self.push(name, None, b, Launch::Agents { agent }, Vec::new(), body, false)
+    }
+
+    /// The kernels that look for non-finite values in agent type `agent`'s state (every column
+    /// of a field that is not scratch, as `World::find_non_finite` does): each thread tests its
+    /// agent's float columns and writes 1 to `Buf::NonFinite` where one is NaN or infinite.
+    /// `|x| <= max` is false for both in the IEEE arithmetic of every target (none is compiled
+    /// with fast-math). A kernel reads at most [`FINITE_BUFFERS`] buffers, so that a type of
+    /// many fields stays within a device's bindings; none where the type has no float column.
+    fn finite(&mut self, agent: usize) -> Vec<usize> {
+        let m = self.m;
+        let mut cols = Vec::new();
+        let mut col = 0u32;
+        for f in &m.agents[agent].fields {
+            for _ in &f.lanes {
+                let s = device_scalar(m.column_types[agent][col as usize]);
+                if f.kind != aiic_runtime::FieldKind::Scratch && matches!(s, Scalar::F32 | Scalar::F64) {
+                    cols.push(col);
+                }
+                col += 1;
+            }
+        }
+        // Runs of columns in groups of at most FINITE_BUFFERS buffers (a wide field is one).
+        let mut groups: Vec<Vec<u32>> = Vec::new();
+        for run in field_runs(m, agent, &cols) {
+            let run_cols: Vec<u32> = match run {
+                Run::Lanes { at, n, .. } => cols[at..at + n as usize].to_vec(),
+                Run::Col { col, .. } => vec![col],
+            };
+            match groups.last_mut() {
+                Some(g) if homes(m, agent, g).len() < FINITE_BUFFERS => g.extend(run_cols),
+                _ => groups.push(run_cols),
+            }
+        }
+        groups.into_iter().enumerate().map(|(i, cols)| self.finite_group(agent, i, &cols)).collect()
+    }
+
+    /// One kernel of [`Gen::finite`], for these float columns of agent type `agent`.
+    fn finite_group(&mut self, agent: usize, part: usize, cols: &[u32]) -> usize {
+        let m = self.m;
+        let mut b = Binds::new(m);
+        let flag = b.get(Buf::NonFinite, true);
+        let not_finite = |x: E, s: Scalar| {
+            let max = if s == Scalar::F64 { f64::MAX } else { f32::MAX as f64 };
+            E::Un(UnOp::Not, Scalar::Bool, Box::new(bin(Bo::Le, E::Un(UnOp::Abs, s, Box::new(x)), E::F(max, s))))
+        };
+        let mark = || vec![store(&flag, u(0), u(1))];
+        let mut body = Vec::new();
+        for run in field_runs(m, agent, cols) {
+            match run {
+                Run::Lanes { at, buf, lane, n } => {
+                    let s = device_scalar(m.column_types[agent][cols[at] as usize]);
+                    let name = b.get(buf, false);
+                    let at = b.lane_index(agent, add(u(lane as u64), var("j")), E::Gid);
+                    body.push(lanes_loop(n, S::If(not_finite(ld(&name, at), s), mark(), Vec::new())));
+                }
+                Run::Col { col, .. } => {
+                    let s = device_scalar(m.column_types[agent][col as usize]);
+                    let x = b.col(agent, col, E::Gid);
+                    body.push(S::If(not_finite(x, s), mark(), Vec::new()));
+                }
+            }
+        }
+        let body = per_agent(&mut b, agent, body);
+        let name = if part == 0 {
+            format!("finite_{}", m.agents[agent].name)
+        } else {
+            format!("finite_{}_{part}", m.agents[agent].name)
+        };
         self.push(name, None, b, Launch::Agents { agent }, Vec::new(), body, false)
     }
 

@@ -286,6 +286,15 @@ fn line(op: Op, w: &[u32]) -> String {
             return format!("%{} = {name} %{} %{} {inst} {}", w[1], w[0], w[2], ids(&w[4..]));
         }
         Op::Function => return format!("%{} = {name} %{} {} %{}", w[1], w[0], w[2], w[3]),
+        // Memory operands are literals after the ids.
+        Op::Load => return format!("%{} = {name} %{} %{} {}", w[1], w[0], w[2], nums(&w[3..])).trim_end().to_string(),
+        Op::Store => return format!("{name} %{} %{} {}", w[0], w[1], nums(&w[2..])).trim_end().to_string(),
+        Op::CooperativeMatrixLoadKHR => {
+            return format!("%{} = {name} %{} {} {}", w[1], w[0], ids(&w[2..5]), nums(&w[5..])).trim_end().to_string()
+        }
+        Op::CooperativeMatrixStoreKHR => {
+            return format!("{name} {} {}", ids(&w[..4]), nums(&w[4..])).trim_end().to_string()
+        }
         Op::SelectionMerge => return format!("{name} %{} {}", w[0], w[1]),
         Op::LoopMerge => return format!("{name} %{} %{} {}", w[0], w[1], nums(&w[2..])),
         Op::TypeVoid | Op::TypeBool | Op::TypeInt | Op::TypeFloat | Op::Label => Form::Declares,
@@ -294,13 +303,7 @@ fn line(op: Op, w: &[u32]) -> String {
         Op::TypeArray | Op::TypeRuntimeArray | Op::TypeStruct | Op::TypeFunction | Op::TypeCooperativeMatrixKHR => {
             Form::DeclaresIds
         }
-        Op::Store
-        | Op::Branch
-        | Op::BranchConditional
-        | Op::Return
-        | Op::FunctionEnd
-        | Op::ControlBarrier
-        | Op::CooperativeMatrixStoreKHR => Form::Ids,
+        Op::Branch | Op::BranchConditional | Op::Return | Op::FunctionEnd | Op::ControlBarrier => Form::Ids,
         _ => Form::Typed,
     };
     match form {
