@@ -589,3 +589,49 @@ fn frames_are_the_state_they_were_begun_at_on_every_executor() {
         });
     }
 }
+
+/// The ONNX engines the tests run: tract always; ONNX Runtime on the CPU where its library is
+/// found (a failure if `AIIC_TEST_REQUIRE` lists `onnxruntime`).
+fn onnx_engines() -> Vec<aiic_runtime::onnx::engine::Engine> {
+    use aiic_runtime::onnx::engine::{ort_providers, Engine, Provider};
+    let mut engines = vec![Engine::Tract];
+    match ort_providers() {
+        Ok(_) => engines.push(Engine::Ort(Provider::Cpu)),
+        Err(why) => require::skip("onnxruntime", why),
+    }
+    engines
+}
+
+fn onnx<'m>(m: &'m Module, start: &World, engine: aiic_runtime::onnx::engine::Engine) -> Box<dyn Backend + 'm> {
+    let code = aiic_compiler::backend::onnx::emit_module(m).expect("onnx graphs");
+    Box::new(
+        aiic_runtime::onnx::exec::OnnxBackend::new(m, code.plan, &code.graphs, start, engine)
+            .unwrap_or_else(|e| panic!("{}: {e}", engine.name())),
+    )
+}
+
+#[test]
+fn onnx_matches_the_interpreter_on_every_example() {
+    for engine in onnx_engines() {
+        for name in EXAMPLES.iter().chain(PROGRAMS) {
+            let m = module(name);
+            let start = initial(&m).world.clone();
+            let mut exec = onnx(&m, &start, engine);
+            agrees_with_interpreter(&m, &start, &format!("{name} on {}", engine.name()), exec.as_mut());
+        }
+    }
+}
+
+#[test]
+fn onnx_laws_match_the_interpreter_on_the_lattice() {
+    for engine in onnx_engines() {
+        laws_agree_on_the_lattice(&engine.name(), &|m, start| onnx(m, start, engine));
+    }
+}
+
+#[test]
+fn onnx_neighbour_candidates_match_the_cpu_with_many_agents() {
+    for engine in onnx_engines() {
+        grid_agrees_with_the_cpu(&engine.name(), |m, start| onnx(m, start, engine));
+    }
+}

@@ -169,8 +169,14 @@ fn a_missing_file_is_a_clear_error() {
 
 #[test]
 fn an_unavailable_backend_named_explicitly_exits_3() {
-    let o = aiic(&["run", "examples/kepler.aii", "--target", "onnx"]);
+    let o = aiic(&["run", "examples/kepler.aii", "--target", "rt"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let o = aiic(&["run", "examples/kepler.aii", "--target", "onnx:qnn"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("QNNExecutionProvider") || stderr(&o).contains("ONNX Runtime"), "{}", stderr(&o));
+    let o = aiic(&["run", "examples/kepler.aii", "--target", "onnx:npx"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unknown ONNX provider"), "{}", stderr(&o));
 }
 
 #[test]

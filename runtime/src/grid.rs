@@ -49,6 +49,19 @@ pub struct CellGrid {
     agent_cell: Vec<usize>,
 }
 
+/// The candidate pairs of a neighbour search closer than `bound` may be: between the agents of
+/// one type at positions `pb` (one slice per axis), each unordered pair `i < j` once; or, where
+/// `pa` gives another type's positions, every `(i, j)` of an agent of that type and one of these.
+pub fn candidate_pairs(pa: Option<&[&[f64]]>, pb: &[&[f64]], bound: f64) -> Result<Vec<(u32, u32)>, GridError> {
+    let grid = CellGrid::build(pb, bound)?;
+    let mut out = Vec::new();
+    match pa {
+        None => grid.for_each_pair_within_cells(|i, j| out.push((i as u32, j as u32))),
+        Some(pa) => grid.for_each_candidate(pa, |i, j| out.push((i as u32, j as u32)))?,
+    }
+    Ok(out)
+}
+
 impl CellGrid {
     /// Bins `positions` (one slice per axis, all the same length) into cubic cells of edge `cell`.
     pub fn build(positions: &[&[f64]], cell: f64) -> Result<CellGrid, GridError> {

@@ -9,6 +9,7 @@ pub mod grid;
 pub mod input;
 pub mod ir;
 pub mod monitor;
+pub mod onnx;
 pub mod opencl;
 pub mod output;
 pub mod plot;

@@ -6,11 +6,11 @@ use aiic_compiler::ir::printer::print_module;
 use aiic_compiler::ir::Module;
 use std::path::Path;
 
-const PLANNED: &[&str] = &["onnx", "rt"];
-const TARGETS: &str = "ir, clif, wgsl, spirv-asm, spirv, ptx, opencl";
+const PLANNED: &[&str] = &["rt"];
+const TARGETS: &str = "ir, clif, wgsl, spirv-asm, spirv, ptx, opencl, onnx";
 
 pub fn run(args: &ProgramArgs, target: &str, out: Option<&Path>, color: bool) -> u8 {
-    if !["ir", "clif", "wgsl", "spirv", "spirv-asm", "ptx", "opencl"].contains(&target) {
+    if !["ir", "clif", "wgsl", "spirv", "spirv-asm", "ptx", "opencl", "onnx"].contains(&target) {
         if PLANNED.contains(&target) {
             eprintln!("error: this build of aiic has no `{target}` code generator; available: {TARGETS}");
             return exit::BACKEND_UNAVAILABLE;
@@ -49,6 +49,7 @@ pub fn run(args: &ProgramArgs, target: &str, out: Option<&Path>, color: bool) ->
         "opencl" => aiic_compiler::backend::gpu::opencl::emit_module(m, Default::default())
             .map(|p| print!("{}", p.text))
             .map_err(|e| format!("generating OpenCL C: {e}")),
+        "onnx" => emit_onnx(m, out),
         _ => emit_spirv(m, target, out),
     };
     match result {
@@ -58,6 +59,26 @@ pub fn run(args: &ProgramArgs, target: &str, out: Option<&Path>, color: bool) ->
             exit::USER_ERROR
         }
     }
+}
+
+/// The ONNX graph of every kernel the step and the law terms run: a listing of each, or with
+/// `-o DIR` the models (`NNN_kernel.onnx`) and `plan.json`, which says how the schedule feeds
+/// them.
+fn emit_onnx(m: &Module, out: Option<&Path>) -> Result<(), String> {
+    let code = aiic_compiler::backend::onnx::emit_module(m).map_err(|e| format!("generating ONNX: {e}"))?;
+    let Some(dir) = out else {
+        code.texts.iter().for_each(|t| println!("{t}"));
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (i, (k, bytes)) in code.plan.kernels.iter().zip(&code.graphs).enumerate() {
+        let path = dir.join(format!("{i:03}_{}.onnx", k.name.replace(['.', '/'], "_")));
+        aiic_runtime::artifact::write_atomic(&path, bytes).map_err(|e| e.to_string())?;
+    }
+    aiic_runtime::artifact::write_atomic(&dir.join("plan.json"), code.plan.to_json().as_bytes())
+        .map_err(|e| e.to_string())?;
+    eprintln!("wrote {} ONNX models and plan.json to {}", code.graphs.len(), dir.display());
+    Ok(())
 }
 
 fn emit_spirv(m: &Module, target: &str, out: Option<&Path>) -> Result<(), String> {

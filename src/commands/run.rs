@@ -19,8 +19,10 @@ use std::time::Instant;
 pub struct RunArgs {
     #[command(flatten)]
     pub program: ProgramArgs,
-    /// Where to run: auto (a GPU through Vulkan if there is one, else the CPU), vulkan, cpu
-    /// (Cranelift code on all cores), interp (the f64 reference interpreter).
+    /// Where to run: auto (CUDA on an NVIDIA GPU, else a Vulkan or OpenCL GPU, else the CPU),
+    /// cuda, vulkan, opencl, onnx (ONNX graphs: ONNX Runtime where installed, else tract),
+    /// onnx:PROVIDER (tract, cpu, cuda, tensorrt, coreml, qnn, openvino, directml), cpu (Cranelift
+    /// code on all cores), interp (the f64 reference interpreter).
     #[arg(long, default_value = "auto")]
     pub target: String,
     /// The GPU to use, by its number in `aiic devices` (default: the first, discrete GPUs first).
@@ -56,7 +58,7 @@ pub struct RunArgs {
 }
 
 /// Targets named in the language contract that this build cannot run yet.
-pub const TARGETS: &[&str] = &["rt", "onnx"];
+pub const TARGETS: &[&str] = &["rt"];
 
 pub fn parse_counts(list: &[String]) -> Result<HashMap<String, u64>, String> {
     let mut out = HashMap::new();
@@ -91,20 +93,52 @@ pub fn load_with_counts(
 pub fn check_target(t: &str) -> Result<(), u8> {
     match t {
         "auto" | "interp" | "cpu" | "vulkan" | "cuda" | "opencl" => Ok(()),
+        t if t == "onnx" || t.starts_with("onnx:") => match onnx_engine(t) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                eprintln!("error: {e}");
+                Err(if e.contains("unknown") { exit::USER_ERROR } else { exit::BACKEND_UNAVAILABLE })
+            }
+        },
         t if TARGETS.contains(&t) => {
             eprintln!(
-                "error: the `{t}` backend is not part of this build of aiic; use --target cuda, vulkan, opencl, cpu, interp or auto"
+                "error: the `{t}` backend is not part of this build of aiic; use --target cuda, vulkan, opencl, onnx, cpu, interp or auto"
             );
             Err(exit::BACKEND_UNAVAILABLE)
         }
         t => {
             eprintln!(
-                "error: unknown target `{t}`; targets: auto, cuda, vulkan, opencl, cpu, interp, {}",
+                "error: unknown target `{t}`; targets: auto, cuda, vulkan, opencl, onnx[:PROVIDER], cpu, interp, {}",
                 TARGETS.join(", ")
             );
             Err(exit::USER_ERROR)
         }
     }
+}
+
+/// The engine of an `onnx` or `onnx:PROVIDER` target, or why there is none: `onnx` is ONNX
+/// Runtime on the CPU where its library is installed, else tract; `onnx:tract` is tract;
+/// `onnx:PROVIDER` is ONNX Runtime with that execution provider, which must be there.
+pub fn onnx_engine(t: &str) -> Result<aiic_runtime::onnx::engine::Engine, String> {
+    use aiic_runtime::onnx::engine::{ort_providers, Engine, Provider};
+    let provider = match t.split_once(':') {
+        None => return Ok(if ort_providers().is_ok() { Engine::Ort(Provider::Cpu) } else { Engine::Tract }),
+        Some((_, "tract")) => return Ok(Engine::Tract),
+        Some((_, name)) => Provider::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = Provider::ALL.iter().map(|p| p.name()).collect();
+            format!("unknown ONNX provider `{name}`; providers: tract, {}", names.join(", "))
+        })?,
+    };
+    let have = ort_providers().map_err(|e| format!("--target {t}: {e}"))?;
+    if !have.contains(&provider) {
+        let names: Vec<&str> = have.iter().map(|p| p.name()).collect();
+        return Err(format!(
+            "--target {t}: this ONNX Runtime has no {} execution provider (it has: {})",
+            provider.ort_name(),
+            names.join(", ")
+        ));
+    }
+    Ok(Engine::Ort(provider))
 }
 
 pub fn default_threads() -> usize {
@@ -163,6 +197,7 @@ fn executor<'m>(
         "vulkan" => Ok(Box::new(vulkan(module, loaded, &sim.world, at.device)?)),
         "cuda" => Ok(Box::new(cuda(module, loaded, &sim.world, at.device)?)),
         "opencl" => Ok(Box::new(opencl(module, &sim.world, at.device)?)),
+        t if t == "onnx" || t.starts_with("onnx:") => Ok(Box::new(onnx(module, &sim.world, onnx_engine(t)?)?)),
         "auto" => {
             // NVIDIA GPUs run CUDA; other GPUs Vulkan; the CPU otherwise.
             if aiic_runtime::cuda::device_count() > at.device.unwrap_or(0) {
@@ -235,6 +270,17 @@ fn gpu_options() -> aiic_compiler::backend::gpu::kernels::Options {
         opts.rows = rows.clamp(1, 8);
     }
     opts
+}
+
+fn onnx<'m>(
+    module: &'m Module,
+    world: &aiic_runtime::World,
+    engine: aiic_runtime::onnx::engine::Engine,
+) -> Result<aiic_runtime::onnx::exec::OnnxBackend<'m>, String> {
+    let code =
+        aiic_compiler::backend::onnx::emit_module(module).map_err(|e| format!("this program has no ONNX form: {e}"))?;
+    aiic_runtime::onnx::exec::OnnxBackend::new(module, code.plan, &code.graphs, world, engine)
+        .map_err(|e| format!("ONNX: {e}"))
 }
 
 fn opencl<'m>(

@@ -3,3 +3,4 @@
 pub mod cpu;
 mod cpu_tensor;
 pub mod gpu;
+pub mod onnx;

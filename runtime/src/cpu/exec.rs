@@ -8,7 +8,6 @@
 use super::abi::{Ctx, TENSOR_AGENTS};
 use super::jit::{compile, Compiled, JitError};
 use crate::backend::Backend;
-use crate::grid::CellGrid;
 use crate::ir::interp::RunError;
 use crate::ir::{Module, Op, Pattern, Scalar, Sched};
 use crate::{FieldKind, World};
@@ -392,16 +391,9 @@ impl<'m> CpuBackend<'m> {
         };
         let pb = pos(b)?;
         let refs: Vec<&[f64]> = pb.iter().map(Vec::as_slice).collect();
-        let grid = CellGrid::build(&refs, bound)?;
-        let mut out = Vec::new();
-        if a == b {
-            grid.for_each_pair_within_cells(|i, j| out.push((i as u32, j as u32)));
-        } else {
-            let pa = pos(a)?;
-            let ra: Vec<&[f64]> = pa.iter().map(Vec::as_slice).collect();
-            grid.for_each_candidate(&ra, |i, j| out.push((i as u32, j as u32)))?;
-        }
-        Ok(out)
+        let pa = if a == b { None } else { Some(pos(a)?) };
+        let ra: Option<Vec<&[f64]>> = pa.as_ref().map(|p| p.iter().map(Vec::as_slice).collect());
+        Ok(crate::grid::candidate_pairs(ra.as_deref(), &refs, bound)?)
     }
 
     fn run_kernel(&mut self, kernel: usize) -> Result<(), RunError> {

@@ -1,0 +1,356 @@
+//! The engines that run ONNX graphs: tract, in this process, and ONNX Runtime, whose shared
+//! library is loaded at run time (so that one aiic binary runs with or without it, and with
+//! whichever execution providers its build has).
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// Values of a tensor on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Data {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+}
+
+impl Data {
+    pub fn len(&self) -> usize {
+        match self {
+            Data::F32(v) => v.len(),
+            Data::F64(v) => v.len(),
+            Data::I32(v) => v.len(),
+            Data::I64(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Value `i` as f64.
+    pub fn get(&self, i: usize) -> f64 {
+        match self {
+            Data::F32(v) => v[i] as f64,
+            Data::F64(v) => v[i],
+            Data::I32(v) => v[i] as f64,
+            Data::I64(v) => v[i] as f64,
+        }
+    }
+}
+
+/// A tensor on the host: its shape and its values, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Data,
+}
+
+impl HostTensor {
+    /// A one-dimensional tensor.
+    pub fn vector(data: Data) -> Self {
+        HostTensor { shape: vec![data.len()], data }
+    }
+}
+
+/// A graph loaded into an engine, ready to run.
+pub trait Session {
+    /// Runs the graph on `inputs` (in the graph's input order); its outputs, in order.
+    fn run(&mut self, inputs: Vec<HostTensor>) -> Result<Vec<HostTensor>, String>;
+}
+
+/// An ONNX Runtime execution provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Cpu,
+    Cuda,
+    TensorRt,
+    CoreMl,
+    Qnn,
+    OpenVino,
+    DirectMl,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 7] = [
+        Provider::Cpu,
+        Provider::Cuda,
+        Provider::TensorRt,
+        Provider::CoreMl,
+        Provider::Qnn,
+        Provider::OpenVino,
+        Provider::DirectMl,
+    ];
+
+    /// The name `--target onnx:NAME` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Cpu => "cpu",
+            Provider::Cuda => "cuda",
+            Provider::TensorRt => "tensorrt",
+            Provider::CoreMl => "coreml",
+            Provider::Qnn => "qnn",
+            Provider::OpenVino => "openvino",
+            Provider::DirectMl => "directml",
+        }
+    }
+
+    /// The provider's name in ONNX Runtime's list of available providers.
+    pub fn ort_name(self) -> &'static str {
+        match self {
+            Provider::Cpu => "CPUExecutionProvider",
+            Provider::Cuda => "CUDAExecutionProvider",
+            Provider::TensorRt => "TensorrtExecutionProvider",
+            Provider::CoreMl => "CoreMLExecutionProvider",
+            Provider::Qnn => "QNNExecutionProvider",
+            Provider::OpenVino => "OpenVINOExecutionProvider",
+            Provider::DirectMl => "DmlExecutionProvider",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Provider::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    /// Whether this provider runs on a neural processing unit (`--target npu`).
+    pub fn is_npu(self) -> bool {
+        matches!(self, Provider::CoreMl | Provider::Qnn | Provider::OpenVino)
+    }
+}
+
+/// What runs a graph: tract, or ONNX Runtime with one execution provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Tract,
+    Ort(Provider),
+}
+
+impl Engine {
+    pub fn name(self) -> String {
+        match self {
+            Engine::Tract => "tract".into(),
+            Engine::Ort(p) => format!("onnxruntime {}", p.name()),
+        }
+    }
+
+    /// Loads `graph` (the bytes of an ONNX model).
+    pub fn load(self, graph: &[u8]) -> Result<Box<dyn Session>, String> {
+        match self {
+            Engine::Tract => tract_session(graph),
+            Engine::Ort(p) => ort_session(graph, p),
+        }
+    }
+}
+
+// --- tract -------------------------------------------------------------------------------------
+
+struct TractSession {
+    plan: tract_onnx::prelude::TypedRunnableModel<tract_onnx::prelude::TypedModel>,
+}
+
+fn tract_session(graph: &[u8]) -> Result<Box<dyn Session>, String> {
+    use tract_onnx::prelude::*;
+    let model = tract_onnx::onnx().model_for_read(&mut &graph[..]).map_err(|e| format!("tract: {e:?}"))?;
+    let plan = model.into_optimized().and_then(|m| m.into_runnable()).map_err(|e| format!("tract: {e:?}"))?;
+    Ok(Box::new(TractSession { plan }))
+}
+
+impl Session for TractSession {
+    fn run(&mut self, inputs: Vec<HostTensor>) -> Result<Vec<HostTensor>, String> {
+        use tract_onnx::prelude::*;
+        let tensor = |t: HostTensor| -> Result<Tensor, String> {
+            let shape = t.shape;
+            let r = match t.data {
+                Data::F32(v) => Tensor::from_shape(&shape, &v),
+                Data::F64(v) => Tensor::from_shape(&shape, &v),
+                Data::I32(v) => Tensor::from_shape(&shape, &v),
+                Data::I64(v) => Tensor::from_shape(&shape, &v),
+            };
+            r.map_err(|e| format!("tract: {e:?}"))
+        };
+        let inputs: TVec<TValue> = inputs.into_iter().map(|t| tensor(t).map(TValue::from)).collect::<Result<_, _>>()?;
+        let outputs = self.plan.run(inputs).map_err(|e| format!("tract: {e:?}"))?;
+        outputs
+            .iter()
+            .map(|t| {
+                let shape = t.shape().to_vec();
+                let data = match t.datum_type() {
+                    DatumType::F32 => Data::F32(t.as_slice::<f32>().map_err(|e| e.to_string())?.to_vec()),
+                    DatumType::F64 => Data::F64(t.as_slice::<f64>().map_err(|e| e.to_string())?.to_vec()),
+                    DatumType::I32 => Data::I32(t.as_slice::<i32>().map_err(|e| e.to_string())?.to_vec()),
+                    DatumType::I64 => Data::I64(t.as_slice::<i64>().map_err(|e| e.to_string())?.to_vec()),
+                    other => return Err(format!("tract: an output of type {other:?}")),
+                };
+                Ok(HostTensor { shape, data })
+            })
+            .collect()
+    }
+}
+
+// --- ONNX Runtime ------------------------------------------------------------------------------
+
+/// Where ONNX Runtime's shared library is, or why it was not found: `ORT_DYLIB_PATH`, then the
+/// library path and the system's library directories, then the `onnxruntime` Python package
+/// (whose wheel carries the library in `onnxruntime/capi/`).
+pub fn ort_library() -> Result<PathBuf, String> {
+    static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    FOUND.get_or_init(find_ort_library).clone()
+}
+
+fn find_ort_library() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("ORT_DYLIB_PATH names {}, which is no file", p.display()))
+        };
+    }
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("LD_LIBRARY_PATH").map(|v| std::env::split_paths(&v).collect()).unwrap_or_default();
+    dirs.extend(
+        ["/usr/local/lib", "/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"].map(PathBuf::from),
+    );
+    if let Some(dir) = python_package_dir("onnxruntime") {
+        dirs.push(dir.join("capi"));
+    }
+    for dir in dirs {
+        if let Some(lib) = versioned_library(&dir, "libonnxruntime.so") {
+            return Ok(lib);
+        }
+    }
+    Err("ONNX Runtime's library was not found (pip install onnxruntime, or set ORT_DYLIB_PATH)".into())
+}
+
+/// `NAME` or the newest `NAME.VERSION` in `dir`.
+pub(crate) fn versioned_library(dir: &std::path::Path, name: &str) -> Option<PathBuf> {
+    let plain = dir.join(name);
+    if plain.is_file() {
+        return Some(plain);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|f| f.to_str()).is_some_and(|f| f.starts_with(&format!("{name}.")) && p.is_file())
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// The directory of an installed Python package, as `python3` finds it.
+pub(crate) fn python_package_dir(package: &str) -> Option<PathBuf> {
+    let code = format!("import importlib.util as u, os; s = u.find_spec('{package}'); print(os.path.dirname(s.origin) if s and s.origin else '')");
+    let out = std::process::Command::new("python3").args(["-c", &code]).output().ok()?;
+    let dir = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !dir.is_empty()).then(|| PathBuf::from(dir))
+}
+
+/// Loads ONNX Runtime once per process.
+fn ort_ready() -> Result<(), String> {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let lib = ort_library()?;
+            let loaded = std::panic::catch_unwind(|| ort::init_from(lib.to_string_lossy().into_owned()).commit());
+            match loaded {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(format!("loading {}: {e}", lib.display())),
+                Err(_) => Err(format!("{} is not an ONNX Runtime this aiic can use", lib.display())),
+            }
+        })
+        .clone()
+}
+
+/// The execution providers of the ONNX Runtime found, or why there is none.
+pub fn ort_providers() -> Result<Vec<Provider>, String> {
+    use ort::execution_providers::*;
+    ort_ready()?;
+    let has = |ep: &dyn ExecutionProvider| ep.supported_by_platform() && ep.is_available().unwrap_or(false);
+    Ok(Provider::ALL
+        .into_iter()
+        .filter(|p| match p {
+            Provider::Cpu => true,
+            Provider::Cuda => has(&CUDAExecutionProvider::default()),
+            Provider::TensorRt => has(&TensorRTExecutionProvider::default()),
+            Provider::CoreMl => has(&CoreMLExecutionProvider::default()),
+            Provider::Qnn => has(&QNNExecutionProvider::default()),
+            Provider::OpenVino => has(&OpenVINOExecutionProvider::default()),
+            Provider::DirectMl => has(&DirectMLExecutionProvider::default()),
+        })
+        .collect())
+}
+
+struct OrtSession {
+    session: ort::session::Session,
+}
+
+fn ort_session(graph: &[u8], provider: Provider) -> Result<Box<dyn Session>, String> {
+    use ort::execution_providers::*;
+    ort_ready()?;
+    let fail = |e: ort::Error| format!("onnxruntime: {e}");
+    let builder = ort::session::Session::builder().map_err(fail)?;
+    let ep: Option<ExecutionProviderDispatch> = match provider {
+        Provider::Cpu => None,
+        Provider::Cuda => Some(CUDAExecutionProvider::default().build()),
+        Provider::TensorRt => Some(TensorRTExecutionProvider::default().build()),
+        Provider::CoreMl => Some(CoreMLExecutionProvider::default().build()),
+        Provider::Qnn => Some(QNNExecutionProvider::default().build()),
+        Provider::OpenVino => Some(OpenVINOExecutionProvider::default().build()),
+        Provider::DirectMl => Some(DirectMLExecutionProvider::default().build()),
+    };
+    let builder = match ep {
+        // An explicit provider must be there: ONNX Runtime would fall back to its CPU silently.
+        Some(ep) => builder.with_execution_providers([ep.error_on_failure()]).map_err(fail)?,
+        None => builder,
+    };
+    let session = builder.commit_from_memory(graph).map_err(fail)?;
+    Ok(Box::new(OrtSession { session }))
+}
+
+impl Session for OrtSession {
+    fn run(&mut self, inputs: Vec<HostTensor>) -> Result<Vec<HostTensor>, String> {
+        use ort::value::{DynValue, Tensor};
+        let fail = |e: ort::Error| format!("onnxruntime: {e}");
+        let names: Vec<String> = self.session.inputs.iter().map(|i| i.name.clone()).collect();
+        let mut values: Vec<(String, DynValue)> = Vec::with_capacity(inputs.len());
+        for (name, t) in names.into_iter().zip(inputs) {
+            let shape = t.shape;
+            let v: DynValue = match t.data {
+                Data::F32(d) => Tensor::from_array((shape, d)).map_err(fail)?.into_dyn(),
+                Data::F64(d) => Tensor::from_array((shape, d)).map_err(fail)?.into_dyn(),
+                Data::I32(d) => Tensor::from_array((shape, d)).map_err(fail)?.into_dyn(),
+                Data::I64(d) => Tensor::from_array((shape, d)).map_err(fail)?.into_dyn(),
+            };
+            values.push((name, v));
+        }
+        let outputs = self.session.run(values).map_err(fail)?;
+        let mut out = Vec::with_capacity(outputs.len());
+        for (_, v) in outputs.iter() {
+            use ort::tensor::TensorElementType as T;
+            let ty = v.dtype().tensor_type().ok_or("onnxruntime: an output that is no tensor")?;
+            let (shape, data) = match ty {
+                T::Float32 => {
+                    let (s, d) = v.try_extract_tensor::<f32>().map_err(fail)?;
+                    (s.to_vec(), Data::F32(d.to_vec()))
+                }
+                T::Float64 => {
+                    let (s, d) = v.try_extract_tensor::<f64>().map_err(fail)?;
+                    (s.to_vec(), Data::F64(d.to_vec()))
+                }
+                T::Int32 => {
+                    let (s, d) = v.try_extract_tensor::<i32>().map_err(fail)?;
+                    (s.to_vec(), Data::I32(d.to_vec()))
+                }
+                T::Int64 => {
+                    let (s, d) = v.try_extract_tensor::<i64>().map_err(fail)?;
+                    (s.to_vec(), Data::I64(d.to_vec()))
+                }
+                other => return Err(format!("onnxruntime: an output of type {other:?}")),
+            };
+            out.push(HostTensor { shape: shape.iter().map(|&d| d.max(0) as usize).collect(), data });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,424 @@
+//! Runs a module's schedule with each kernel's ONNX graph ([`super::plan`]) on one engine.
+//!
+//! The state lives on the host in each column's storage type (f32, f64 or i32), as the CPU
+//! executor keeps it, with the compensation of compensated updates beside it. A map kernel's
+//! graph takes whole columns and returns the columns it writes. A pair kernel's graph runs over
+//! blocks of rows, sized so that a block of pairs stays within [`BLOCK_PAIRS`]; a neighbour
+//! kernel's over the candidate pairs the cell grid finds. Both return changes, which are added to
+//! the columns after the whole kernel has run, as every executor does.
+
+use super::engine::{Data, Engine, HostTensor, Session};
+use super::plan::{Feed, Form, OnnxKernel, OnnxPlan, Sink};
+use crate::backend::Backend;
+use crate::cpu::abi::compensated_columns;
+use crate::ir::interp::RunError;
+use crate::ir::{Module, Scalar, Sched};
+use crate::{FieldKind, World};
+
+/// Pairs a pair kernel's graph takes at once: its intermediate values are blocks of this many.
+pub const BLOCK_PAIRS: usize = 1 << 20;
+
+pub struct OnnxBackend<'m> {
+    module: &'m Module,
+    plan: OnnxPlan,
+    engine: Engine,
+    sessions: Vec<Box<dyn Session>>,
+    /// Per agent type and column, the column in its storage type.
+    cols: Vec<Vec<Data>>,
+    /// Per agent type and column, the compensation of compensated updates.
+    comps: Vec<Vec<Option<Vec<f32>>>>,
+    counts: Vec<usize>,
+    params_f32: Vec<f32>,
+    params_f64: Vec<f64>,
+    world: World,
+}
+
+/// A zero column of `n` values in the storage type of `s`.
+fn zeros(s: Scalar, n: usize) -> Data {
+    match s {
+        Scalar::F64 => Data::F64(vec![0.0; n]),
+        Scalar::I32 | Scalar::U32 | Scalar::Bool => Data::I32(vec![0; n]),
+        _ => Data::F32(vec![0.0; n]),
+    }
+}
+
+fn set(d: &mut Data, i: usize, x: f64) {
+    match d {
+        Data::F32(v) => v[i] = x as f32,
+        Data::F64(v) => v[i] = x,
+        Data::I32(v) => v[i] = x as i32,
+        Data::I64(v) => v[i] = x as i64,
+    }
+}
+
+/// Adds `x` to value `i` of `d`.
+fn add(d: &mut Data, i: usize, x: &Data, j: usize) {
+    match (d, x) {
+        (Data::F32(v), Data::F32(w)) => v[i] += w[j],
+        (Data::F64(v), Data::F64(w)) => v[i] += w[j],
+        (Data::I32(v), Data::I32(w)) => v[i] = v[i].wrapping_add(w[j]),
+        (d, x) => {
+            let s = d.get(i) + x.get(j);
+            set(d, i, s);
+        }
+    }
+}
+
+/// Values `lo..hi` of a column.
+fn slice(d: &Data, lo: usize, hi: usize) -> Data {
+    match d {
+        Data::F32(v) => Data::F32(v[lo..hi].to_vec()),
+        Data::F64(v) => Data::F64(v[lo..hi].to_vec()),
+        Data::I32(v) => Data::I32(v[lo..hi].to_vec()),
+        Data::I64(v) => Data::I64(v[lo..hi].to_vec()),
+    }
+}
+
+fn failed(e: String) -> RunError {
+    RunError::Invalid(e)
+}
+
+impl<'m> OnnxBackend<'m> {
+    /// Loads the graphs (one per kernel of `plan`) into `engine` and takes the state of `world`.
+    pub fn new(
+        module: &'m Module,
+        plan: OnnxPlan,
+        graphs: &[Vec<u8>],
+        world: &World,
+        engine: Engine,
+    ) -> Result<Self, String> {
+        for s in module.step.iter().chain(&module.prime) {
+            if let Sched::Run(k) = s {
+                if plan.of(*k).is_none() {
+                    return Err(format!("kernel `{}` has no ONNX graph", module.kernels[*k].name));
+                }
+            }
+        }
+        let sessions = plan
+            .kernels
+            .iter()
+            .zip(graphs)
+            .map(|(k, g)| engine.load(g).map_err(|e| format!("kernel `{}`: {e}", k.name)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let uniforms = module.uniform_values();
+        let lanes = &uniforms[..plan.param_lanes.min(uniforms.len())];
+        let counts: Vec<usize> = world.agents.iter().map(|a| a.count).collect();
+        let cols = world
+            .agents
+            .iter()
+            .enumerate()
+            .map(|(t, a)| {
+                a.columns
+                    .iter()
+                    .enumerate()
+                    .map(|(c, values)| {
+                        let mut d = zeros(module.column_types[t][c], a.count);
+                        values.iter().enumerate().for_each(|(i, x)| set(&mut d, i, *x));
+                        d
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut comps: Vec<Vec<Option<Vec<f32>>>> =
+            world.agents.iter().map(|a| a.columns.iter().map(|_| None).collect()).collect();
+        for (agent, col) in compensated_columns(module) {
+            comps[agent][col as usize] = Some(vec![0.0; counts[agent]]);
+        }
+        Ok(OnnxBackend {
+            module,
+            plan,
+            engine,
+            sessions,
+            cols,
+            comps,
+            counts,
+            params_f32: lanes.iter().map(|&x| x as f32).collect(),
+            params_f64: lanes.to_vec(),
+            world: world.clone(),
+        })
+    }
+
+    /// The inputs of kernel `g`'s graph; `rows` gives a block of rows (pairs) and `pairs` the
+    /// candidate pairs (neighbours).
+    fn inputs(&self, g: &OnnxKernel, rows: (usize, usize), pairs: Option<&[(u32, u32)]>) -> Vec<HostTensor> {
+        let agent = |slot: u8| match g.form {
+            Form::Map { agent } => agent,
+            Form::Pairs { a, b } | Form::Neighbors { a, b, .. } => {
+                if slot == 0 {
+                    a
+                } else {
+                    b
+                }
+            }
+        };
+        g.feeds
+            .iter()
+            .map(|f| {
+                HostTensor::vector(match *f {
+                    Feed::Col { slot, col } => {
+                        let d = &self.cols[agent(slot)][col as usize];
+                        match (g.form.clone(), slot) {
+                            (Form::Pairs { .. }, 0) => slice(d, rows.0, rows.1),
+                            _ => d.clone(),
+                        }
+                    }
+                    Feed::Comp { col } => {
+                        let n = self.counts[agent(0)];
+                        Data::F32(self.comps[agent(0)][col as usize].clone().unwrap_or_else(|| vec![0.0; n]))
+                    }
+                    Feed::ParamsF32 => Data::F32(self.params_f32.clone()),
+                    Feed::ParamsF64 => Data::F64(self.params_f64.clone()),
+                    Feed::Rows => Data::I64((rows.0 as i64..rows.1 as i64).collect()),
+                    Feed::Cols => Data::I64((0..self.counts[agent(1)] as i64).collect()),
+                    Feed::First => Data::I64(pairs.unwrap_or(&[]).iter().map(|p| p.0 as i64).collect()),
+                    Feed::Second => Data::I64(pairs.unwrap_or(&[]).iter().map(|p| p.1 as i64).collect()),
+                })
+            })
+            .collect()
+    }
+
+    fn run_graph(&mut self, gi: usize, inputs: Vec<HostTensor>) -> Result<Vec<HostTensor>, RunError> {
+        let name = &self.plan.kernels[gi].name;
+        let outputs = self.sessions[gi]
+            .run(inputs)
+            .map_err(|e| failed(format!("kernel `{name}` on {}: {e}", self.engine.name())))?;
+        let k = &self.module.kernels[self.plan.kernels[gi].kernel];
+        for (s, t) in self.plan.kernels[gi].sinks.iter().zip(&outputs) {
+            if let Sink::Check { msg } = s {
+                if !t.data.is_empty() && t.data.get(0) != 0.0 {
+                    return Err(RunError::Check(k.messages.get(*msg as usize).cloned().unwrap_or_default()));
+                }
+            }
+        }
+        Ok(outputs)
+    }
+
+    fn run_kernel(&mut self, k: usize) -> Result<(), RunError> {
+        let gi =
+            self.plan.of(k).ok_or_else(|| failed(format!("kernel `{}` has no graph", self.module.kernels[k].name)))?;
+        let g = self.plan.kernels[gi].clone();
+        match g.form {
+            Form::Map { agent } => {
+                if self.counts[agent] == 0 {
+                    return Ok(());
+                }
+                let inputs = self.inputs(&g, (0, 0), None);
+                let outputs = self.run_graph(gi, inputs)?;
+                for (s, t) in g.sinks.iter().zip(outputs) {
+                    match *s {
+                        Sink::Store { col } => self.cols[agent][col as usize] = t.data,
+                        Sink::Comp { col } => {
+                            if let Data::F32(v) = t.data {
+                                self.comps[agent][col as usize] = Some(v);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(())
+            }
+            Form::Pairs { a, b } => {
+                let (na, nb) = (self.counts[a], self.counts[b]);
+                if na == 0 || nb == 0 {
+                    return Ok(());
+                }
+                let mut deltas = self.deltas(&g);
+                let block = (BLOCK_PAIRS / nb).clamp(1, na);
+                for r0 in (0..na).step_by(block) {
+                    let r1 = (r0 + block).min(na);
+                    let inputs = self.inputs(&g, (r0, r1), None);
+                    let outputs = self.run_graph(gi, inputs)?;
+                    for ((s, t), d) in g.sinks.iter().zip(&outputs).zip(deltas.iter_mut()) {
+                        if let (Sink::Accum { slot, .. }, Some(d)) = (s, d) {
+                            let offset = if *slot == 0 { r0 } else { 0 };
+                            (0..t.data.len()).for_each(|i| add(d, offset + i, &t.data, i));
+                        }
+                    }
+                }
+                self.apply(&g, deltas);
+                Ok(())
+            }
+            Form::Neighbors { a, b, bound } => {
+                let pairs = self.candidates(a, b, bound)?;
+                if pairs.is_empty() {
+                    return Ok(());
+                }
+                let mut deltas = self.deltas(&g);
+                for chunk in pairs.chunks(BLOCK_PAIRS) {
+                    let inputs = self.inputs(&g, (0, 0), Some(chunk));
+                    let outputs = self.run_graph(gi, inputs)?;
+                    for ((s, t), d) in g.sinks.iter().zip(&outputs).zip(deltas.iter_mut()) {
+                        if let (Sink::Accum { slot, .. }, Some(d)) = (s, d) {
+                            for (p, &(i, j)) in chunk.iter().enumerate() {
+                                add(d, if *slot == 0 { i } else { j } as usize, &t.data, p);
+                            }
+                        }
+                    }
+                }
+                self.apply(&g, deltas);
+                Ok(())
+            }
+        }
+    }
+
+    /// Per output of a pair or neighbour graph, a zero change buffer where it accumulates.
+    fn deltas(&self, g: &OnnxKernel) -> Vec<Option<Data>> {
+        let (a, b) = match g.form {
+            Form::Pairs { a, b } | Form::Neighbors { a, b, .. } => (a, b),
+            Form::Map { agent } => (agent, agent),
+        };
+        g.sinks
+            .iter()
+            .map(|s| match *s {
+                Sink::Accum { slot, col } => {
+                    let t = if slot == 0 { a } else { b };
+                    Some(zeros(self.module.column_types[t][col as usize], self.counts[t]))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Adds a pair kernel's changes to the columns, once the whole kernel has run.
+    fn apply(&mut self, g: &OnnxKernel, deltas: Vec<Option<Data>>) {
+        let (a, b) = match g.form {
+            Form::Pairs { a, b } | Form::Neighbors { a, b, .. } => (a, b),
+            Form::Map { agent } => (agent, agent),
+        };
+        for (s, d) in g.sinks.iter().zip(deltas) {
+            if let (Sink::Accum { slot, col }, Some(d)) = (s, d) {
+                let t = if *slot == 0 { a } else { b };
+                let column = &mut self.cols[t][*col as usize];
+                (0..self.counts[t]).for_each(|i| add(column, i, &d, i));
+            }
+        }
+    }
+
+    /// The candidate pairs of a neighbour kernel, from the cell grid over the agents' positions.
+    fn candidates(&self, a: usize, b: usize, bound: f64) -> Result<Vec<(u32, u32)>, RunError> {
+        let pos = |t: usize| -> Result<Vec<Vec<f64>>, RunError> {
+            let schema = &self.module.agents[t];
+            let (fi, f) =
+                schema.field("position").ok_or_else(|| failed(format!("agent `{}` has no position", schema.name)))?;
+            let start = schema.column_offsets()[fi];
+            Ok((start..start + f.lanes.len())
+                .map(|c| (0..self.counts[t]).map(|i| self.cols[t][c].get(i)).collect())
+                .collect())
+        };
+        let pb = pos(b)?;
+        let rb: Vec<&[f64]> = pb.iter().map(Vec::as_slice).collect();
+        let pa = if a == b { None } else { Some(pos(a)?) };
+        let ra: Option<Vec<&[f64]>> = pa.as_ref().map(|p| p.iter().map(Vec::as_slice).collect());
+        Ok(crate::grid::candidate_pairs(ra.as_deref(), &rb, bound)?)
+    }
+
+    fn run_schedule(&mut self, list: &'m [Sched]) -> Result<(), RunError> {
+        for s in list {
+            match s {
+                Sched::Zero { agent, cols } => {
+                    for &c in cols {
+                        let n = self.counts[*agent];
+                        self.cols[*agent][c as usize] = zeros(self.module.column_types[*agent][c as usize], n);
+                    }
+                }
+                Sched::Run(k) => self.run_kernel(*k)?,
+                Sched::Exact { agent, cols } => {
+                    for &(from, to) in cols {
+                        let comp = self.comps[*agent][from as usize].as_ref();
+                        let exact: Vec<f64> = (0..self.counts[*agent])
+                            .map(|i| self.cols[*agent][from as usize].get(i) - comp.map_or(0.0, |c| c[i] as f64))
+                            .collect();
+                        self.cols[*agent][to as usize] = Data::F64(exact);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Backend for OnnxBackend<'_> {
+    fn name(&self) -> String {
+        format!("onnx ({})", self.engine.name())
+    }
+
+    fn step(&mut self) -> Result<(), RunError> {
+        self.run_schedule(&self.module.step)?;
+        self.world.step += 1;
+        Ok(())
+    }
+
+    fn prime(&mut self) -> Result<(), RunError> {
+        self.run_schedule(&self.module.prime)
+    }
+
+    fn world(&mut self) -> Result<&World, RunError> {
+        for (t, cols) in self.cols.iter().enumerate() {
+            let data = &mut self.world.agents[t];
+            let kinds = self.module.agents[t].column_kinds();
+            for (c, col) in cols.iter().enumerate() {
+                if kinds.get(c) == Some(&FieldKind::Scratch) {
+                    continue;
+                }
+                let comp = self.comps[t][c].as_ref();
+                for i in 0..data.count {
+                    // The compensation holds what the stored value lacks, with the sign flipped.
+                    data.columns[c][i] = col.get(i) - comp.map_or(0.0, |v| v[i] as f64);
+                }
+            }
+        }
+        Ok(&self.world)
+    }
+
+    /// The laws from their terms' graphs, summed on the host as the CPU executor sums them.
+    fn laws(&mut self) -> Result<Option<Vec<crate::monitor::LawSample>>, RunError> {
+        let m = self.module;
+        let planned = m.laws.iter().all(|l| l.measure.len() == l.terms.len());
+        let has_graphs = m.laws.iter().flat_map(|l| &l.measure).flat_map(|t| &t.fill).all(|s| match s {
+            Sched::Run(k) => self.plan.of(*k).is_some(),
+            Sched::Zero { .. } | Sched::Exact { .. } => true,
+        });
+        if !planned || !has_graphs {
+            return Ok(None);
+        }
+        let uniforms = m.uniform_values();
+        let mut out = Vec::with_capacity(m.laws.len());
+        for (l, law) in m.laws.iter().enumerate() {
+            let mut sums = Vec::with_capacity(law.measure.len());
+            for t in &law.measure {
+                self.run_schedule(&t.fill)?;
+                let (cols, n) = (&self.cols[t.agent], self.counts[t.agent]);
+                sums.push(
+                    t.cols
+                        .iter()
+                        .map(|&c| (0..n).map(|i| cols[c as usize].get(i)).collect::<crate::sum::NeumaierSum>().value())
+                        .collect(),
+                );
+            }
+            out.push(crate::ir::interp::law_sample(m, l, &sums, &uniforms)?);
+        }
+        Ok(Some(out))
+    }
+
+    fn find_non_finite(&mut self) -> Result<Option<(usize, usize, String)>, RunError> {
+        for (t, cols) in self.cols.iter().enumerate() {
+            let schema = &self.module.agents[t];
+            let names: Vec<(&str, FieldKind)> =
+                schema.fields.iter().flat_map(|f| f.lanes.iter().map(move |l| (l.as_str(), f.kind))).collect();
+            for (c, col) in cols.iter().enumerate() {
+                if names.get(c).is_some_and(|(_, k)| *k == FieldKind::Scratch) {
+                    continue;
+                }
+                let first = match col {
+                    Data::F32(v) => v.iter().position(|x| !x.is_finite()),
+                    Data::F64(v) => v.iter().position(|x| !x.is_finite()),
+                    _ => None,
+                };
+                if let Some(i) = first {
+                    return Ok(Some((t, i, names.get(c).map_or(String::new(), |n| n.0.to_string()))));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
