@@ -13,8 +13,11 @@ use aiic_runtime::{FieldKind, World};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+#[path = "support/engines.rs"]
+mod engines;
 #[path = "support/require.rs"]
 mod require;
+use engines::onnx_engines;
 
 const EXAMPLES: &[&str] = &["nbody", "kepler", "lj_gas", "billiards", "springs"];
 
@@ -588,18 +591,6 @@ fn frames_are_the_state_they_were_begun_at_on_every_executor() {
             )
         });
     }
-}
-
-/// The ONNX engines the tests run: tract always; ONNX Runtime on the CPU where its library is
-/// found (a failure if `AIIC_TEST_REQUIRE` lists `onnxruntime`).
-fn onnx_engines() -> Vec<aiic_runtime::onnx::engine::Engine> {
-    use aiic_runtime::onnx::engine::{ort_providers, Engine, Provider};
-    let mut engines = vec![Engine::Tract];
-    match ort_providers() {
-        Ok(_) => engines.push(Engine::Ort(Provider::Cpu)),
-        Err(why) => require::skip("onnxruntime", why),
-    }
-    engines
 }
 
 fn onnx<'m>(m: &'m Module, start: &World, engine: aiic_runtime::onnx::engine::Engine) -> Box<dyn Backend + 'm> {

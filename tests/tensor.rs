@@ -19,6 +19,8 @@ use aiic_runtime::World;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+#[path = "support/engines.rs"]
+mod engines;
 #[path = "support/npy.rs"]
 mod npy;
 #[path = "support/require.rs"]
@@ -688,5 +690,43 @@ fn tensor_cores_program_matches_the_interpreter() {
         // bf16 read-outs round to 8 significant bits; the rest to 11 or better.
         let bound = if field == "read" { BF16_BOUND } else { F16_BOUND };
         assert!(e < bound, "tensor_cores on CUDA: {field} error {e:e}, bound {bound:e}");
+    }
+}
+
+/// The model compilation pipeline on every ONNX engine: the learned force in f16, in int8
+/// (calibrated on the initial state) and under `auto`, each run telling the error it measured
+/// against f32; f16 and `auto` then follow the interpreter within the f16 bound.
+#[test]
+fn onnx_models_in_f16_and_int8_report_their_error() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/learned_force.aii");
+    let mut m = compile(&path);
+    let start = start(&m);
+    let reference = reference(&m, &start, 5);
+    for engine in engines::onnx_engines() {
+        for p in [Precision::F16, Precision::Int8, Precision::Auto] {
+            for k in &mut m.kernels {
+                if let Some(t) = &mut k.tensor {
+                    t.precision = p;
+                }
+            }
+            let code = aiic_compiler::backend::onnx::emit_module(&m).expect("onnx graphs");
+            let mut exec = aiic_runtime::onnx::exec::OnnxBackend::new(&m, code.plan, &code.graphs, &start, engine)
+                .unwrap_or_else(|e| panic!("{}: {e}", engine.name()));
+            exec.prime().expect("prime");
+            let notes = exec.notes();
+            let label = format!("{} on {}", p.name(), engine.name());
+            let measured: Vec<f64> = notes
+                .iter()
+                .filter_map(|n| n.split("on the initial state ").nth(1))
+                .flat_map(|s| s.split(", ").filter_map(|e| e.split_whitespace().nth(1)?.parse::<f64>().ok()))
+                .collect();
+            assert!(!measured.is_empty() && measured.iter().all(|e| e.is_finite()), "{label}: {notes:?}");
+            let want = if p == Precision::Auto { "@precision(auto) chose" } else { p.name() };
+            assert!(notes.iter().any(|n| n.contains(want)), "{label}: {notes:?}");
+            if p != Precision::Int8 {
+                let e = field_error(&m, "velocity", &reference, &run(&mut exec, 5));
+                assert!(e < 1e-2, "{label}: velocity error {e:e} ({notes:?})");
+            }
+        }
     }
 }

@@ -14,6 +14,7 @@ const SUITES: &[(&str, &str)] = &[
     ("spirv", "spirv.rs"),
     ("ptx", "ptx.rs"),
     ("opencl", "opencl.rs"),
+    ("onnx", "onnx.rs"),
 ];
 
 /// The snapshot names a test file writes: the arguments of its `example_…!(…)` invocation and

@@ -23,10 +23,50 @@ pub fn run() -> u8 {
         let kind = if d.is_gpu { "GPU" } else { "not a GPU; slower than --target cpu" };
         format!("{} ({}, {}, {kind})", d.name, d.platform, d.version)
     });
-    for (t, why) in [("rt", "not part of this build of aiic"), ("onnx", "not part of this build of aiic")] {
-        println!("{t:<8} unavailable {why}");
-    }
+    graph_engines();
+    println!("{:<8} unavailable not part of this build of aiic", "rt");
     exit::OK
+}
+
+/// ONNX engines: tract always; ONNX Runtime's execution providers and OpenVINO's devices where
+/// their libraries are installed, each missing one with why; and the NPU `--target npu` takes.
+fn graph_engines() {
+    use aiic_runtime::onnx::engine::{ort_library, Available, OvDevice, Provider};
+    use aiic_runtime::onnx::openvino;
+    let found = Available::probe();
+    println!("{:<8} available   --target onnx:tract (in-process, every program)", "onnx");
+    match &found.ort {
+        Ok(have) => {
+            let lib = ort_library().map(|p| p.display().to_string()).unwrap_or_default();
+            for p in Provider::ALL {
+                let t = format!("--target onnx:{}", p.name());
+                if have.contains(&p) {
+                    println!("{:<8} available   {t} ({}, {lib})", "onnx", p.ort_name());
+                } else {
+                    println!("{:<8} unavailable {t}: this ONNX Runtime was built without {}", "onnx", p.ort_name());
+                }
+            }
+        }
+        Err(e) => println!("{:<8} unavailable ONNX Runtime: {e}", "onnx"),
+    }
+    match &found.openvino {
+        Ok(have) => {
+            let lib = openvino::library().map(|p| p.display().to_string()).unwrap_or_default();
+            for d in OvDevice::ALL {
+                let t = format!("--target openvino:{}", d.name());
+                if have.contains(&d) {
+                    println!("{:<8} available   {t} ({lib})", "openvino");
+                } else {
+                    println!("{:<8} unavailable {t}: OpenVINO found no {} device", "openvino", d.name());
+                }
+            }
+        }
+        Err(e) => println!("{:<8} unavailable {e}", "openvino"),
+    }
+    match found.npu() {
+        Some(engine) => println!("{:<8} available   --target npu runs on {}", "npu", engine.name()),
+        None => println!("{:<8} unavailable {}", "npu", found.no_npu()),
+    }
 }
 
 /// One line per device, or one saying why there is none: `unavailable` when the backend is not

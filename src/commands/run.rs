@@ -21,8 +21,10 @@ pub struct RunArgs {
     pub program: ProgramArgs,
     /// Where to run: auto (CUDA on an NVIDIA GPU, else a Vulkan or OpenCL GPU, else the CPU),
     /// cuda, vulkan, opencl, onnx (ONNX graphs: ONNX Runtime where installed, else tract),
-    /// onnx:PROVIDER (tract, cpu, cuda, tensorrt, coreml, qnn, openvino, directml), cpu (Cranelift
-    /// code on all cores), interp (the f64 reference interpreter).
+    /// onnx:PROVIDER (tract, cpu, cuda, tensorrt, coreml, qnn, openvino, directml),
+    /// openvino[:CPU|GPU|NPU] (OpenVINO), npu (the first neural processing unit: Core ML's
+    /// Neural Engine, Qualcomm's HTP, OpenVINO's NPU), cpu (Cranelift code on all cores), interp
+    /// (the f64 reference interpreter).
     #[arg(long, default_value = "auto")]
     pub target: String,
     /// The GPU to use, by its number in `aiic devices` (default: the first, discrete GPUs first).
@@ -93,7 +95,7 @@ pub fn load_with_counts(
 pub fn check_target(t: &str) -> Result<(), u8> {
     match t {
         "auto" | "interp" | "cpu" | "vulkan" | "cuda" | "opencl" => Ok(()),
-        t if t == "onnx" || t.starts_with("onnx:") => match onnx_engine(t) {
+        t if is_graph_target(t) => match onnx_engine(t) {
             Ok(_) => Ok(()),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -102,13 +104,13 @@ pub fn check_target(t: &str) -> Result<(), u8> {
         },
         t if TARGETS.contains(&t) => {
             eprintln!(
-                "error: the `{t}` backend is not part of this build of aiic; use --target cuda, vulkan, opencl, onnx, cpu, interp or auto"
+                "error: the `{t}` backend is not part of this build of aiic; use --target cuda, vulkan, opencl, onnx, openvino, npu, cpu, interp or auto"
             );
             Err(exit::BACKEND_UNAVAILABLE)
         }
         t => {
             eprintln!(
-                "error: unknown target `{t}`; targets: auto, cuda, vulkan, opencl, onnx[:PROVIDER], cpu, interp, {}",
+                "error: unknown target `{t}`; targets: auto, cuda, vulkan, opencl, onnx[:PROVIDER], openvino[:DEVICE], npu, cpu, interp, {}",
                 TARGETS.join(", ")
             );
             Err(exit::USER_ERROR)
@@ -116,29 +118,14 @@ pub fn check_target(t: &str) -> Result<(), u8> {
     }
 }
 
-/// The engine of an `onnx` or `onnx:PROVIDER` target, or why there is none: `onnx` is ONNX
-/// Runtime on the CPU where its library is installed, else tract; `onnx:tract` is tract;
-/// `onnx:PROVIDER` is ONNX Runtime with that execution provider, which must be there.
+/// Whether a target runs ONNX graphs: `onnx[:PROVIDER]`, `openvino[:DEVICE]` or `npu`.
+pub fn is_graph_target(t: &str) -> bool {
+    t == "npu" || ["onnx", "openvino"].iter().any(|k| t == *k || t.strip_prefix(k).is_some_and(|r| r.starts_with(':')))
+}
+
+/// The engine of a graph target, or why there is none (see `Available::engine`).
 pub fn onnx_engine(t: &str) -> Result<aiic_runtime::onnx::engine::Engine, String> {
-    use aiic_runtime::onnx::engine::{ort_providers, Engine, Provider};
-    let provider = match t.split_once(':') {
-        None => return Ok(if ort_providers().is_ok() { Engine::Ort(Provider::Cpu) } else { Engine::Tract }),
-        Some((_, "tract")) => return Ok(Engine::Tract),
-        Some((_, name)) => Provider::from_name(name).ok_or_else(|| {
-            let names: Vec<&str> = Provider::ALL.iter().map(|p| p.name()).collect();
-            format!("unknown ONNX provider `{name}`; providers: tract, {}", names.join(", "))
-        })?,
-    };
-    let have = ort_providers().map_err(|e| format!("--target {t}: {e}"))?;
-    if !have.contains(&provider) {
-        let names: Vec<&str> = have.iter().map(|p| p.name()).collect();
-        return Err(format!(
-            "--target {t}: this ONNX Runtime has no {} execution provider (it has: {})",
-            provider.ort_name(),
-            names.join(", ")
-        ));
-    }
-    Ok(Engine::Ort(provider))
+    aiic_runtime::onnx::engine::Available::probe().engine(t)
 }
 
 pub fn default_threads() -> usize {
@@ -197,7 +184,7 @@ fn executor<'m>(
         "vulkan" => Ok(Box::new(vulkan(module, loaded, &sim.world, at.device)?)),
         "cuda" => Ok(Box::new(cuda(module, loaded, &sim.world, at.device)?)),
         "opencl" => Ok(Box::new(opencl(module, &sim.world, at.device)?)),
-        t if t == "onnx" || t.starts_with("onnx:") => Ok(Box::new(onnx(module, &sim.world, onnx_engine(t)?)?)),
+        t if is_graph_target(t) => Ok(Box::new(onnx(module, &sim.world, onnx_engine(t)?)?)),
         "auto" => {
             // NVIDIA GPUs run CUDA; other GPUs Vulkan; the CPU otherwise.
             if aiic_runtime::cuda::device_count() > at.device.unwrap_or(0) {

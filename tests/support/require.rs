@@ -7,8 +7,19 @@
 #![allow(dead_code)]
 
 /// Every name `AIIC_TEST_REQUIRE` may list.
-pub const KNOWN: &[&str] =
-    &["vulkan", "vulkan-coop", "opencl", "cuda", "ptxas", "spirv-val", "spirv-val-coop", "validation", "onnxruntime"];
+pub const KNOWN: &[&str] = &[
+    "vulkan",
+    "vulkan-coop",
+    "opencl",
+    "cuda",
+    "ptxas",
+    "spirv-val",
+    "spirv-val-coop",
+    "validation",
+    "onnxruntime",
+    "openvino",
+    "onnx-checker",
+];
 
 /// The requirements listed in `AIIC_TEST_REQUIRE`; a name that is not known fails, so that a typo
 /// cannot quietly turn a requirement off.

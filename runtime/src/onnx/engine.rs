@@ -1,6 +1,6 @@
-//! The engines that run ONNX graphs: tract, in this process, and ONNX Runtime, whose shared
-//! library is loaded at run time (so that one aiic binary runs with or without it, and with
-//! whichever execution providers its build has).
+//! The engines that run ONNX graphs: tract, in this process, and ONNX Runtime and OpenVINO,
+//! whose shared libraries are loaded at run time (so that one aiic binary runs with or without
+//! them, and with whichever execution providers and devices they have).
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -112,17 +112,45 @@ impl Provider {
         Provider::ALL.into_iter().find(|p| p.name() == s)
     }
 
-    /// Whether this provider runs on a neural processing unit (`--target npu`).
+    /// Whether this provider runs on a neural processing unit (`--target npu`): Core ML is asked
+    /// for the Neural Engine and QNN for the HTP. (ONNX Runtime's OpenVINO provider runs on
+    /// OpenVINO's CPU; its NPU is reached through OpenVINO itself.)
     pub fn is_npu(self) -> bool {
-        matches!(self, Provider::CoreMl | Provider::Qnn | Provider::OpenVino)
+        matches!(self, Provider::CoreMl | Provider::Qnn)
     }
 }
 
-/// What runs a graph: tract, or ONNX Runtime with one execution provider.
+/// An OpenVINO device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OvDevice {
+    Cpu,
+    Gpu,
+    Npu,
+}
+
+impl OvDevice {
+    pub const ALL: [OvDevice; 3] = [OvDevice::Cpu, OvDevice::Gpu, OvDevice::Npu];
+
+    /// The device's name in OpenVINO (and in `--target openvino:NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            OvDevice::Cpu => "CPU",
+            OvDevice::Gpu => "GPU",
+            OvDevice::Npu => "NPU",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        OvDevice::ALL.into_iter().find(|d| d.name().eq_ignore_ascii_case(s))
+    }
+}
+
+/// What runs a graph: tract, ONNX Runtime with one execution provider, or OpenVINO on one device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
     Tract,
     Ort(Provider),
+    OpenVino(OvDevice),
 }
 
 impl Engine {
@@ -130,6 +158,21 @@ impl Engine {
         match self {
             Engine::Tract => "tract".into(),
             Engine::Ort(p) => format!("onnxruntime {}", p.name()),
+            Engine::OpenVino(d) => format!("openvino {}", d.name()),
+        }
+    }
+
+    /// Whether the engine computes f64 as f64 (OpenVINO's plugins compute it in f32 at most).
+    pub fn computes_f64(self) -> bool {
+        !matches!(self, Engine::OpenVino(_))
+    }
+
+    /// Whether the engine runs graphs on a neural processing unit.
+    pub fn is_npu(self) -> bool {
+        match self {
+            Engine::Tract => false,
+            Engine::Ort(p) => p.is_npu(),
+            Engine::OpenVino(d) => d == OvDevice::Npu,
         }
     }
 
@@ -138,7 +181,106 @@ impl Engine {
         match self {
             Engine::Tract => tract_session(graph),
             Engine::Ort(p) => ort_session(graph, p),
+            Engine::OpenVino(d) => super::openvino::session(graph, d),
         }
+    }
+}
+
+/// The engines this machine has: ONNX Runtime's providers and OpenVINO's devices, each with why
+/// it is missing where it is. Target selection works on this, so tests can fake it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Available {
+    pub ort: Result<Vec<Provider>, String>,
+    pub openvino: Result<Vec<OvDevice>, String>,
+}
+
+impl Available {
+    /// What this machine has (the libraries are loaded once, on the first call).
+    pub fn probe() -> Self {
+        Available { ort: ort_providers(), openvino: super::openvino::devices() }
+    }
+
+    /// The engine of a target: `onnx` (ONNX Runtime on the CPU where installed, else tract),
+    /// `onnx:tract`, `onnx:PROVIDER`, `openvino[:DEVICE]` (CPU unless named) or `npu` (the first
+    /// NPU: Core ML's Neural Engine, then QNN's HTP, then OpenVINO's NPU). `Err` says what is
+    /// missing, or (starting with "unknown") that the name is not one.
+    pub fn engine(&self, target: &str) -> Result<Engine, String> {
+        let (kind, sub) = match target.split_once(':') {
+            Some((k, s)) => (k, Some(s)),
+            None => (target, None),
+        };
+        match (kind, sub) {
+            ("onnx", None) => Ok(if self.ort.is_ok() { Engine::Ort(Provider::Cpu) } else { Engine::Tract }),
+            ("onnx", Some("tract")) => Ok(Engine::Tract),
+            ("onnx", Some(name)) => {
+                let provider = Provider::from_name(name).ok_or_else(|| {
+                    let names: Vec<&str> = Provider::ALL.iter().map(|p| p.name()).collect();
+                    format!("unknown ONNX provider `{name}`; providers: tract, {}", names.join(", "))
+                })?;
+                let have = self.ort.as_ref().map_err(|e| format!("--target {target}: {e}"))?;
+                if !have.contains(&provider) {
+                    let names: Vec<&str> = have.iter().map(|p| p.name()).collect();
+                    return Err(format!(
+                        "--target {target}: this ONNX Runtime has no {} execution provider (it has: {})",
+                        provider.ort_name(),
+                        names.join(", ")
+                    ));
+                }
+                Ok(Engine::Ort(provider))
+            }
+            ("openvino", sub) => {
+                let device = match sub {
+                    None => OvDevice::Cpu,
+                    Some(name) => OvDevice::from_name(name)
+                        .ok_or_else(|| format!("unknown OpenVINO device `{name}`; devices: CPU, GPU, NPU"))?,
+                };
+                let have = self.openvino.as_ref().map_err(|e| format!("--target {target}: {e}"))?;
+                if !have.contains(&device) {
+                    let names: Vec<&str> = have.iter().map(|d| d.name()).collect();
+                    return Err(format!(
+                        "--target {target}: OpenVINO has no {} device here (it has: {})",
+                        device.name(),
+                        names.join(", ")
+                    ));
+                }
+                Ok(Engine::OpenVino(device))
+            }
+            ("npu", None) => self.npu().ok_or_else(|| self.no_npu()),
+            _ => Err(format!("unknown target `{target}`")),
+        }
+    }
+
+    /// The first NPU present, in the order `--target npu` takes them.
+    pub fn npu(&self) -> Option<Engine> {
+        let ort = self.ort.as_deref().unwrap_or(&[]);
+        [Provider::CoreMl, Provider::Qnn].into_iter().find(|p| ort.contains(p)).map(Engine::Ort).or_else(|| {
+            let ov = self.openvino.as_deref().unwrap_or(&[]);
+            ov.contains(&OvDevice::Npu).then_some(Engine::OpenVino(OvDevice::Npu))
+        })
+    }
+
+    /// Why there is no NPU: what was looked for, and what each place said.
+    pub fn no_npu(&self) -> String {
+        let ort = match &self.ort {
+            Ok(have) => {
+                let names: Vec<&str> = have.iter().map(|p| p.ort_name()).collect();
+                format!(
+                    "ONNX Runtime has neither CoreMLExecutionProvider nor QNNExecutionProvider (it has: {})",
+                    names.join(", ")
+                )
+            }
+            Err(e) => e.clone(),
+        };
+        let ov = match &self.openvino {
+            Ok(have) => {
+                let names: Vec<&str> = have.iter().map(|d| d.name()).collect();
+                format!("OpenVINO has no NPU device (it has: {})", names.join(", "))
+            }
+            Err(e) => e.clone(),
+        };
+        format!(
+            "--target npu: no neural processing unit found; looked for Core ML's Neural Engine and Qualcomm's HTP through ONNX Runtime, and OpenVINO's NPU: {ort}; {ov}"
+        )
     }
 }
 
@@ -282,6 +424,9 @@ pub fn ort_providers() -> Result<Vec<Provider>, String> {
         .collect())
 }
 
+/// QNN's backend for the Hexagon tensor processor (its NPU).
+const QNN_HTP: &str = if cfg!(windows) { "QnnHtp.dll" } else { "libQnnHtp.so" };
+
 struct OrtSession {
     session: ort::session::Session,
 }
@@ -295,8 +440,13 @@ fn ort_session(graph: &[u8], provider: Provider) -> Result<Box<dyn Session>, Str
         Provider::Cpu => None,
         Provider::Cuda => Some(CUDAExecutionProvider::default().build()),
         Provider::TensorRt => Some(TensorRTExecutionProvider::default().build()),
-        Provider::CoreMl => Some(CoreMLExecutionProvider::default().build()),
-        Provider::Qnn => Some(QNNExecutionProvider::default().build()),
+        Provider::CoreMl => Some(
+            CoreMLExecutionProvider::default()
+                .with_compute_units(coreml::CoreMLComputeUnits::CPUAndNeuralEngine)
+                .with_static_input_shapes(true)
+                .build(),
+        ),
+        Provider::Qnn => Some(QNNExecutionProvider::default().with_backend_path(QNN_HTP).build()),
         Provider::OpenVino => Some(OpenVINOExecutionProvider::default().build()),
         Provider::DirectMl => Some(DirectMLExecutionProvider::default().build()),
     };
@@ -352,5 +502,64 @@ impl Session for OrtSession {
             out.push(HostTensor { shape: shape.iter().map(|&d| d.max(0) as usize).collect(), data });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A machine with these ONNX Runtime providers and OpenVINO devices.
+    fn machine(ort: &[Provider], ov: &[OvDevice]) -> Available {
+        Available { ort: Ok(ort.to_vec()), openvino: Ok(ov.to_vec()) }
+    }
+
+    fn bare() -> Available {
+        Available { ort: Err("no ONNX Runtime".into()), openvino: Err("no OpenVINO".into()) }
+    }
+
+    #[test]
+    fn npu_takes_core_ml_then_qnn_then_openvino() {
+        let all = machine(&[Provider::Cpu, Provider::Qnn, Provider::CoreMl], &[OvDevice::Cpu, OvDevice::Npu]);
+        assert_eq!(all.engine("npu"), Ok(Engine::Ort(Provider::CoreMl)));
+        let qnn = machine(&[Provider::Cpu, Provider::Qnn], &[OvDevice::Npu]);
+        assert_eq!(qnn.engine("npu"), Ok(Engine::Ort(Provider::Qnn)));
+        let intel = machine(&[Provider::Cpu, Provider::OpenVino], &[OvDevice::Cpu, OvDevice::Gpu, OvDevice::Npu]);
+        assert_eq!(intel.engine("npu"), Ok(Engine::OpenVino(OvDevice::Npu)));
+        assert!(Engine::OpenVino(OvDevice::Npu).is_npu() && Engine::Ort(Provider::CoreMl).is_npu());
+    }
+
+    #[test]
+    fn no_npu_says_what_was_looked_for() {
+        let cpu = machine(&[Provider::Cpu, Provider::DirectMl], &[OvDevice::Cpu]);
+        let e = cpu.engine("npu").unwrap_err();
+        for part in ["Core ML", "QNN", "OpenVINO has no NPU device (it has: CPU)", "DmlExecutionProvider"] {
+            assert!(e.contains(part), "{e}");
+        }
+        let e = bare().engine("npu").unwrap_err();
+        assert!(e.contains("no ONNX Runtime") && e.contains("no OpenVINO"), "{e}");
+    }
+
+    #[test]
+    fn named_providers_are_taken_only_where_present() {
+        let win = machine(&[Provider::Cpu, Provider::DirectMl], &[]);
+        assert_eq!(win.engine("onnx:directml"), Ok(Engine::Ort(Provider::DirectMl)));
+        assert_eq!(win.engine("onnx"), Ok(Engine::Ort(Provider::Cpu)));
+        let e = win.engine("onnx:qnn").unwrap_err();
+        assert!(e.contains("no QNNExecutionProvider") && e.contains("directml"), "{e}");
+        assert!(win.engine("onnx:npx").unwrap_err().starts_with("unknown ONNX provider"));
+        assert_eq!(bare().engine("onnx"), Ok(Engine::Tract));
+        assert_eq!(bare().engine("onnx:tract"), Ok(Engine::Tract));
+        assert!(bare().engine("onnx:cpu").unwrap_err().contains("no ONNX Runtime"));
+    }
+
+    #[test]
+    fn openvino_devices_are_named_in_any_case() {
+        let intel = machine(&[], &[OvDevice::Cpu, OvDevice::Gpu]);
+        assert_eq!(intel.engine("openvino"), Ok(Engine::OpenVino(OvDevice::Cpu)));
+        assert_eq!(intel.engine("openvino:gpu"), Ok(Engine::OpenVino(OvDevice::Gpu)));
+        assert!(intel.engine("openvino:NPU").unwrap_err().contains("no NPU device"));
+        assert!(intel.engine("openvino:TPU").unwrap_err().starts_with("unknown OpenVINO device"));
+        assert!(!Engine::OpenVino(OvDevice::Cpu).computes_f64() && Engine::Tract.computes_f64());
     }
 }

@@ -12,7 +12,7 @@ use super::plan::{Feed, Form, OnnxKernel, OnnxPlan, Sink};
 use crate::backend::Backend;
 use crate::cpu::abi::compensated_columns;
 use crate::ir::interp::RunError;
-use crate::ir::{Module, Scalar, Sched};
+use crate::ir::{Module, Precision, Scalar, Sched};
 use crate::{FieldKind, World};
 
 /// Pairs a pair kernel's graph takes at once: its intermediate values are blocks of this many.
@@ -22,7 +22,14 @@ pub struct OnnxBackend<'m> {
     module: &'m Module,
     plan: OnnxPlan,
     engine: Engine,
+    /// Whether kernels that need f64 run on tract instead of `engine`.
+    f64_on_tract: bool,
     sessions: Vec<Box<dyn Session>>,
+    /// Per kernel, the engine its session runs on and its graph as emitted (f32).
+    engines: Vec<Engine>,
+    graphs: Vec<Vec<u8>>,
+    /// What the model compilation pipeline decided, for the user.
+    notes: Vec<String>,
     /// Per agent type and column, the column in its storage type.
     cols: Vec<Vec<Data>>,
     /// Per agent type and column, the compensation of compensated updates.
@@ -94,11 +101,28 @@ impl<'m> OnnxBackend<'m> {
                 }
             }
         }
+        // An engine that computes f64 in f32 (OpenVINO) leaves the kernels that need f64 (the
+        // conservation laws' sums, f64 state) to tract, so that they stay exact.
+        // Constant folding first, for every engine (ONNX Runtime and OpenVINO fold too; tract
+        // and the precision passes see the folded graph).
+        let graphs = graphs
+            .iter()
+            .map(|g| {
+                let m = super::decode(g)?;
+                super::compile::fold_constants(&m).map(|(m, n)| if n == 0 { g.clone() } else { super::encode(&m) })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let engines: Vec<Engine> = graphs
+            .iter()
+            .map(|g| if !engine.computes_f64() && super::uses_f64(g) { Engine::Tract } else { engine })
+            .collect();
+        let f64_on_tract = engines.iter().any(|&e| e != engine);
         let sessions = plan
             .kernels
             .iter()
-            .zip(graphs)
-            .map(|(k, g)| engine.load(g).map_err(|e| format!("kernel `{}`: {e}", k.name)))
+            .zip(&graphs)
+            .zip(&engines)
+            .map(|((k, g), on)| on.load(g).map_err(|e| format!("kernel `{}` on {}: {e}", k.name, on.name())))
             .collect::<Result<Vec<_>, _>>()?;
         let uniforms = module.uniform_values();
         let lanes = &uniforms[..plan.param_lanes.min(uniforms.len())];
@@ -128,7 +152,11 @@ impl<'m> OnnxBackend<'m> {
             module,
             plan,
             engine,
+            f64_on_tract,
             sessions,
+            engines,
+            graphs,
+            notes: Vec::new(),
             cols,
             comps,
             counts,
@@ -179,9 +207,7 @@ impl<'m> OnnxBackend<'m> {
 
     fn run_graph(&mut self, gi: usize, inputs: Vec<HostTensor>) -> Result<Vec<HostTensor>, RunError> {
         let name = &self.plan.kernels[gi].name;
-        let outputs = self.sessions[gi]
-            .run(inputs)
-            .map_err(|e| failed(format!("kernel `{name}` on {}: {e}", self.engine.name())))?;
+        let outputs = self.sessions[gi].run(inputs).map_err(|e| failed(format!("kernel `{name}`: {e}")))?;
         let k = &self.module.kernels[self.plan.kernels[gi].kernel];
         for (s, t) in self.plan.kernels[gi].sinks.iter().zip(&outputs) {
             if let Sink::Check { msg } = s {
@@ -337,9 +363,121 @@ impl<'m> OnnxBackend<'m> {
     }
 }
 
+impl OnnxBackend<'_> {
+    /// Puts the model of kernel `gi` through the precision passes its `@precision` asks for
+    /// (f16; int8 calibrated on the current state; `auto`: int8, then f16, the first whose error
+    /// against f32 on the current state stays within the tolerance) and loads the result.
+    fn settle_precision(&mut self, gi: usize) -> Result<(), RunError> {
+        use super::compile;
+        let g = self.plan.kernels[gi].clone();
+        let Some(tp) = self.module.kernels[g.kernel].tensor.clone() else { return Ok(()) };
+        let Form::Map { agent } = g.form else { return Ok(()) };
+        let wanted: Vec<Precision> = match tp.precision {
+            Precision::F16 | Precision::Bf16 => vec![Precision::F16],
+            Precision::Int8 => vec![Precision::Int8],
+            Precision::Auto => vec![Precision::Int8, Precision::F16],
+            Precision::F32 | Precision::Tf32 | Precision::F64 => return Ok(()),
+        };
+        if self.counts[agent] == 0 {
+            return Ok(());
+        }
+        let model = super::decode(&self.graphs[gi]).map_err(failed)?;
+        if !compile::has_model(&model) {
+            return Ok(());
+        }
+        let on = self.engines[gi];
+        let inputs = self.inputs(&g, (0, 0), None);
+        let outputs = g.sinks.len();
+        let points = compile::calibration_points(&model);
+        let calibrate = super::encode(&compile::with_outputs(&model, &points));
+        let fail = |e: String| failed(format!("kernel `{}`: {e}", g.name));
+        let all = on.load(&calibrate).and_then(|mut s| s.run(inputs.clone())).map_err(fail)?;
+        let floats = |t: &HostTensor| -> Vec<f64> { (0..t.data.len()).map(|i| t.data.get(i)).collect() };
+        let reference: Vec<Vec<f64>> = all[..outputs].iter().map(floats).collect();
+        let ranges = points
+            .iter()
+            .zip(&all[outputs..])
+            .map(|(p, t)| {
+                let v = floats(t);
+                (
+                    p.clone(),
+                    (
+                        v.iter().cloned().fold(f64::INFINITY, f64::min) as f32,
+                        v.iter().cloned().fold(f64::NEG_INFINITY, f64::max) as f32,
+                    ),
+                )
+            })
+            .collect();
+        // Where the model adds to a column, the error is measured on what it adds.
+        let base: Vec<Option<Vec<f64>>> = g
+            .sinks
+            .iter()
+            .map(|s| match *s {
+                Sink::Store { col } if tp.accumulate && tp.outputs.contains(&col) => {
+                    let d = &self.cols[agent][col as usize];
+                    Some((0..d.len()).map(|i| d.get(i)).collect())
+                }
+                _ => None,
+            })
+            .collect();
+        let mut measured: Vec<(Precision, f64, Box<dyn Session>)> = Vec::new();
+        let mut missing = Vec::new();
+        for p in wanted {
+            let graph = match p {
+                Precision::Int8 => compile::quantize_int8(&model, &ranges),
+                _ => compile::to_f16(&model),
+            };
+            let tried = on.load(&super::encode(&graph)).and_then(|mut s| {
+                let out = s.run(inputs.clone())?;
+                let other: Vec<Vec<f64>> = out[..outputs].iter().map(floats).collect();
+                Ok((compile::relative_error(&reference, &other, &base), s))
+            });
+            match tried {
+                Ok((err, s)) => measured.push((p, err, s)),
+                Err(e) => missing.push(format!("{} cannot run on {}: {e}", p.name(), on.name())),
+            }
+        }
+        let errors: Vec<String> = measured.iter().map(|(p, e, _)| format!("{} {e:.2e}", p.name())).collect();
+        let chosen = if tp.precision == Precision::Auto {
+            measured.into_iter().find(|m| m.1 <= tp.tolerance)
+        } else {
+            measured.into_iter().next()
+        };
+        let k = &self.module.kernels[g.kernel].name;
+        let how = if tp.precision == Precision::Auto { "@precision(auto) chose" } else { "runs" };
+        let note = match chosen {
+            Some((p, _, s)) => {
+                self.sessions[gi] = s;
+                format!(
+                    "`{k}`: {how} {} on {} (ONNX model, {}): error against f32 on the initial state {}{}",
+                    p.name(),
+                    on.name(),
+                    if p == Precision::Int8 { "QDQ int8, calibrated on the initial state" } else { "f16" },
+                    errors.join(", "),
+                    if tp.precision == Precision::Auto {
+                        format!(" (tolerance {:e})", tp.tolerance)
+                    } else {
+                        String::new()
+                    }
+                )
+            }
+            None => format!(
+                "`{k}`: f32 runs on {}: error against f32 on the initial state {} (tolerance {:e})",
+                on.name(),
+                if errors.is_empty() { "-".to_string() } else { errors.join(", ") },
+                tp.tolerance
+            ),
+        };
+        self.notes.push(note);
+        self.notes.extend(missing.into_iter().map(|m| format!("`{k}`: {m}")));
+        Ok(())
+    }
+}
+
 impl Backend for OnnxBackend<'_> {
     fn name(&self) -> String {
-        format!("onnx ({})", self.engine.name())
+        let f64 = if self.f64_on_tract { "; f64 kernels on tract" } else { "" };
+        format!("onnx ({}{f64})", self.engine.name())
     }
 
     fn step(&mut self) -> Result<(), RunError> {
@@ -349,7 +487,14 @@ impl Backend for OnnxBackend<'_> {
     }
 
     fn prime(&mut self) -> Result<(), RunError> {
+        for gi in 0..self.plan.kernels.len() {
+            self.settle_precision(gi)?;
+        }
         self.run_schedule(&self.module.prime)
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.clone()
     }
 
     fn world(&mut self) -> Result<&World, RunError> {

@@ -74,6 +74,9 @@ pub struct Graph {
     next: u32,
     /// Scalar constants made so far, by element type and bits.
     scalars: HashMap<(Elem, u64), String>,
+    /// While set, nodes are named `REGION/OUTPUT`: the model compilation pipeline converts the
+    /// nodes of the `model` region (an `mlp` or `@`) to f16 or int8.
+    pub region: Option<&'static str>,
 }
 
 fn value_info(name: &str, elem: Elem, dims: &[Dim]) -> pb::ValueInfoProto {
@@ -148,6 +151,7 @@ impl Graph {
             })
             .collect();
         self.nodes.push(pb::NodeProto {
+            name: self.region.map(|r| format!("{r}/{out}")).unwrap_or_default(),
             input: inputs.iter().map(|v| v.name.clone()).collect(),
             output: vec![out.clone()],
             op_type: op.into(),
@@ -302,7 +306,8 @@ pub fn text(model: &pb::ModelProto) -> String {
             })
             .collect();
         let attrs = if attrs.is_empty() { String::new() } else { format!(" {{{}}}", attrs.join(", ")) };
-        let _ = writeln!(out, "  {} = {}({}){attrs}", n.output.join(", "), n.op_type, n.input.join(", "));
+        let region = n.name.split_once('/').map(|(r, _)| format!("  [{r}]")).unwrap_or_default();
+        let _ = writeln!(out, "  {} = {}({}){attrs}{region}", n.output.join(", "), n.op_type, n.input.join(", "));
     }
     for o in &g.output {
         let _ = writeln!(out, "  out {}: {}", o.name, ty(o));

@@ -520,6 +520,7 @@ impl Lower<'_> {
             })
             .collect();
         let refs: Vec<&Val> = cols.iter().collect();
+        self.g.region = Some(aiic_runtime::onnx::compile::MODEL_REGION);
         let mut h = self.g.node("Concat", &refs, vec![("axis", Attr::Int(1))], Elem::F32);
         let last = plan.layers.len() - 1;
         for (li, l) in plan.layers.iter().enumerate() {
@@ -538,6 +539,7 @@ impl Lower<'_> {
                 h = self.activation(plan.act, &h);
             }
         }
+        self.g.region = None;
         Ok(h)
     }
 

@@ -1,0 +1,424 @@
+//! The model compilation pipeline: passes over an ONNX graph before an engine loads it.
+//!
+//! Constant folding evaluates every node whose inputs are all constants. The precision passes
+//! work on the nodes of the model region (named `model/…` by the emitter: an `mlp` or `@` and
+//! its input concatenation): f16 conversion computes the region in f16 (constants converted,
+//! values cast at its borders); int8 quantization puts QuantizeLinear/DequantizeLinear pairs
+//! (QDQ) around each product, weights per output column and symmetric, the other operand per
+//! tensor with the range it had on the run's own state (calibration).
+
+use super::pb;
+use pb::tensor_proto::DataType;
+use std::collections::{HashMap, HashSet};
+
+/// The prefix of the names of the model region's nodes.
+pub const MODEL_REGION: &str = "model";
+
+fn in_region(n: &pb::NodeProto) -> bool {
+    n.name.strip_prefix(MODEL_REGION).is_some_and(|r| r.starts_with('/'))
+}
+
+fn graph_mut(m: &mut pb::ModelProto) -> &mut pb::GraphProto {
+    m.graph.get_or_insert_with(Default::default)
+}
+
+/// The f32 values of a constant tensor, or `None` where it holds another type.
+fn f32_values(t: &pb::TensorProto) -> Option<Vec<f32>> {
+    if t.data_type != DataType::Float as i32 {
+        return None;
+    }
+    if !t.float_data.is_empty() {
+        return Some(t.float_data.clone());
+    }
+    Some(t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+fn attr_int(name: &str, i: i64) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::Int as i32,
+        i,
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, name: String, inputs: &[&str], output: &str, attribute: Vec<pb::AttributeProto>) -> pb::NodeProto {
+    pb::NodeProto {
+        name,
+        op_type: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        attribute,
+        ..Default::default()
+    }
+}
+
+fn tensor(name: String, ty: DataType, dims: &[i64], raw: Vec<u8>) -> pb::TensorProto {
+    pb::TensorProto { name, data_type: ty as i32, dims: dims.to_vec(), raw_data: raw, ..Default::default() }
+}
+
+/// Whether the graph has a model region.
+pub fn has_model(m: &pb::ModelProto) -> bool {
+    m.graph.as_ref().is_some_and(|g| g.node.iter().any(in_region))
+}
+
+/// Constant folding: replaces every node whose inputs are all constants (and that draws no
+/// random numbers) by the constants it computes, evaluated by tract; repeats until nothing
+/// changes. Returns the graph and how many nodes it removed.
+pub fn fold_constants(m: &pb::ModelProto) -> Result<(pb::ModelProto, usize), String> {
+    use tract_onnx::prelude::*;
+    let mut m = m.clone();
+    let mut folded = 0;
+    loop {
+        let g = graph_mut(&mut m);
+        let consts: HashMap<String, usize> =
+            g.initializer.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+        let outputs: HashSet<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+        let pick = g.node.iter().position(|n| {
+            !n.op_type.starts_with("Random")
+                && !n.input.is_empty()
+                && n.input.iter().all(|i| i.is_empty() || consts.contains_key(i))
+                && n.output.iter().all(|o| !outputs.contains(o.as_str()))
+        });
+        let Some(at) = pick else { break };
+        let n = g.node[at].clone();
+        let inits: Vec<pb::TensorProto> =
+            n.input.iter().filter(|i| !i.is_empty()).map(|i| g.initializer[consts[i]].clone()).collect();
+        let one = pb::ModelProto {
+            ir_version: m.ir_version,
+            opset_import: m.opset_import.clone(),
+            graph: Some(pb::GraphProto {
+                name: "fold".into(),
+                node: vec![n.clone()],
+                initializer: inits,
+                output: n.output.iter().map(|o| pb::ValueInfoProto { name: o.clone(), ..Default::default() }).collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let bytes = super::encode(&one);
+        let fail = |e: TractError| format!("folding `{}` ({}): {e:?}", n.name, n.op_type);
+        let plan = tract_onnx::onnx().model_for_read(&mut &bytes[..]).and_then(|p| p.into_optimized()).map_err(fail)?;
+        let values = plan.into_runnable().and_then(|p| p.run(tvec!())).map_err(fail)?;
+        let g = graph_mut(&mut m);
+        g.node.remove(at);
+        for (name, v) in n.output.iter().zip(values) {
+            g.initializer.push(tract_tensor(name, &v)?);
+        }
+        folded += 1;
+    }
+    let g = graph_mut(&mut m);
+    let used: HashSet<String> = g.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+    let kept: HashSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
+    g.initializer.retain(|t| used.contains(&t.name) || kept.contains(&t.name));
+    Ok((m, folded))
+}
+
+/// A tract tensor as an ONNX constant.
+fn tract_tensor(name: &str, t: &tract_onnx::prelude::Tensor) -> Result<pb::TensorProto, String> {
+    use tract_onnx::prelude::DatumType as D;
+    let dims: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
+    let ty = match t.datum_type() {
+        D::F32 => DataType::Float,
+        D::F64 => DataType::Double,
+        D::F16 => DataType::Float16,
+        D::I32 => DataType::Int32,
+        D::I64 => DataType::Int64,
+        D::I8 => DataType::Int8,
+        D::U8 => DataType::Uint8,
+        D::Bool => DataType::Bool,
+        other => return Err(format!("folding: a constant of type {other:?}")),
+    };
+    let raw = t.as_bytes().to_vec();
+    Ok(tensor(name.into(), ty, &dims, raw))
+}
+
+/// The model region computed in f16: its f32 constants converted, the f32 values that enter it
+/// cast to f16 and those that leave it cast back to f32.
+pub fn to_f16(m: &pb::ModelProto) -> pb::ModelProto {
+    let mut m = m.clone();
+    let g = graph_mut(&mut m);
+    let consts: HashMap<String, pb::TensorProto> = g.initializer.iter().map(|t| (t.name.clone(), t.clone())).collect();
+    let made: HashSet<String> = g.node.iter().filter(|n| in_region(n)).flat_map(|n| n.output.iter().cloned()).collect();
+    let mut casts: HashMap<String, String> = HashMap::new();
+    let mut halves: Vec<pb::TensorProto> = Vec::new();
+    let mut nodes = Vec::with_capacity(g.node.len());
+    for mut n in std::mem::take(&mut g.node) {
+        if in_region(&n) {
+            for input in n.input.iter_mut() {
+                if input.is_empty() || made.contains(input) {
+                    continue;
+                }
+                if let Some(t) = consts.get(input) {
+                    if let Some(v) = f32_values(t) {
+                        let name = format!("{input}_f16");
+                        if !halves.iter().any(|h| h.name == name) {
+                            let raw = v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect();
+                            halves.push(tensor(name.clone(), DataType::Float16, &t.dims, raw));
+                        }
+                        *input = name;
+                    }
+                    continue;
+                }
+                // An f32 value from outside (the region's inputs are f32 columns).
+                let cast = casts.entry(input.clone()).or_insert_with(|| format!("{input}_f16"));
+                if !nodes.iter().any(|x: &pb::NodeProto| x.output.first() == Some(cast)) {
+                    nodes.push(node(
+                        "Cast",
+                        format!("{MODEL_REGION}/{cast}"),
+                        &[input],
+                        cast,
+                        vec![attr_int("to", DataType::Float16 as i64)],
+                    ));
+                }
+                *input = cast.clone();
+            }
+            if n.op_type == "Cast" {
+                for a in n.attribute.iter_mut().filter(|a| a.name == "to" && a.i == DataType::Float as i64) {
+                    a.i = DataType::Float16 as i64;
+                }
+            }
+            nodes.push(n);
+        } else {
+            // A value the region made, used outside it: back to f32.
+            for input in n.input.iter_mut() {
+                if made.contains(input) {
+                    let back = format!("{input}_f32");
+                    if !nodes.iter().any(|x: &pb::NodeProto| x.output.first() == Some(&back)) {
+                        nodes.push(node(
+                            "Cast",
+                            String::new(),
+                            &[input],
+                            &back,
+                            vec![attr_int("to", DataType::Float as i64)],
+                        ));
+                    }
+                    *input = back;
+                }
+            }
+            nodes.push(n);
+        }
+    }
+    g.node = nodes;
+    g.initializer.extend(halves);
+    m
+}
+
+/// The values whose ranges int8 quantization needs: the first operand of each product in the
+/// model region whose second operand is a constant (the weights).
+pub fn calibration_points(m: &pb::ModelProto) -> Vec<String> {
+    let Some(g) = &m.graph else { return Vec::new() };
+    let consts: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+    g.node
+        .iter()
+        .filter(|n| in_region(n) && n.op_type == "MatMul" && n.input.len() == 2 && consts.contains(n.input[1].as_str()))
+        .map(|n| n.input[0].clone())
+        .collect()
+}
+
+/// The graph with these intermediate values as extra outputs (after its own), for calibration.
+pub fn with_outputs(m: &pb::ModelProto, names: &[String]) -> pb::ModelProto {
+    let mut m = m.clone();
+    let g = graph_mut(&mut m);
+    for n in names {
+        g.output.push(pb::ValueInfoProto {
+            name: n.clone(),
+            r#type: Some(pb::TypeProto {
+                value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                    elem_type: DataType::Float as i32,
+                    shape: None,
+                })),
+                denotation: String::new(),
+            }),
+            doc_string: String::new(),
+        });
+    }
+    m
+}
+
+/// The model region's products in int8 (QDQ): each constant weight matrix `[K, N]` quantized
+/// symmetrically per output column; each other operand quantized per tensor to u8 over `ranges`
+/// (its smallest and largest value on the calibration state, by name). Products with no range
+/// stay f32.
+pub fn quantize_int8(m: &pb::ModelProto, ranges: &HashMap<String, (f32, f32)>) -> pb::ModelProto {
+    let mut m = m.clone();
+    let g = graph_mut(&mut m);
+    let consts: HashMap<String, pb::TensorProto> = g.initializer.iter().map(|t| (t.name.clone(), t.clone())).collect();
+    let mut extra: Vec<pb::TensorProto> = Vec::new();
+    let mut nodes = Vec::with_capacity(g.node.len());
+    for mut n in std::mem::take(&mut g.node) {
+        let weights = n.input.get(1).and_then(|w| consts.get(w)).filter(|t| t.dims.len() == 2);
+        let range = n.input.first().and_then(|a| ranges.get(a));
+        if !(in_region(&n) && n.op_type == "MatMul") {
+            nodes.push(n);
+            continue;
+        }
+        let (Some(w), Some(&(lo, hi)), Some(values)) = (weights, range, weights.and_then(f32_values)) else {
+            nodes.push(n);
+            continue;
+        };
+        let (k, cols) = (w.dims[0] as usize, w.dims[1] as usize);
+        let tag = n.output[0].clone();
+        let p = |s: &str| format!("{tag}_{s}");
+        // Weights: int8, one scale per output column, zero point 0.
+        let scales: Vec<f32> = (0..cols)
+            .map(|j| (0..k).map(|i| values[i * cols + j].abs()).fold(0.0f32, f32::max).max(f32::MIN_POSITIVE) / 127.0)
+            .collect();
+        let q: Vec<u8> =
+            (0..k * cols).map(|i| ((values[i] / scales[i % cols]).round().clamp(-127.0, 127.0) as i8) as u8).collect();
+        extra.push(tensor(p("wq"), DataType::Int8, &w.dims, q));
+        extra.push(tensor(
+            p("ws"),
+            DataType::Float,
+            &[cols as i64],
+            scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
+        ));
+        extra.push(tensor(p("wz"), DataType::Int8, &[cols as i64], vec![0; cols]));
+        // The other operand: u8 over [min(lo, 0), max(hi, 0)], so that 0 is exact.
+        let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+        let scale = ((hi - lo) / 255.0).max(f32::MIN_POSITIVE);
+        let zero = (-lo / scale).round().clamp(0.0, 255.0) as u8;
+        extra.push(tensor(p("as"), DataType::Float, &[], scale.to_le_bytes().to_vec()));
+        extra.push(tensor(p("az"), DataType::Uint8, &[], vec![zero]));
+        let name = |s: &str| format!("{MODEL_REGION}/{}", p(s));
+        nodes.push(node("QuantizeLinear", name("aq"), &[&n.input[0], &p("as"), &p("az")], &p("aq"), vec![]));
+        nodes.push(node("DequantizeLinear", name("ad"), &[&p("aq"), &p("as"), &p("az")], &p("ad"), vec![]));
+        nodes.push(node(
+            "DequantizeLinear",
+            name("wd"),
+            &[&p("wq"), &p("ws"), &p("wz")],
+            &p("wd"),
+            vec![attr_int("axis", 1)],
+        ));
+        n.input = vec![p("ad"), p("wd")];
+        nodes.push(n);
+    }
+    g.node = nodes;
+    g.initializer.extend(extra);
+    let used: HashSet<String> = g.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+    g.initializer.retain(|t| used.contains(&t.name));
+    m
+}
+
+/// The relative error of `other` against `reference` (the same outputs of two graphs): the
+/// largest difference over the largest reference magnitude, each output less `base` where it
+/// adds to a column. A non-finite value is an infinite error.
+pub fn relative_error(reference: &[Vec<f64>], other: &[Vec<f64>], base: &[Option<Vec<f64>>]) -> f64 {
+    let (mut diff, mut scale) = (0.0f64, 0.0f64);
+    for (i, (r, o)) in reference.iter().zip(other).enumerate() {
+        let b = base.get(i).and_then(|b| b.as_ref());
+        for j in 0..r.len().min(o.len()) {
+            let z = b.map_or(0.0, |b| b[j]);
+            let (x, y) = (r[j] - z, o[j] - z);
+            if !y.is_finite() {
+                return f64::INFINITY;
+            }
+            diff = diff.max((x - y).abs());
+            scale = scale.max(x.abs());
+        }
+    }
+    if diff == 0.0 {
+        0.0
+    } else {
+        diff / scale
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::engine::{Data, Engine, HostTensor};
+
+    fn f32s(name: &str, dims: &[i64], v: &[f32]) -> pb::TensorProto {
+        tensor(name.into(), DataType::Float, dims, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
+
+    /// An f32 graph input or output, `[4, 3]` where `shaped`.
+    fn io(name: &str, shaped: bool) -> pb::ValueInfoProto {
+        let mut v = with_outputs(&pb::ModelProto::default(), &[name.to_string()]).graph.unwrap().output.remove(0);
+        if let Some(pb::type_proto::Value::TensorType(t)) = v.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+            let dim = |d| pb::tensor_shape_proto::Dimension {
+                value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(d)),
+                denotation: String::new(),
+            };
+            t.shape = shaped.then(|| pb::TensorShapeProto { dim: vec![dim(4), dim(3)] });
+        }
+        v
+    }
+
+    /// y = tanh(x · Wᵀᵀ + b) over x `[4, 3]`, with Wᵀ stored and transposed back by a node (for
+    /// the folding); the product, bias and tanh are the model region.
+    fn model() -> pb::ModelProto {
+        let wt: Vec<f32> = (0..6).map(|i| (i as f32 - 2.5) * 0.3).collect(); // [2, 3]
+        let r = |s: &str| format!("{MODEL_REGION}/{s}");
+        pb::ModelProto {
+            ir_version: 8,
+            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 17 }],
+            graph: Some(pb::GraphProto {
+                name: "m".into(),
+                node: vec![
+                    node("Transpose", String::new(), &["wt"], "w", vec![]),
+                    node("MatMul", r("h"), &["x", "w"], "h", vec![]),
+                    node("Add", r("a"), &["h", "b"], "a", vec![]),
+                    node("Tanh", r("t"), &["a"], "t", vec![]),
+                    node("Identity", String::new(), &["t"], "y", vec![]),
+                ],
+                initializer: vec![f32s("wt", &[2, 3], &wt), f32s("b", &[2], &[0.1, -0.2])],
+                input: vec![io("x", true)],
+                output: vec![io("y", false)],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn run(m: &pb::ModelProto) -> Vec<f64> {
+        let x: Vec<f32> = (0..12).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut s = Engine::Tract.load(&crate::onnx::encode(m)).expect("loads");
+        let out = s.run(vec![HostTensor { shape: vec![4, 3], data: Data::F32(x) }]).expect("runs");
+        (0..out[0].data.len()).map(|i| out[0].data.get(i)).collect()
+    }
+
+    fn ops(m: &pb::ModelProto) -> Vec<String> {
+        m.graph.as_ref().unwrap().node.iter().map(|n| n.op_type.clone()).collect()
+    }
+
+    #[test]
+    fn folding_turns_constant_nodes_into_constants() {
+        let m = model();
+        let (folded, n) = fold_constants(&m).expect("folds");
+        assert_eq!(n, 1);
+        assert!(!ops(&folded).contains(&"Transpose".to_string()));
+        assert_eq!(run(&folded), run(&m));
+    }
+
+    #[test]
+    fn f16_computes_the_region_in_f16() {
+        let (m, _) = fold_constants(&model()).unwrap();
+        let half = to_f16(&m);
+        let g = half.graph.as_ref().unwrap();
+        let w = g.initializer.iter().find(|t| t.name == "w_f16").expect("f16 weights");
+        assert_eq!(w.data_type, DataType::Float16 as i32);
+        assert_eq!(ops(&half).iter().filter(|o| *o == "Cast").count(), 2, "{:?}", ops(&half));
+        let e = relative_error(&[run(&m)], &[run(&half)], &[]);
+        assert!(e > 0.0 && e < 2e-3, "f16 error {e}");
+    }
+
+    #[test]
+    fn int8_puts_qdq_around_the_products_over_the_calibrated_range() {
+        let (m, _) = fold_constants(&model()).unwrap();
+        assert_eq!(calibration_points(&m), vec!["x".to_string()]);
+        let ranges = HashMap::from([("x".to_string(), (-1.0f32, 1.0f32))]);
+        let q = quantize_int8(&m, &ranges);
+        let o = ops(&q);
+        assert!(
+            o.contains(&"QuantizeLinear".to_string()) && o.iter().filter(|x| *x == "DequantizeLinear").count() == 2
+        );
+        let g = q.graph.as_ref().unwrap();
+        assert!(g.initializer.iter().any(|t| t.data_type == DataType::Int8 as i32 && t.dims == vec![3, 2]));
+        let e = relative_error(&[run(&m)], &[run(&q)], &[]);
+        assert!(e > 0.0 && e < 3e-2, "int8 error {e}");
+        // Without a range the product stays f32.
+        assert_eq!(ops(&quantize_int8(&m, &HashMap::new())), ops(&m));
+    }
+}
