@@ -84,6 +84,8 @@ pub struct Loaded {
     pub spirv: Option<(aiic_runtime::gpu::GpuPlan, Vec<Vec<u32>>)>,
     /// The PTX module, its plan and its threads per block from an artifact.
     pub ptx: Option<(aiic_runtime::gpu::GpuPlan, String, u32)>,
+    /// ONNX graphs and their plan from an artifact.
+    pub onnx: Option<aiic_runtime::artifact::OnnxGraphs>,
 }
 
 /// Loads the program a command names: `.aiib` artifacts are read, anything else compiled.
@@ -92,13 +94,13 @@ pub fn load_module(args: &ProgramArgs, color: bool) -> Result<Loaded, u8> {
     if !is_artifact {
         let c = compile(args, Need::Kernels, color)?;
         let module = c.module.ok_or(exit::USER_ERROR)?;
-        return Ok(Loaded { module, cpu_code: None, spirv: None, ptx: None });
+        return Ok(Loaded { module, cpu_code: None, spirv: None, ptx: None, onnx: None });
     }
     if args.system.is_some() {
         eprintln!("error: --system picks a system when compiling; {} is already built", args.file.display());
         return Err(exit::USER_ERROR);
     }
-    let (manifest, mut code, mut gpu) = aiic_runtime::artifact::read(&args.file).map_err(|e| {
+    let (manifest, mut code, mut gpu, onnx) = aiic_runtime::artifact::read(&args.file).map_err(|e| {
         eprintln!("error: {e}");
         exit::USER_ERROR
     })?;
@@ -158,10 +160,22 @@ pub fn load_module(args: &ProgramArgs, color: bool) -> Result<Loaded, u8> {
         }
         None => None,
     };
+    if let Some(o) = &onnx {
+        for (k, g) in o.plan.kernels.iter().zip(&o.graphs) {
+            if let Err(e) = aiic_runtime::onnx::decode(g) {
+                eprintln!(
+                    "error: {}: the ONNX graph of kernel `{}` is damaged ({e}); rebuild it",
+                    args.file.display(),
+                    k.name
+                );
+                return Err(exit::USER_ERROR);
+            }
+        }
+    }
     // The PTX was written for the artifact's precisions; another is generated at run time.
     let ptx = if args.precision.is_some() { None } else { ptx };
     override_precision(args, &mut module)?;
-    Ok(Loaded { module, cpu_code: code.remove("cpu"), spirv, ptx })
+    Ok(Loaded { module, cpu_code: code.remove("cpu"), spirv, ptx, onnx })
 }
 
 /// Applies `--precision` to every tensor interaction.

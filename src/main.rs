@@ -70,7 +70,9 @@ enum Command {
         /// Where to write the artifact (default: next to the source, with `.aiib`).
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
-        /// Targets to generate code for, comma-separated: cpu (more arrive with their backends), or all.
+        /// Targets to generate code for, comma-separated: cpu (Cranelift IR), vulkan (SPIR-V), cuda
+        /// (PTX), onnx (ONNX graphs, for --target onnx, openvino and npu), or all. OpenCL is
+        /// built for the device when a run starts.
         #[arg(long, default_value = "cpu")]
         target: String,
     },

@@ -177,6 +177,29 @@ fn an_unavailable_backend_named_explicitly_exits_3() {
     let o = aiic(&["run", "examples/kepler.aii", "--target", "onnx:npx"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("unknown ONNX provider"), "{}", stderr(&o));
+    let o = aiic(&["run", "examples/kepler.aii", "--target", "openvino:TPU"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unknown OpenVINO device"), "{}", stderr(&o));
+}
+
+/// These machines have no neural processing unit: `--target npu` says what it looked for.
+#[test]
+fn npu_without_one_says_what_was_looked_for_and_exits_3() {
+    let o = aiic(&["run", "examples/learned_force.aii", "--target", "npu", "--steps", "1"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    for part in ["no neural processing unit", "Core ML", "QNN", "OpenVINO"] {
+        assert!(stderr(&o).contains(part), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn devices_lists_the_onnx_engines() {
+    let o = aiic(&["devices"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for line in ["--target onnx:tract", "onnx:coreml", "npu "] {
+        assert!(out.contains(line), "{out}");
+    }
 }
 
 #[test]
@@ -397,6 +420,35 @@ fn a_built_artifact_runs_like_its_source() {
     );
     let o = aiic(&["run", art.to_str().expect("utf8"), "--set", "G=2"]);
     assert_eq!(o.status.code(), Some(1), "constants are fixed in an artifact: {}", stderr(&o));
+}
+
+/// `build --target onnx` keeps the graphs, and a run of the artifact on an ONNX engine reads
+/// them: the same trajectory as from the source, and a clear error where a graph is damaged.
+#[test]
+fn an_artifact_with_onnx_graphs_runs_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let art = dir.path().join("nbody.aiib");
+    let o = aiic(&["build", "examples/nbody.aii", "--target", "onnx", "-o", art.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let graphs: Vec<PathBuf> =
+        std::fs::read_dir(art.join("onnx")).expect("onnx graphs").map(|e| e.expect("entry").path()).collect();
+    assert!(graphs.iter().any(|g| g.to_string_lossy().ends_with("_attract.onnx")), "{graphs:?}");
+    let run = |file: &str, out: &str| {
+        let out = dir.path().join(out);
+        let args = ["run", file, "--target", "onnx:tract", "--steps", "5", "--out", out.to_str().expect("utf8")];
+        let o = aiic(&args);
+        (o.status.code(), stderr(&o), std::fs::read_to_string(out).unwrap_or_default())
+    };
+    let (code, err, from_source) = run("examples/nbody.aii", "a.csv");
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err, from_artifact) = run(art.to_str().expect("utf8"), "b.csv");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(from_source, from_artifact);
+    let attract = graphs.iter().find(|g| g.to_string_lossy().ends_with("_attract.onnx")).expect("attract");
+    std::fs::write(attract, b"not a graph").expect("damage");
+    let (code, err, _) = run(art.to_str().expect("utf8"), "c.csv");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("attract") && !err.contains("panicked"), "{err}");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The `.aiib` artifact: a directory holding `manifest.json` (the checked kernel IR, its
 //! schedule and laws), `tensors.f64` (the elements of its tensor parameters) and one file per
-//! kernel per target (`cpu/<kernel>.clif`). It is written to a temporary directory and renamed
+//! kernel per target (`cpu/<kernel>.clif`, `onnx/<kernel>.onnx`). It is written to a temporary directory and renamed
 //! into place, so a failed build never leaves half of one.
 
 use crate::gpu::GpuPlan;
@@ -26,6 +26,21 @@ pub struct Manifest {
     /// Per GPU target, the plan of device kernels and the file of each (by device kernel index).
     #[serde(default)]
     pub gpu: BTreeMap<String, GpuFiles>,
+    /// The ONNX graphs (`--target onnx`): their plan and the file of each.
+    #[serde(default)]
+    pub onnx: Option<OnnxFiles>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OnnxFiles {
+    pub plan: crate::onnx::plan::OnnxPlan,
+    pub files: Vec<String>,
+}
+
+/// ONNX graphs: their plan and each graph's bytes (by graph of the plan).
+pub struct OnnxGraphs {
+    pub plan: crate::onnx::plan::OnnxPlan,
+    pub graphs: Vec<Vec<u8>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -67,6 +82,7 @@ pub fn write(
     module: &Module,
     code: &BTreeMap<String, Vec<Option<String>>>,
     gpu_code: &GpuCode,
+    onnx_code: Option<&OnnxGraphs>,
 ) -> Result<(), ArtifactError> {
     let tmp = path.with_extension("aiib.partial");
     if tmp.exists() {
@@ -113,6 +129,21 @@ pub fn write(
         }
         gpu.insert(target.clone(), GpuFiles { plan: g.plan.clone(), files, block: g.block });
     }
+    let onnx = match onnx_code {
+        Some(o) => {
+            let dir = tmp.join("onnx");
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            let mut files = Vec::new();
+            for (n, (k, bytes)) in o.plan.kernels.iter().zip(&o.graphs).enumerate() {
+                let name = format!("onnx/{n:03}_{}.onnx", k.name.replace(['.', '/'], "_"));
+                let file = tmp.join(&name);
+                std::fs::write(&file, bytes).map_err(io(&file))?;
+                files.push(name);
+            }
+            Some(OnnxFiles { plan: o.plan.clone(), files })
+        }
+        None => None,
+    };
     let manifest = Manifest {
         format: FORMAT,
         aiic: env!("CARGO_PKG_VERSION").to_string(),
@@ -120,6 +151,7 @@ pub fn write(
         module: module.clone(),
         targets,
         gpu,
+        onnx,
     };
     let json = serde_json::to_string_pretty(&manifest)
         .map_err(|e| ArtifactError::Format { path: path.to_path_buf(), message: e.to_string() })?;
@@ -148,7 +180,7 @@ fn target_ext(target: &str) -> &'static str {
 pub type TargetCode = BTreeMap<String, Vec<Option<String>>>;
 
 /// Reads an artifact: the manifest and the code of each target it holds.
-pub fn read(path: &Path) -> Result<(Manifest, TargetCode, GpuCode), ArtifactError> {
+pub fn read(path: &Path) -> Result<(Manifest, TargetCode, GpuCode, Option<OnnxGraphs>), ArtifactError> {
     let mpath = path.join("manifest.json");
     let text = std::fs::read_to_string(&mpath).map_err(io(&mpath))?;
     let manifest: Manifest = serde_json::from_str(&text)
@@ -207,11 +239,31 @@ pub fn read(path: &Path) -> Result<(Manifest, TargetCode, GpuCode), ArtifactErro
         }
         gpu.insert(target.clone(), GpuTarget { plan: g.plan.clone(), code: bytes, block: g.block });
     }
+    let onnx = match &manifest.onnx {
+        Some(o) => {
+            let graphs = o
+                .files
+                .iter()
+                .map(|n| {
+                    let f = path.join(n);
+                    std::fs::read(&f).map_err(io(&f))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if graphs.len() != o.plan.kernels.len() {
+                return Err(ArtifactError::Format {
+                    path: mpath.clone(),
+                    message: format!("onnx: {} files for {} graphs", graphs.len(), o.plan.kernels.len()),
+                });
+            }
+            Some(OnnxGraphs { plan: o.plan.clone(), graphs })
+        }
+        None => None,
+    };
     for k in &manifest.module.kernels {
         crate::ir::verify::verify(k)
             .map_err(|e| ArtifactError::Format { path: mpath.clone(), message: format!("kernel `{}`: {e}", k.name) })?;
     }
-    Ok((manifest, code, gpu))
+    Ok((manifest, code, gpu, onnx))
 }
 
 /// Writes a file under a hidden temporary name beside it and renames it into place, so that a

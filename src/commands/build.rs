@@ -8,11 +8,11 @@ use std::path::PathBuf;
 pub fn run(args: &ProgramArgs, out: Option<&PathBuf>, targets: &str, color: bool) -> u8 {
     let mut wanted: Vec<&str> = targets.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
     if wanted.contains(&"all") {
-        wanted = vec!["cpu", "vulkan", "cuda"];
+        wanted = vec!["cpu", "vulkan", "cuda", "onnx"];
     }
     for t in &wanted {
         match *t {
-            "cpu" | "vulkan" | "cuda" => {}
+            "cpu" | "vulkan" | "cuda" | "onnx" => {}
             "opencl" => {
                 eprintln!(
                     "error: OpenCL programs are built for the device when a run starts (and cached per device); \
@@ -20,9 +20,9 @@ pub fn run(args: &ProgramArgs, out: Option<&PathBuf>, targets: &str, color: bool
                 );
                 return exit::USER_ERROR;
             }
-            "rt" | "onnx" => {
+            "rt" => {
                 eprintln!(
-                    "error: the `{t}` code generator is not part of this build of aiic; available: cpu, vulkan, cuda"
+                    "error: the `{t}` code generator is not part of this build of aiic; available: cpu, vulkan, cuda, onnx"
                 );
                 return exit::BACKEND_UNAVAILABLE;
             }
@@ -77,12 +77,24 @@ pub fn run(args: &ProgramArgs, out: Option<&PathBuf>, targets: &str, color: bool
             }
         }
     }
+    let onnx = if wanted.contains(&"onnx") {
+        match aiic_compiler::backend::onnx::emit_module(module) {
+            Ok(o) => Some(aiic_runtime::artifact::OnnxGraphs { plan: o.plan, graphs: o.graphs }),
+            Err(e) => {
+                eprintln!("error: generating ONNX graphs: {e}");
+                return exit::USER_ERROR;
+            }
+        }
+    } else {
+        None
+    };
     let path = out.cloned().unwrap_or_else(|| args.file.with_extension("aiib"));
     let source = args.file.display().to_string();
-    match aiic_runtime::artifact::write(&path, &source, module, &code, &gpu) {
+    match aiic_runtime::artifact::write(&path, &source, module, &code, &gpu, onnx.as_ref()) {
         Ok(()) => {
             let n = code.values().map(|k| k.iter().flatten().count()).sum::<usize>()
-                + gpu.values().map(|g| g.code.len()).sum::<usize>();
+                + gpu.values().map(|g| g.code.len()).sum::<usize>()
+                + onnx.as_ref().map_or(0, |o| o.graphs.len());
             eprintln!(
                 "wrote {} ({} kernel file{} for {})",
                 path.display(),

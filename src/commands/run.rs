@@ -184,7 +184,7 @@ fn executor<'m>(
         "vulkan" => Ok(Box::new(vulkan(module, loaded, &sim.world, at.device)?)),
         "cuda" => Ok(Box::new(cuda(module, loaded, &sim.world, at.device)?)),
         "opencl" => Ok(Box::new(opencl(module, &sim.world, at.device)?)),
-        t if is_graph_target(t) => Ok(Box::new(onnx(module, &sim.world, onnx_engine(t)?)?)),
+        t if is_graph_target(t) => Ok(Box::new(onnx(module, loaded, &sim.world, onnx_engine(t)?)?)),
         "auto" => {
             // NVIDIA GPUs run CUDA; other GPUs Vulkan; the CPU otherwise.
             if aiic_runtime::cuda::device_count() > at.device.unwrap_or(0) {
@@ -259,15 +259,22 @@ fn gpu_options() -> aiic_compiler::backend::gpu::kernels::Options {
     opts
 }
 
+/// The ONNX executor, with an artifact's graphs where it has them.
 fn onnx<'m>(
     module: &'m Module,
+    loaded: &load::Loaded,
     world: &aiic_runtime::World,
     engine: aiic_runtime::onnx::engine::Engine,
 ) -> Result<aiic_runtime::onnx::exec::OnnxBackend<'m>, String> {
-    let code =
-        aiic_compiler::backend::onnx::emit_module(module).map_err(|e| format!("this program has no ONNX form: {e}"))?;
-    aiic_runtime::onnx::exec::OnnxBackend::new(module, code.plan, &code.graphs, world, engine)
-        .map_err(|e| format!("ONNX: {e}"))
+    let (plan, graphs) = match &loaded.onnx {
+        Some(o) => (o.plan.clone(), o.graphs.clone()),
+        None => {
+            let code = aiic_compiler::backend::onnx::emit_module(module)
+                .map_err(|e| format!("this program has no ONNX form: {e}"))?;
+            (code.plan, code.graphs)
+        }
+    };
+    aiic_runtime::onnx::exec::OnnxBackend::new(module, plan, &graphs, world, engine).map_err(|e| format!("ONNX: {e}"))
 }
 
 fn opencl<'m>(

@@ -236,11 +236,26 @@ pub fn with_outputs(m: &pb::ModelProto, names: &[String]) -> pb::ModelProto {
     m
 }
 
+/// Whether int8 weights keep to 7 bits: x86 processors without VNNI multiply u8 by s8 in pairs
+/// summed in 16 bits (`vpmaddubsw`), which saturates with full-range weights; ONNX Runtime's
+/// and OpenVINO's kernels use it there.
+pub fn int8_reduced_range() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        !(std::arch::is_x86_feature_detected!("avx512vnni") || std::arch::is_x86_feature_detected!("avxvnni"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// The model region's products in int8 (QDQ): each constant weight matrix `[K, N]` quantized
-/// symmetrically per output column; each other operand quantized per tensor to u8 over `ranges`
-/// (its smallest and largest value on the calibration state, by name). Products with no range
-/// stay f32.
-pub fn quantize_int8(m: &pb::ModelProto, ranges: &HashMap<String, (f32, f32)>) -> pb::ModelProto {
+/// symmetrically per output column (to ±63 where `reduced`, see [`int8_reduced_range`], else
+/// ±127); each other operand quantized per tensor to u8 over `ranges` (its smallest and largest
+/// value on the calibration state, by name). Products with no range stay f32.
+pub fn quantize_int8(m: &pb::ModelProto, ranges: &HashMap<String, (f32, f32)>, reduced: bool) -> pb::ModelProto {
+    let top = if reduced { 63.0f32 } else { 127.0 };
     let mut m = m.clone();
     let g = graph_mut(&mut m);
     let consts: HashMap<String, pb::TensorProto> = g.initializer.iter().map(|t| (t.name.clone(), t.clone())).collect();
@@ -262,10 +277,10 @@ pub fn quantize_int8(m: &pb::ModelProto, ranges: &HashMap<String, (f32, f32)>) -
         let p = |s: &str| format!("{tag}_{s}");
         // Weights: int8, one scale per output column, zero point 0.
         let scales: Vec<f32> = (0..cols)
-            .map(|j| (0..k).map(|i| values[i * cols + j].abs()).fold(0.0f32, f32::max).max(f32::MIN_POSITIVE) / 127.0)
+            .map(|j| (0..k).map(|i| values[i * cols + j].abs()).fold(0.0f32, f32::max).max(f32::MIN_POSITIVE) / top)
             .collect();
         let q: Vec<u8> =
-            (0..k * cols).map(|i| ((values[i] / scales[i % cols]).round().clamp(-127.0, 127.0) as i8) as u8).collect();
+            (0..k * cols).map(|i| ((values[i] / scales[i % cols]).round().clamp(-top, top) as i8) as u8).collect();
         extra.push(tensor(p("wq"), DataType::Int8, &w.dims, q));
         extra.push(tensor(
             p("ws"),
@@ -409,7 +424,7 @@ mod tests {
         let (m, _) = fold_constants(&model()).unwrap();
         assert_eq!(calibration_points(&m), vec!["x".to_string()]);
         let ranges = HashMap::from([("x".to_string(), (-1.0f32, 1.0f32))]);
-        let q = quantize_int8(&m, &ranges);
+        let q = quantize_int8(&m, &ranges, false);
         let o = ops(&q);
         assert!(
             o.contains(&"QuantizeLinear".to_string()) && o.iter().filter(|x| *x == "DequantizeLinear").count() == 2
@@ -419,6 +434,6 @@ mod tests {
         let e = relative_error(&[run(&m)], &[run(&q)], &[]);
         assert!(e > 0.0 && e < 3e-2, "int8 error {e}");
         // Without a range the product stays f32.
-        assert_eq!(ops(&quantize_int8(&m, &HashMap::new())), ops(&m));
+        assert_eq!(ops(&quantize_int8(&m, &HashMap::new(), false)), ops(&m));
     }
 }
