@@ -731,3 +731,70 @@ fn onnx_models_in_f16_and_int8_report_their_error() {
         }
     }
 }
+
+/// `model net = onnx("net.onnx")` reads the learned force's MLP from an ONNX file (three
+/// spellings of a dense layer): the same weights as the `mlp` of the example, the same
+/// trajectory on the interpreter and on the CPU.
+#[test]
+fn an_onnx_model_reads_into_the_same_mlp() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let ours = compile(&root.join("examples/learned_force.aii"));
+    let theirs = compile(&root.join("tests/programs/onnx_force.aii"));
+    let plan = |m: &Module| m.kernels.iter().find_map(|k| k.tensor.clone()).expect("a tensor plan");
+    let (a, b) = (plan(&ours), plan(&theirs));
+    assert_eq!((a.layers.len(), a.act, a.inputs.len()), (b.layers.len(), b.act, b.inputs.len()));
+    for (x, y) in a.layers.iter().zip(&b.layers) {
+        assert_eq!((x.rows, x.cols), (y.rows, y.cols));
+        let n = (x.rows * x.cols) as usize;
+        assert_eq!(ours.tensor_lanes(x.weight, n), theirs.tensor_lanes(y.weight, n));
+        assert_eq!(
+            ours.tensor_lanes(x.bias.unwrap(), x.rows as usize),
+            theirs.tensor_lanes(y.bias.unwrap(), y.rows as usize)
+        );
+    }
+    let start = start(&ours);
+    let reference = reference(&ours, &start, 3);
+    assert_eq!(reference.agents, self::reference(&theirs, &start, 3).agents);
+    let code = aiic_compiler::backend::cpu::emit_module(&theirs).expect("cpu code");
+    let mut cpu = CpuBackend::new(&theirs, &code, &start, 2).expect("cpu backend");
+    let e = field_error(&theirs, "velocity", &reference, &run(&mut cpu, 3));
+    assert!(e < 1e-4, "the imported model on the CPU: velocity error {e:e}");
+}
+
+/// What `onnx(…)` refuses, each with E0205 and what was wrong: a missing file, bytes that are
+/// no model, and a model with an operation aiic does not read.
+#[test]
+fn onnx_models_that_cannot_be_read_are_clear_errors() {
+    use aiic_runtime::onnx::pb;
+    let dir = temp("onnx-import");
+    let erf = pb::ModelProto {
+        graph: Some(pb::GraphProto {
+            node: vec![pb::NodeProto {
+                op_type: "Erf".into(),
+                name: "erf0".into(),
+                input: vec!["x".into()],
+                output: vec!["y".into()],
+                ..Default::default()
+            }],
+            input: vec![pb::ValueInfoProto { name: "x".into(), ..Default::default() }],
+            output: vec![pb::ValueInfoProto { name: "y".into(), ..Default::default() }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    std::fs::write(dir.join("erf.onnx"), aiic_runtime::onnx::encode(&erf)).expect("write");
+    std::fs::write(dir.join("junk.onnx"), b"\xff\xff not protobuf").expect("write");
+    for (file, want) in [("none.onnx", "cannot read"), ("junk.onnx", "not an ONNX model"), ("erf.onnx", "is Erf")] {
+        let src = format!(
+            "system S {{ model net = onnx(\"{file}\"); agent P {{ state x: f32; state y: f32; }} \
+             interaction f(p: P) each {{ p.y = net(p.x); }} init {{ spawn P * 4 {{ x: 1.0, y: 0.0 }}; }} \
+             step {{ f; }} }}"
+        );
+        let path = dir.join("m.aii");
+        std::fs::write(&path, src).expect("write program");
+        let c = compile_file(&path, &CheckOptions::default()).expect("readable");
+        let errors: Vec<String> = c.diags.list.iter().map(|d| d.one_line(&c.sources)).collect();
+        assert!(errors.iter().any(|e| e.contains("E0205") && e.contains(want)), "{file}: {errors:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -532,6 +532,15 @@ impl<'a> Checker<'a> {
             if matches!(&callee.kind, ast::ExprKind::Name(n) if n == "mlp") {
                 return self.check_mlp(m, args);
             }
+            if let (
+                ast::ExprKind::Name(n),
+                [ast::Arg { name: None, value: ast::Expr { kind: ast::ExprKind::Str(file), span } }],
+            ) = (&callee.kind, args.as_slice())
+            {
+                if n == "onnx" {
+                    return self.import_onnx(m, file, *span);
+                }
+            }
         }
         let ok = match &m.value.kind {
             ast::ExprKind::Call { callee, args } => match &callee.kind {
@@ -558,6 +567,47 @@ impl<'a> Checker<'a> {
             );
         }
         None
+    }
+
+    /// `onnx("file.onnx")`: a model of dense layers, read into an `mlp` whose weights and biases
+    /// are parameters named after the model (`net.w1`, `net.b1`, …), which no program can name.
+    fn import_onnx(&mut self, m: &ast::ModelDecl, file: &str, span: Span) -> Option<Mlp> {
+        let path = self.options.base_dir.join(file);
+        let fail = |msg: String| Diagnostic::error("E0205", span, msg);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                self.error(
+                    fail(format!("cannot read {}: {e}", path.display()))
+                        .with_hint("the path is relative to the source file"),
+                );
+                return None;
+            }
+        };
+        let imported = match super::onnx_import::import(&bytes) {
+            Ok(i) => i,
+            Err(e) => {
+                self.error(fail(format!("model `{}` in {}: {e}", m.name.name, path.display())));
+                return None;
+            }
+        };
+        let mut layers = Vec::new();
+        for (i, l) in imported.layers.iter().enumerate() {
+            let mut tensor = |name: String, dims: Vec<u32>, values: &[f64]| {
+                let ty = Ty::Tensor(aiic_runtime::ir::Scalar::F32, dims);
+                let lanes =
+                    values.iter().map(|&v| aiic_runtime::input::round_to(aiic_runtime::ir::Scalar::F32, v)).collect();
+                let default = Some(ConstValue { ty: ty.clone(), lanes });
+                self.params.push(Param { name, ty, default, source: Some(path.clone()), span });
+                self.params.len() - 1
+            };
+            let w = tensor(format!("{}.w{}", m.name.name, i + 1), vec![l.out, l.inp], &l.weight);
+            let b = tensor(format!("{}.b{}", m.name.name, i + 1), vec![l.out], &l.bias);
+            layers.push((w, b));
+        }
+        let inputs = imported.layers[0].inp;
+        let outputs = imported.layers.last().map_or(0, |l| l.out);
+        Some(Mlp { layers, act: imported.act, inputs, outputs })
     }
 
     /// `mlp(W1, b1, W2, b2, …, act: f)`: weights `[out, in]`, biases `[out]`, each layer's

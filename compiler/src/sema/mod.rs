@@ -4,6 +4,7 @@ mod body;
 pub mod check;
 pub mod hir;
 pub mod loader;
+mod onnx_import;
 mod scope;
 pub mod types;
 
