@@ -192,6 +192,34 @@ fn npu_without_one_says_what_was_looked_for_and_exits_3() {
     }
 }
 
+/// `@accel(npu)` with no NPU here: the run goes on with the rest of the step and says why.
+#[test]
+fn accel_npu_without_one_runs_with_the_step_and_says_so() {
+    let o = aiic(&["run", "tests/programs/onnx_force.aii", "--target", "cpu", "--steps", "2", "--count", "P=64"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("`learned` asks for an NPU (@accel(npu)); none here"), "{err}");
+}
+
+/// A program may be checked before its ONNX model exists; running it says the file is missing.
+#[test]
+fn a_missing_onnx_model_checks_but_does_not_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("m.aii");
+    std::fs::write(
+        &path,
+        "system S { model net = onnx(\"not_yet.onnx\"); agent P { state x: f32; state y: vec3; } \
+         interaction f(p: P) each { p.y = net(p.x); } init { spawn P * 4 { x: 1.0, y: vec3(0.0, 0.0, 0.0) }; } step { f; } }",
+    )
+    .expect("write program");
+    let file = path.to_str().expect("utf8");
+    let o = aiic(&["check", file]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = aiic(&["run", file, "--steps", "1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("its ONNX file was not found"), "{}", stderr(&o));
+}
+
 #[test]
 fn devices_lists_the_onnx_engines() {
     let o = aiic(&["devices"]);

@@ -761,8 +761,9 @@ fn an_onnx_model_reads_into_the_same_mlp() {
     assert!(e < 1e-4, "the imported model on the CPU: velocity error {e:e}");
 }
 
-/// What `onnx(…)` refuses, each with E0205 and what was wrong: a missing file, bytes that are
-/// no model, and a model with an operation aiic does not read.
+/// What `onnx(…)` refuses, each with E0205 and what was wrong: a file that cannot be read, bytes
+/// that are no model, and a model with an operation aiic does not read. (A missing file is no
+/// error at check time, as for tensors: `tests/cli.rs` runs such a program.)
 #[test]
 fn onnx_models_that_cannot_be_read_are_clear_errors() {
     use aiic_runtime::onnx::pb;
@@ -784,7 +785,8 @@ fn onnx_models_that_cannot_be_read_are_clear_errors() {
     };
     std::fs::write(dir.join("erf.onnx"), aiic_runtime::onnx::encode(&erf)).expect("write");
     std::fs::write(dir.join("junk.onnx"), b"\xff\xff not protobuf").expect("write");
-    for (file, want) in [("none.onnx", "cannot read"), ("junk.onnx", "not an ONNX model"), ("erf.onnx", "is Erf")] {
+    std::fs::create_dir_all(dir.join("dir.onnx")).expect("a directory");
+    for (file, want) in [("dir.onnx", "cannot read"), ("junk.onnx", "not an ONNX model"), ("erf.onnx", "is Erf")] {
         let src = format!(
             "system S {{ model net = onnx(\"{file}\"); agent P {{ state x: f32; state y: f32; }} \
              interaction f(p: P) each {{ p.y = net(p.x); }} init {{ spawn P * 4 {{ x: 1.0, y: 0.0 }}; }} \

@@ -338,6 +338,25 @@ fn vulkan<'m>(
         .map_err(|e| format!("Vulkan: {e}"))
 }
 
+/// What became of `@accel(npu)` where the run is not on an NPU: none was found (and why), or
+/// one was, which runs only whole steps (`--target npu`) in this version.
+pub fn npu_note(module: &Module, target: &str) -> Option<String> {
+    let asks: Vec<&str> =
+        module.kernels.iter().filter(|k| k.tensor.as_ref().is_some_and(|t| t.npu)).map(|k| k.name.as_str()).collect();
+    if asks.is_empty() || target == "npu" {
+        return None;
+    }
+    let names = asks.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+    let found = aiic_runtime::onnx::engine::Available::probe();
+    Some(match found.npu() {
+        Some(engine) => format!(
+            "{names} asks for an NPU (@accel(npu)); {} is one, but it runs whole steps only (--target npu), so {names} runs with the rest of the step",
+            engine.name()
+        ),
+        None => format!("{names} asks for an NPU (@accel(npu)); none here, so it runs with the rest of the step ({})", found.no_npu()),
+    })
+}
+
 pub fn run(args: &RunArgs, color: bool) -> u8 {
     if let Err(code) = check_target(&args.target) {
         return code;
@@ -371,6 +390,9 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
         eprintln!("note: running on {}", exec.name());
     }
     for n in exec.notes() {
+        eprintln!("note: {n}");
+    }
+    if let Some(n) = npu_note(module, &args.target) {
         eprintln!("note: {n}");
     }
 

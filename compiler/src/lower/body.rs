@@ -482,14 +482,13 @@ impl<'c, 'p> Lower<'c, 'p> {
             HKind::SpawnIndex => vec![self.b.emit(Scalar::I32, Op::Index)],
             HKind::SpawnCount => vec![self.b.emit(Scalar::I32, Op::Count)],
             HKind::Quant { .. } => return self.fail(e.span, "a sum over agents may only appear in a `conserve` law"),
-            HKind::Opaque(what, _) => {
+            HKind::Opaque("model", _) => {
                 return self.fail(
                     e.span,
-                    format!(
-                        "this {what} cannot run yet: tensor and learned interactions arrive with their own backends"
-                    ),
+                    "this model cannot run: its ONNX file was not found when the program was checked (the path is relative to the source file)",
                 )
             }
+            HKind::Opaque(what, _) => return self.fail(e.span, format!("this {what} cannot run yet")),
             HKind::AgentRef(_) => return self.fail(e.span, "an agent is not a value"),
             HKind::ModelCall(m, args) => self.mlp(*m, args, e.span)?,
         })

@@ -76,6 +76,7 @@ pub fn plan(p: &Program, it: &Interaction, field_cols: &[Vec<u32>], param_lanes:
         accumulate,
         precision: it.hints.precision.unwrap_or(ir::Precision::F32),
         tolerance: it.hints.tolerance.unwrap_or(DEFAULT_TOLERANCE),
+        npu: it.hints.accel.as_deref() == Some("npu"),
     })
 }
 

@@ -576,6 +576,9 @@ impl<'a> Checker<'a> {
         let fail = |msg: String| Diagnostic::error("E0205", span, msg);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
+            // As with tensor parameters, a program may be checked before its model exists;
+            // lowering a call of it says the file is missing.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
                 self.error(
                     fail(format!("cannot read {}: {e}", path.display()))

@@ -74,7 +74,8 @@ pub struct Param {
 pub struct Model {
     pub name: String,
     pub span: Span,
-    /// `mlp(W1, b1, W2, b2, …, act: f)`; `None` for `onnx(…)` models, which do not run yet.
+    /// `mlp(W1, b1, W2, b2, …, act: f)`, or an `onnx(…)` model read as one; `None` where the
+    /// model's file does not exist (yet).
     pub mlp: Option<Mlp>,
 }
 

@@ -116,7 +116,7 @@ pub fn import(bytes: &[u8]) -> Result<Imported, String> {
             let t = consts.get(name).ok_or_else(|| format!("`{}` takes `{name}`, which is no constant", n.op_type))?;
             values(t)
         };
-        if !n.input.iter().any(|x| *x == at) {
+        if !n.input.contains(&at) {
             return Err(format!("node `{}` ({}) is not on the path from the input to the output", n.name, n.op_type));
         }
         let step = match n.op_type.as_str() {

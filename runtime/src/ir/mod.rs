@@ -299,6 +299,9 @@ pub struct TensorPlan {
     pub precision: Precision,
     /// The largest relative error `auto` accepts against f32.
     pub tolerance: f64,
+    /// `@accel(npu)`: the interaction asks for a neural processing unit.
+    #[serde(default)]
+    pub npu: bool,
 }
 
 /// One layer `h = W @ h + b`: `W` is `[rows, cols]` row-major in the uniforms from lane

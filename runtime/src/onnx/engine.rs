@@ -340,7 +340,7 @@ pub fn ort_library() -> Result<PathBuf, String> {
 }
 
 fn find_ort_library() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         return if p.is_file() {
             Ok(p)

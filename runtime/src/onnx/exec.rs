@@ -364,6 +364,10 @@ impl<'m> OnnxBackend<'m> {
     }
 }
 
+/// A precision tried on a model: its error against f32, the time of one pass, and its session
+/// (none for the f32 graph, which is loaded already).
+type Trial = (Precision, f64, f64, Option<Box<dyn Session>>);
+
 impl OnnxBackend<'_> {
     /// Puts the model of kernel `gi` through the precision passes its `@precision` asks for
     /// (f16; int8 calibrated on the current state; `auto`: int8, then f16, the first whose error
@@ -429,7 +433,7 @@ impl OnnxBackend<'_> {
             Ok((out[..outputs].iter().map(floats).collect(), t.elapsed().as_secs_f64()))
         };
         let (_, f32_time) = timed(&mut self.sessions[gi]).map_err(fail)?;
-        let mut measured: Vec<(Precision, f64, f64, Option<Box<dyn Session>>)> = Vec::new();
+        let mut measured: Vec<Trial> = Vec::new();
         let mut missing = Vec::new();
         for p in wanted {
             let graph = match p {

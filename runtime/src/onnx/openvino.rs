@@ -16,7 +16,7 @@ pub fn library() -> Result<PathBuf, String> {
 }
 
 fn find_library() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("OPENVINO_C_LIBRARY") {
+    if let Some(p) = std::env::var_os("OPENVINO_C_LIBRARY").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         return if p.is_file() {
             Ok(p)
