@@ -204,16 +204,41 @@ pub fn to_f16(m: &pb::ModelProto) -> pb::ModelProto {
     m
 }
 
-/// The values whose ranges int8 quantization needs: the first operand of each product in the
-/// model region whose second operand is a constant (the weights).
+/// A product of the model region by a constant matrix: which input is the matrix (the
+/// weights), which the values, and the axis of the weights along which each output has its own
+/// scale. `MatMul(x, W[K, N])` has its outputs along W's columns; `MatMul(W[M, K], X)` and
+/// `Gemm(W[M, K], X)` (the form aiic writes: features down the rows) along W's rows.
+struct Product {
+    weights: usize,
+    values: usize,
+    axis: usize,
+}
+
+fn product(n: &pb::NodeProto, consts: &HashSet<&str>) -> Option<Product> {
+    let is_const = |i: usize| n.input.get(i).is_some_and(|x| consts.contains(x.as_str()));
+    let plain =
+        |n: &pb::NodeProto| n.attribute.iter().all(|a| !matches!(a.name.as_str(), "transA" | "transB") || a.i == 0);
+    if !in_region(n) {
+        return None;
+    }
+    match n.op_type.as_str() {
+        "MatMul" if n.input.len() == 2 && is_const(1) && !is_const(0) => {
+            Some(Product { weights: 1, values: 0, axis: 1 })
+        }
+        "MatMul" if n.input.len() == 2 && is_const(0) && !is_const(1) => {
+            Some(Product { weights: 0, values: 1, axis: 0 })
+        }
+        "Gemm" if plain(n) && is_const(0) && !is_const(1) => Some(Product { weights: 0, values: 1, axis: 0 }),
+        _ => None,
+    }
+}
+
+/// The values whose ranges int8 quantization needs: the other operand of each product of the
+/// model region by a constant matrix (the weights).
 pub fn calibration_points(m: &pb::ModelProto) -> Vec<String> {
     let Some(g) = &m.graph else { return Vec::new() };
     let consts: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
-    g.node
-        .iter()
-        .filter(|n| in_region(n) && n.op_type == "MatMul" && n.input.len() == 2 && consts.contains(n.input[1].as_str()))
-        .map(|n| n.input[0].clone())
-        .collect()
+    g.node.iter().filter_map(|n| product(n, &consts).map(|p| n.input[p.values].clone())).collect()
 }
 
 /// The graph with these intermediate values as extra outputs (after its own), for calibration.
@@ -250,45 +275,54 @@ pub fn int8_reduced_range() -> bool {
     }
 }
 
-/// The model region's products in int8 (QDQ): each constant weight matrix `[K, N]` quantized
-/// symmetrically per output column (to ±63 where `reduced`, see [`int8_reduced_range`], else
-/// ±127); each other operand quantized per tensor to u8 over `ranges` (its smallest and largest
-/// value on the calibration state, by name). Products with no range stay f32.
+/// The model region's products in int8 (QDQ): each constant weight matrix quantized
+/// symmetrically with one scale per output (to ±63 where `reduced`, see
+/// [`int8_reduced_range`], else ±127); each other operand quantized per tensor to u8 over
+/// `ranges` (its smallest and largest value on the calibration state, by name). Products with no
+/// range stay f32.
 pub fn quantize_int8(m: &pb::ModelProto, ranges: &HashMap<String, (f32, f32)>, reduced: bool) -> pb::ModelProto {
     let top = if reduced { 63.0f32 } else { 127.0 };
     let mut m = m.clone();
     let g = graph_mut(&mut m);
     let consts: HashMap<String, pb::TensorProto> = g.initializer.iter().map(|t| (t.name.clone(), t.clone())).collect();
+    let names: HashSet<&str> = consts.keys().map(String::as_str).collect();
     let mut extra: Vec<pb::TensorProto> = Vec::new();
     let mut nodes = Vec::with_capacity(g.node.len());
     for mut n in std::mem::take(&mut g.node) {
-        let weights = n.input.get(1).and_then(|w| consts.get(w)).filter(|t| t.dims.len() == 2);
-        let range = n.input.first().and_then(|a| ranges.get(a));
-        if !(in_region(&n) && n.op_type == "MatMul") {
-            nodes.push(n);
-            continue;
-        }
-        let (Some(w), Some(&(lo, hi)), Some(values)) = (weights, range, weights.and_then(f32_values)) else {
+        let Some(pr) = product(&n, &names) else {
             nodes.push(n);
             continue;
         };
-        let (k, cols) = (w.dims[0] as usize, w.dims[1] as usize);
+        let w = consts.get(&n.input[pr.weights]).filter(|t| t.dims.len() == 2);
+        let range = ranges.get(&n.input[pr.values]);
+        let (Some(w), Some(&(lo, hi)), Some(values)) = (w, range, w.and_then(f32_values)) else {
+            nodes.push(n);
+            continue;
+        };
+        let (rows, cols) = (w.dims[0] as usize, w.dims[1] as usize);
+        let outs = if pr.axis == 0 { rows } else { cols };
+        let out_of = |i: usize| if pr.axis == 0 { i / cols } else { i % cols };
         let tag = n.output[0].clone();
         let p = |s: &str| format!("{tag}_{s}");
-        // Weights: int8, one scale per output column, zero point 0.
-        let scales: Vec<f32> = (0..cols)
-            .map(|j| (0..k).map(|i| values[i * cols + j].abs()).fold(0.0f32, f32::max).max(f32::MIN_POSITIVE) / top)
+        // Weights: int8, one scale per output, zero point 0.
+        let mut scales = vec![f32::MIN_POSITIVE; outs];
+        for (i, v) in values.iter().enumerate() {
+            scales[out_of(i)] = scales[out_of(i)].max(v.abs());
+        }
+        scales.iter_mut().for_each(|s| *s /= top);
+        let q: Vec<u8> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| ((v / scales[out_of(i)]).round().clamp(-top, top) as i8) as u8)
             .collect();
-        let q: Vec<u8> =
-            (0..k * cols).map(|i| ((values[i] / scales[i % cols]).round().clamp(-top, top) as i8) as u8).collect();
         extra.push(tensor(p("wq"), DataType::Int8, &w.dims, q));
         extra.push(tensor(
             p("ws"),
             DataType::Float,
-            &[cols as i64],
+            &[outs as i64],
             scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
         ));
-        extra.push(tensor(p("wz"), DataType::Int8, &[cols as i64], vec![0; cols]));
+        extra.push(tensor(p("wz"), DataType::Int8, &[outs as i64], vec![0; outs]));
         // The other operand: u8 over [min(lo, 0), max(hi, 0)], so that 0 is exact.
         let (lo, hi) = (lo.min(0.0), hi.max(0.0));
         let scale = ((hi - lo) / 255.0).max(f32::MIN_POSITIVE);
@@ -296,16 +330,13 @@ pub fn quantize_int8(m: &pb::ModelProto, ranges: &HashMap<String, (f32, f32)>, r
         extra.push(tensor(p("as"), DataType::Float, &[], scale.to_le_bytes().to_vec()));
         extra.push(tensor(p("az"), DataType::Uint8, &[], vec![zero]));
         let name = |s: &str| format!("{MODEL_REGION}/{}", p(s));
-        nodes.push(node("QuantizeLinear", name("aq"), &[&n.input[0], &p("as"), &p("az")], &p("aq"), vec![]));
+        let v = n.input[pr.values].clone();
+        nodes.push(node("QuantizeLinear", name("aq"), &[&v, &p("as"), &p("az")], &p("aq"), vec![]));
         nodes.push(node("DequantizeLinear", name("ad"), &[&p("aq"), &p("as"), &p("az")], &p("ad"), vec![]));
-        nodes.push(node(
-            "DequantizeLinear",
-            name("wd"),
-            &[&p("wq"), &p("ws"), &p("wz")],
-            &p("wd"),
-            vec![attr_int("axis", 1)],
-        ));
-        n.input = vec![p("ad"), p("wd")];
+        let axis = vec![attr_int("axis", pr.axis as i64)];
+        nodes.push(node("DequantizeLinear", name("wd"), &[&p("wq"), &p("ws"), &p("wz")], &p("wd"), axis));
+        n.input[pr.values] = p("ad");
+        n.input[pr.weights] = p("wd");
         nodes.push(n);
     }
     g.node = nodes;

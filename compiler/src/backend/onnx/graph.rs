@@ -226,8 +226,26 @@ impl Graph {
         self.node("Cast", &[v], vec![("to", Attr::Int(elem.code() as i64))], elem)
     }
 
+    /// Drops the nodes whose outputs nothing reads (values a kernel computed for a branch it
+    /// did not take, a plain sum beside its compensated one) and the constants they read:
+    /// engines run every node they are given.
+    fn prune(&mut self) {
+        let mut live: std::collections::HashSet<String> = self.outputs.iter().map(|o| o.name.clone()).collect();
+        let mut keep = vec![false; self.nodes.len()];
+        for (i, n) in self.nodes.iter().enumerate().rev() {
+            if n.output.iter().any(|o| live.contains(o)) {
+                keep[i] = true;
+                live.extend(n.input.iter().cloned());
+            }
+        }
+        let mut k = keep.into_iter();
+        self.nodes.retain(|_| k.next().unwrap_or(true));
+        self.inits.retain(|t| live.contains(&t.name));
+    }
+
     /// The model: this graph under the default ONNX domain at `opset`.
-    pub fn finish(self, name: &str, opset: i64) -> pb::ModelProto {
+    pub fn finish(mut self, name: &str, opset: i64) -> pb::ModelProto {
+        self.prune();
         pb::ModelProto {
             ir_version: 8,
             opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: opset }],

@@ -261,7 +261,7 @@ impl Lower<'_> {
                     }
                 };
                 let at = self.g.scalar(Elem::I64, lane as f64);
-                let v = self.g.node("Gather", &[&y, &at], vec![("axis", Attr::Int(1))], Elem::F32);
+                let v = self.g.node("Gather", &[&y, &at], vec![("axis", Attr::Int(0))], Elem::F32);
                 (self.to(&v, e), Extent::Varies)
             }
             Op::Store { slot, col, value } => {
@@ -507,34 +507,39 @@ impl Lower<'_> {
         self.sinks.push(sink);
     }
 
-    /// The model of a tensor plan over the map kernel's agents: `[N, outputs]` in f32.
+    /// The model of a tensor plan over the map kernel's agents: `[outputs, N]` in f32. The
+    /// features run down the rows, the agents along them: the input columns stacked end to end
+    /// are already `[inputs, N]`, each layer is the weights as stored times them plus the bias,
+    /// and each output lane is a row. (Agents down the rows would need a copy to interleave the
+    /// columns, which costs more than the model's products at these widths.)
     fn model(&mut self, plan: &TensorPlan) -> Result<Val, String> {
-        let ax1 = self.g.ints(&[1]);
         let cols: Vec<Val> = plan
             .inputs
             .iter()
             .map(|&c| {
                 let v = self.feed(Feed::Col { slot: 0, col: c });
-                let v = self.g.cast(&v, Elem::F32);
-                self.g.op("Unsqueeze", &[&v, &ax1])
+                self.g.cast(&v, Elem::F32)
             })
             .collect();
         let refs: Vec<&Val> = cols.iter().collect();
+        let shape = self.g.ints(&[plan.inputs.len() as i64, -1]);
         self.g.region = Some(aiic_runtime::onnx::compile::MODEL_REGION);
-        let mut h = self.g.node("Concat", &refs, vec![("axis", Attr::Int(1))], Elem::F32);
+        let stacked = self.g.node("Concat", &refs, vec![("axis", Attr::Int(0))], Elem::F32);
+        let mut h = self.g.op("Reshape", &[&stacked, &shape]);
         let last = plan.layers.len() - 1;
         for (li, l) in plan.layers.iter().enumerate() {
             let (rows, cols) = (l.rows as usize, l.cols as usize);
             let w = self.m.tensor_lanes(l.weight, rows * cols).ok_or("a layer's weights are missing")?;
-            // Wᵀ, [cols, rows], so that h [N, cols] · Wᵀ is [N, rows].
-            let wt: Vec<f32> = (0..cols * rows).map(|i| w[(i % rows) * cols + i / rows] as f32).collect();
-            let wt = self.g.floats(&[cols as i64, rows as i64], wt);
-            h = self.g.op("MatMul", &[&h, &wt]);
-            if let Some(b) = l.bias {
-                let bias = self.m.tensor_lanes(b, rows).ok_or("a layer's biases are missing")?;
-                let bias = self.g.floats(&[rows as i64], bias.iter().map(|&x| x as f32).collect());
-                h = self.g.op("Add", &[&h, &bias]);
-            }
+            let w = self.g.floats(&[rows as i64, cols as i64], w.iter().map(|&x| x as f32).collect());
+            let bias = match l.bias {
+                Some(b) => self.m.tensor_lanes(b, rows).ok_or("a layer's biases are missing")?.to_vec(),
+                None => vec![0.0; rows],
+            };
+            let bias = self.g.floats(&[rows as i64, 1], bias.iter().map(|&x| x as f32).collect());
+            // MatMul then Add rather than Gemm: tract types an f16 Gemm's output f32, and ONNX
+            // Runtime fuses the pair into one Gemm anyway.
+            h = self.g.op("MatMul", &[&w, &h]);
+            h = self.g.op("Add", &[&h, &bias]);
             if li != last {
                 h = self.activation(plan.act, &h);
             }
