@@ -161,13 +161,10 @@ pub fn load_module(args: &ProgramArgs, color: bool) -> Result<Loaded, u8> {
         None => None,
     };
     if let Some(o) = &onnx {
-        for (k, g) in o.plan.kernels.iter().zip(&o.graphs) {
+        for (i, g) in o.graphs.iter().enumerate() {
             if let Err(e) = aiic_runtime::onnx::decode(g) {
-                eprintln!(
-                    "error: {}: the ONNX graph of kernel `{}` is damaged ({e}); rebuild it",
-                    args.file.display(),
-                    k.name
-                );
+                let what = o.plan.kernels.get(i).map_or("the step".into(), |k| format!("kernel `{}`", k.name));
+                eprintln!("error: {}: the ONNX graph of {what} is damaged ({e}); rebuild it", args.file.display());
                 return Err(exit::USER_ERROR);
             }
         }

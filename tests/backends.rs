@@ -626,3 +626,46 @@ fn onnx_neighbour_candidates_match_the_cpu_with_many_agents() {
         grid_agrees_with_the_cpu(&engine.name(), |m, start| onnx(m, start, engine));
     }
 }
+
+/// A step of map kernels over one agent type runs as one graph (`OnnxPlan::step`), with the same
+/// result as its kernels' graphs one by one, on every engine; a step with pairs has none.
+#[test]
+fn onnx_step_graph_matches_the_kernels_one_by_one() {
+    let m = module("learned_force");
+    let start = initial(&m).world.clone();
+    let code = aiic_compiler::backend::onnx::emit_module(&m).expect("onnx graphs");
+    assert!(code.plan.step.is_some() && code.graphs.len() == code.plan.kernels.len() + 1);
+    assert!(aiic_compiler::backend::onnx::emit_module(&module("nbody")).expect("onnx graphs").plan.step.is_none());
+    for engine in onnx_engines() {
+        let run = |with_step: bool| {
+            let mut plan = code.plan.clone();
+            let mut graphs = code.graphs.clone();
+            if !with_step {
+                plan.step = None;
+                graphs.pop();
+            }
+            let mut m = m.clone();
+            // f32, so that the step's graph is kept (another precision runs kernel by kernel).
+            m.kernels
+                .iter_mut()
+                .filter_map(|k| k.tensor.as_mut())
+                .for_each(|t| t.precision = aiic_compiler::ir::Precision::F32);
+            let mut exec =
+                aiic_runtime::onnx::exec::OnnxBackend::new(&m, plan, &graphs, &start, engine).expect("backend");
+            exec.prime().expect("prime");
+            assert_eq!(exec.name().contains("one graph a step"), with_step, "{}", exec.name());
+            for _ in 0..5 {
+                exec.step().expect("step");
+            }
+            exec.world().expect("world").clone()
+        };
+        let (one, each) = (run(true), run(false));
+        for (a, b) in one.agents.iter().zip(&each.agents) {
+            for (ca, cb) in a.columns.iter().zip(&b.columns) {
+                for (x, y) in ca.iter().zip(cb) {
+                    assert!((x - y).abs() <= 1e-6 * y.abs().max(1.0), "{}: {x} against {y}", engine.name());
+                }
+            }
+        }
+    }
+}

@@ -37,7 +37,7 @@ pub struct OnnxFiles {
     pub files: Vec<String>,
 }
 
-/// ONNX graphs: their plan and each graph's bytes (by graph of the plan).
+/// ONNX graphs: their plan and each graph's bytes (by graph of the plan, then the step's).
 pub struct OnnxGraphs {
     pub plan: crate::onnx::plan::OnnxPlan,
     pub graphs: Vec<Vec<u8>>,
@@ -134,8 +134,9 @@ pub fn write(
             let dir = tmp.join("onnx");
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
             let mut files = Vec::new();
-            for (n, (k, bytes)) in o.plan.kernels.iter().zip(&o.graphs).enumerate() {
-                let name = format!("onnx/{n:03}_{}.onnx", k.name.replace(['.', '/'], "_"));
+            for (n, bytes) in o.graphs.iter().enumerate() {
+                let stem = o.plan.kernels.get(n).map_or("step".into(), |k| k.name.replace(['.', '/'], "_"));
+                let name = format!("onnx/{n:03}_{stem}.onnx");
                 let file = tmp.join(&name);
                 std::fs::write(&file, bytes).map_err(io(&file))?;
                 files.push(name);
@@ -249,7 +250,7 @@ pub fn read(path: &Path) -> Result<(Manifest, TargetCode, GpuCode, Option<OnnxGr
                     std::fs::read(&f).map_err(io(&f))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            if graphs.len() != o.plan.kernels.len() {
+            if graphs.len() != o.plan.kernels.len() + usize::from(o.plan.step.is_some()) {
                 return Err(ArtifactError::Format {
                     path: mpath.clone(),
                     message: format!("onnx: {} files for {} graphs", graphs.len(), o.plan.kernels.len()),

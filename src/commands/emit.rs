@@ -71,8 +71,9 @@ fn emit_onnx(m: &Module, out: Option<&Path>) -> Result<(), String> {
         return Ok(());
     };
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    for (i, (k, bytes)) in code.plan.kernels.iter().zip(&code.graphs).enumerate() {
-        let path = dir.join(format!("{i:03}_{}.onnx", k.name.replace(['.', '/'], "_")));
+    for (i, bytes) in code.graphs.iter().enumerate() {
+        let name = code.plan.kernels.get(i).map_or("step".into(), |k| k.name.replace(['.', '/'], "_"));
+        let path = dir.join(format!("{i:03}_{name}.onnx"));
         aiic_runtime::artifact::write_atomic(&path, bytes).map_err(|e| e.to_string())?;
     }
     aiic_runtime::artifact::write_atomic(&dir.join("plan.json"), code.plan.to_json().as_bytes())

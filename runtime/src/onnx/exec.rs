@@ -25,6 +25,8 @@ pub struct OnnxBackend<'m> {
     /// Whether kernels that need f64 run on tract instead of `engine`.
     f64_on_tract: bool,
     sessions: Vec<Box<dyn Session>>,
+    /// The step as one graph (see `OnnxPlan::step`), while every kernel runs its f32 graph.
+    step_session: Option<Box<dyn Session>>,
     /// Per kernel, the engine its session runs on and its graph as emitted (f32).
     engines: Vec<Engine>,
     graphs: Vec<Vec<u8>>,
@@ -105,15 +107,23 @@ impl<'m> OnnxBackend<'m> {
         // conservation laws' sums, f64 state) to tract, so that they stay exact.
         // Constant folding first, for every engine (ONNX Runtime and OpenVINO fold too; tract
         // and the precision passes see the folded graph).
+        let names: Vec<&str> = plan.kernels.iter().map(|k| k.name.as_str()).chain(["the step"]).collect();
         let graphs = graphs
             .iter()
-            .zip(&plan.kernels)
-            .map(|(g, k)| {
-                let m = super::decode(g).map_err(|e| format!("kernel `{}`: the graph is damaged: {e}", k.name))?;
+            .zip(names)
+            .map(|(g, name)| {
+                let m = super::decode(g).map_err(|e| format!("kernel `{name}`: the graph is damaged: {e}"))?;
                 super::compile::fold_constants(&m).map(|(m, n)| if n == 0 { g.clone() } else { super::encode(&m) })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let engines: Vec<Engine> = graphs
+        // The step as one graph where the plan has one and the engine computes what it needs.
+        let step_session = match (&plan.step, graphs.get(plan.kernels.len())) {
+            (Some(_), Some(g)) if engine.computes_f64() || !super::uses_f64(g) => {
+                Some(engine.load(g).map_err(|e| format!("the step's graph on {}: {e}", engine.name()))?)
+            }
+            _ => None,
+        };
+        let engines: Vec<Engine> = graphs[..plan.kernels.len().min(graphs.len())]
             .iter()
             .map(|g| if !engine.computes_f64() && super::uses_f64(g) { Engine::Tract } else { engine })
             .collect();
@@ -155,6 +165,7 @@ impl<'m> OnnxBackend<'m> {
             engine,
             f64_on_tract,
             sessions,
+            step_session,
             engines,
             graphs,
             notes: Vec::new(),
@@ -364,6 +375,47 @@ impl<'m> OnnxBackend<'m> {
     }
 }
 
+impl OnnxBackend<'_> {
+    /// The step in one call of the step's graph: its inputs are the agents' columns, its
+    /// outputs their new values and the kernels' checks.
+    fn run_step_graph(&mut self) -> Result<(), RunError> {
+        let Some(step) = self.plan.step.clone() else { return Ok(()) };
+        if self.counts[step.agent] == 0 {
+            return Ok(());
+        }
+        let as_kernel = OnnxKernel {
+            kernel: usize::MAX,
+            name: "step".into(),
+            form: Form::Map { agent: step.agent },
+            feeds: step.feeds.clone(),
+            sinks: Vec::new(),
+        };
+        let inputs = self.inputs(&as_kernel, (0, 0), None);
+        let session = self.step_session.as_mut().ok_or_else(|| failed("no step graph".into()))?;
+        let outputs = session.run(inputs).map_err(|e| failed(format!("the step's graph: {e}")))?;
+        for ((k, sink), t) in step.sinks.iter().zip(&outputs) {
+            if let Sink::Check { msg } = sink {
+                if !t.data.is_empty() && t.data.get(0) != 0.0 {
+                    let text = self.module.kernels.get(*k).and_then(|k| k.messages.get(*msg as usize));
+                    return Err(RunError::Check(text.cloned().unwrap_or_default()));
+                }
+            }
+        }
+        for ((_, sink), t) in step.sinks.iter().zip(outputs) {
+            match *sink {
+                Sink::Store { col } => self.cols[step.agent][col as usize] = t.data,
+                Sink::Comp { col } => {
+                    if let Data::F32(v) = t.data {
+                        self.comps[step.agent][col as usize] = Some(v);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A precision tried on a model: its error against f32, the time of one pass, and its session
 /// (none for the f32 graph, which is loaded already).
 type Trial = (Precision, f64, f64, Option<Box<dyn Session>>);
@@ -470,6 +522,8 @@ impl OnnxBackend<'_> {
             Some((p, _, _, session)) => {
                 if let Some(s) = session {
                     self.sessions[gi] = s;
+                    // The step's graph holds the f32 model: the kernels run one by one now.
+                    self.step_session = None;
                 }
                 let form = match p {
                     Precision::Int8 => "QDQ int8, calibrated on the initial state",
@@ -496,11 +550,16 @@ impl OnnxBackend<'_> {
 impl Backend for OnnxBackend<'_> {
     fn name(&self) -> String {
         let f64 = if self.f64_on_tract { "; f64 kernels on tract" } else { "" };
-        format!("onnx ({}{f64})", self.engine.name())
+        let step = if self.step_session.is_some() { "; one graph a step" } else { "" };
+        format!("onnx ({}{f64}{step})", self.engine.name())
     }
 
     fn step(&mut self) -> Result<(), RunError> {
-        self.run_schedule(&self.module.step)?;
+        if self.step_session.is_some() {
+            self.run_step_graph()?;
+        } else {
+            self.run_schedule(&self.module.step)?;
+        }
         self.world.step += 1;
         Ok(())
     }

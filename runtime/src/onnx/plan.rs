@@ -66,11 +66,26 @@ pub struct OnnxKernel {
     pub sinks: Vec<Sink>,
 }
 
+/// The step as one graph: every kernel of it maps over the agents of type `agent`. Its inputs
+/// are columns and compensations of those agents and the parameters; its outputs, in order, are
+/// checks of kernel `k` (`(k, Check)`) and the new values of columns and compensations
+/// (`(usize::MAX, Store | Comp)`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepGraph {
+    pub agent: usize,
+    pub feeds: Vec<Feed>,
+    pub sinks: Vec<(usize, Sink)>,
+}
+
 /// The graphs of the kernels a module's schedule runs, and the opset they are written for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OnnxPlan {
     pub opset: i64,
     pub kernels: Vec<OnnxKernel>,
+    /// One graph for the whole step, where the step is expressible as one: the last of the
+    /// graphs, after the kernels' own.
+    #[serde(default)]
+    pub step: Option<StepGraph>,
     /// Lanes of the run-time parameters the parameter inputs carry (the first ones: every lane
     /// a kernel reads lies among them).
     pub param_lanes: usize,

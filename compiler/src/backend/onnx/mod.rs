@@ -4,6 +4,7 @@
 
 pub mod graph;
 pub mod lower;
+pub mod step;
 
 use aiic_runtime::ir::{Module, Op, Sched};
 use aiic_runtime::onnx::plan::OnnxPlan;
@@ -11,7 +12,8 @@ use aiic_runtime::onnx::plan::OnnxPlan;
 /// The opset the graphs are written for: ONNX Runtime, OpenVINO and tract all read it.
 pub const OPSET: i64 = 17;
 
-/// A module's step as ONNX models: the plan, each kernel's model bytes and its listing.
+/// A module's step as ONNX models: the plan, each kernel's model bytes (then the step's, where
+/// the plan has a step graph) and its listing.
 pub struct OnnxCode {
     pub plan: OnnxPlan,
     pub graphs: Vec<Vec<u8>>,
@@ -20,7 +22,7 @@ pub struct OnnxCode {
 
 pub fn emit_module(m: &Module) -> Result<OnnxCode, String> {
     let mut kernels = Vec::new();
-    let mut graphs = Vec::new();
+    let mut models = Vec::new();
     let mut texts = Vec::new();
     // The step's kernels, the first force passes' and the law terms', which the executor
     // measures on its state.
@@ -32,7 +34,7 @@ pub fn emit_module(m: &Module) -> Result<OnnxCode, String> {
         }
         let (kernel, model) = lower::lower(m, *k, OPSET)?;
         texts.push(graph::text(&model));
-        graphs.push(aiic_runtime::onnx::encode(&model));
+        models.push(model);
         kernels.push(kernel);
     }
     let param_lanes = kernels
@@ -41,5 +43,17 @@ pub fn emit_module(m: &Module) -> Result<OnnxCode, String> {
         .filter_map(|i| if let Op::Param(l) = i.op { Some(l as usize + 1) } else { None })
         .max()
         .unwrap_or(0);
-    Ok(OnnxCode { plan: OnnxPlan { opset: OPSET, kernels, param_lanes }, graphs, texts })
+    let mut graphs: Vec<Vec<u8>> = models.iter().map(aiic_runtime::onnx::encode).collect();
+    let step = step::step_graph(m, &kernels, &models, OPSET).map(|(plan, model)| {
+        let g = model.graph.as_ref();
+        texts.push(format!(
+            "step graph: {} inputs, {} nodes, {} outputs",
+            g.map_or(0, |g| g.input.len()),
+            g.map_or(0, |g| g.node.len()),
+            g.map_or(0, |g| g.output.len())
+        ));
+        graphs.push(aiic_runtime::onnx::encode(&model));
+        plan
+    });
+    Ok(OnnxCode { plan: OnnxPlan { opset: OPSET, kernels, step, param_lanes }, graphs, texts })
 }
