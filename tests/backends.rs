@@ -645,7 +645,7 @@ fn onnx_step_graph_matches_the_kernels_one_by_one() {
                 graphs.pop();
             }
             let mut m = m.clone();
-            // f32, so that the step's graph is kept (another precision runs kernel by kernel).
+            // f32: the same model in both (the step's graph takes the precision its kernels chose).
             m.kernels
                 .iter_mut()
                 .filter_map(|k| k.tensor.as_mut())
