@@ -443,27 +443,12 @@ impl TensorChoice {
     /// (f32 columns as bytes): the largest difference over the largest reference magnitude. A
     /// non-finite value is an infinite error.
     pub fn error(&self, before: &[Vec<u8>], reference: &[Vec<u8>], other: &[Vec<u8>]) -> f64 {
-        let floats = |b: &[u8]| -> Vec<f64> {
+        let floats = |b: &Vec<u8>| -> Vec<f64> {
             b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect()
         };
-        let (mut diff, mut scale) = (0.0f64, 0.0f64);
-        for ((b, r), o) in before.iter().zip(reference).zip(other) {
-            let (b, r, o) = (floats(b), floats(r), floats(o));
-            for i in 0..r.len().min(o.len()) {
-                let base = if self.accumulate { b.get(i).copied().unwrap_or(0.0) } else { 0.0 };
-                let (x, y) = (r[i] - base, o[i] - base);
-                if !y.is_finite() {
-                    return f64::INFINITY;
-                }
-                diff = diff.max((x - y).abs());
-                scale = scale.max(x.abs());
-            }
-        }
-        if diff == 0.0 {
-            0.0
-        } else {
-            diff / scale
-        }
+        let base: Vec<Option<Vec<f64>>> = before.iter().map(|b| self.accumulate.then(|| floats(b))).collect();
+        let (r, o): (Vec<_>, Vec<_>) = (reference.iter().map(floats).collect(), other.iter().map(floats).collect());
+        crate::ir::relative_error(&r, &o, &base)
     }
 }
 

@@ -554,6 +554,31 @@ impl Module {
     }
 }
 
+/// The relative error of `other` against `reference` (the same outputs of two runs of a tensor
+/// interaction, one of them in f32), which precision choices compare with their tolerance: the
+/// largest difference over the largest reference magnitude, each output less `base` where it
+/// adds to a column. A non-finite value is an infinite error.
+pub fn relative_error(reference: &[Vec<f64>], other: &[Vec<f64>], base: &[Option<Vec<f64>>]) -> f64 {
+    let (mut diff, mut scale) = (0.0f64, 0.0f64);
+    for (i, (r, o)) in reference.iter().zip(other).enumerate() {
+        let b = base.get(i).and_then(|b| b.as_ref());
+        for j in 0..r.len().min(o.len()) {
+            let z = b.and_then(|b| b.get(j)).copied().unwrap_or(0.0);
+            let (x, y) = (r[j] - z, o[j] - z);
+            if !y.is_finite() {
+                return f64::INFINITY;
+            }
+            diff = diff.max((x - y).abs());
+            scale = scale.max(x.abs());
+        }
+    }
+    if diff == 0.0 {
+        0.0
+    } else {
+        diff / scale
+    }
+}
+
 #[cfg(test)]
 mod precision_tests {
     use super::Precision;

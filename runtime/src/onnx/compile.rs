@@ -11,6 +11,8 @@ use super::pb;
 use pb::tensor_proto::DataType;
 use std::collections::{HashMap, HashSet};
 
+pub use crate::ir::relative_error;
+
 /// The prefix of the names of the model region's nodes.
 pub const MODEL_REGION: &str = "model";
 
@@ -344,30 +346,6 @@ pub fn quantize_int8(m: &pb::ModelProto, ranges: &HashMap<String, (f32, f32)>, r
     let used: HashSet<String> = g.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
     g.initializer.retain(|t| used.contains(&t.name));
     m
-}
-
-/// The relative error of `other` against `reference` (the same outputs of two graphs): the
-/// largest difference over the largest reference magnitude, each output less `base` where it
-/// adds to a column. A non-finite value is an infinite error.
-pub fn relative_error(reference: &[Vec<f64>], other: &[Vec<f64>], base: &[Option<Vec<f64>>]) -> f64 {
-    let (mut diff, mut scale) = (0.0f64, 0.0f64);
-    for (i, (r, o)) in reference.iter().zip(other).enumerate() {
-        let b = base.get(i).and_then(|b| b.as_ref());
-        for j in 0..r.len().min(o.len()) {
-            let z = b.map_or(0.0, |b| b[j]);
-            let (x, y) = (r[j] - z, o[j] - z);
-            if !y.is_finite() {
-                return f64::INFINITY;
-            }
-            diff = diff.max((x - y).abs());
-            scale = scale.max(x.abs());
-        }
-    }
-    if diff == 0.0 {
-        0.0
-    } else {
-        diff / scale
-    }
 }
 
 #[cfg(test)]

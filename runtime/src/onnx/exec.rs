@@ -8,7 +8,7 @@
 //! the columns after the whole kernel has run, as every executor does.
 
 use super::engine::{Data, Engine, HostTensor, Session};
-use super::plan::{Feed, Form, OnnxKernel, OnnxPlan, Sink};
+use super::plan::{Feed, Form, OnnxKernel, OnnxPlan, Sink, StepGraph};
 use crate::backend::Backend;
 use crate::cpu::abi::compensated_columns;
 use crate::ir::interp::RunError;
@@ -401,14 +401,7 @@ impl OnnxBackend<'_> {
         let converted = match p {
             Precision::Int8 => {
                 let points = compile::calibration_points(&model);
-                let as_kernel = OnnxKernel {
-                    kernel: usize::MAX,
-                    name: "step".into(),
-                    form: Form::Map { agent: step.agent },
-                    feeds: step.feeds.clone(),
-                    sinks: Vec::new(),
-                };
-                let inputs = self.inputs(&as_kernel, (0, 0), None);
+                let inputs = self.step_inputs(&step);
                 let calibrate = super::encode(&compile::with_outputs(&model, &points));
                 let all = self.engine.load(&calibrate).and_then(|mut s| s.run(inputs)).map_err(failed)?;
                 let ranges = points
@@ -436,13 +429,8 @@ impl OnnxBackend<'_> {
         Ok(())
     }
 
-    /// The step in one call of the step's graph: its inputs are the agents' columns, its
-    /// outputs their new values and the kernels' checks.
-    fn run_step_graph(&mut self) -> Result<(), RunError> {
-        let Some(step) = self.plan.step.clone() else { return Ok(()) };
-        if self.counts[step.agent] == 0 {
-            return Ok(());
-        }
+    /// The inputs of the step's graph: the columns of its agents, as a map kernel's.
+    fn step_inputs(&self, step: &StepGraph) -> Vec<HostTensor> {
         let as_kernel = OnnxKernel {
             kernel: usize::MAX,
             name: "step".into(),
@@ -450,7 +438,17 @@ impl OnnxBackend<'_> {
             feeds: step.feeds.clone(),
             sinks: Vec::new(),
         };
-        let inputs = self.inputs(&as_kernel, (0, 0), None);
+        self.inputs(&as_kernel, (0, 0), None)
+    }
+
+    /// The step in one call of the step's graph: its inputs are the agents' columns, its
+    /// outputs their new values and the kernels' checks.
+    fn run_step_graph(&mut self) -> Result<(), RunError> {
+        let Some(step) = self.plan.step.clone() else { return Ok(()) };
+        if self.counts[step.agent] == 0 {
+            return Ok(());
+        }
+        let inputs = self.step_inputs(&step);
         let session = self.step_session.as_mut().ok_or_else(|| failed("no step graph".into()))?;
         let outputs = session.run(inputs).map_err(|e| failed(format!("the step's graph: {e}")))?;
         for ((k, sink), t) in step.sinks.iter().zip(&outputs) {

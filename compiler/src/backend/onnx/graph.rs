@@ -79,7 +79,8 @@ pub struct Graph {
     pub region: Option<&'static str>,
 }
 
-fn value_info(name: &str, elem: Elem, dims: &[Dim]) -> pb::ValueInfoProto {
+/// The type of a graph input or output.
+pub(crate) fn value_info(name: &str, elem: Elem, dims: &[Dim]) -> pb::ValueInfoProto {
     let dim = dims
         .iter()
         .map(|d| Dimension {

@@ -215,19 +215,7 @@ pub fn step_graph(
 
 /// A graph output `[N]` of element type `e`.
 fn column_info(name: &str, e: Elem) -> pb::ValueInfoProto {
-    use pb::tensor_shape_proto::{dimension, Dimension};
-    let dim = vec![Dimension { value: Some(dimension::Value::DimParam("N".into())), denotation: String::new() }];
-    pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: e.code(),
-                shape: Some(pb::TensorShapeProto { dim }),
-            })),
-            denotation: String::new(),
-        }),
-        doc_string: String::new(),
-    }
+    super::graph::value_info(name, e, &[super::graph::Dim::Named("N")])
 }
 
 fn identity(from: &str, to: &str) -> pb::NodeProto {
