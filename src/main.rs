@@ -82,10 +82,12 @@ enum Command {
         program: ProgramArgs,
         /// Target: ir (the kernel IR), clif (Cranelift IR of the CPU kernels), wgsl (the source of
         /// the SPIR-V kernels), spirv-asm (SPIR-V disassembly), spirv (binary modules; needs -o),
-        /// ptx (the CUDA module, then the sm_90a module of each Hopper kernel) or opencl (OpenCL C).
+        /// ptx (the CUDA module, then the sm_90a module of each Hopper kernel), opencl (OpenCL C) or
+        /// onnx (a listing of each kernel's ONNX graph; with -o the graphs and plan.json).
         #[arg(long, default_value = "ir")]
         target: String,
-        /// Directory for binary output (`--target spirv`): one `.spv` file per device kernel.
+        /// Directory for binary output: one `.spv` file per device kernel (`--target spirv`), or one
+        /// `.onnx` file per kernel, the step's graph where there is one, and `plan.json` (`--target onnx`).
         #[arg(short, long)]
         out: Option<std::path::PathBuf>,
     },
