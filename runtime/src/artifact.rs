@@ -223,14 +223,7 @@ pub fn read(path: &Path) -> Result<(Manifest, TargetCode, GpuCode, Option<OnnxGr
     }
     let mut gpu = BTreeMap::new();
     for (target, g) in &manifest.gpu {
-        let bytes = g
-            .files
-            .iter()
-            .map(|n| {
-                let f = path.join(n);
-                std::fs::read(&f).map_err(io(&f))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let bytes = read_files(path, &g.files)?;
         let expected = if g.block.is_some() { 1 } else { g.plan.kernels.len() };
         if bytes.len() != expected {
             return Err(ArtifactError::Format {
@@ -242,18 +235,12 @@ pub fn read(path: &Path) -> Result<(Manifest, TargetCode, GpuCode, Option<OnnxGr
     }
     let onnx = match &manifest.onnx {
         Some(o) => {
-            let graphs = o
-                .files
-                .iter()
-                .map(|n| {
-                    let f = path.join(n);
-                    std::fs::read(&f).map_err(io(&f))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            if graphs.len() != o.plan.kernels.len() + usize::from(o.plan.step.is_some()) {
+            let graphs = read_files(path, &o.files)?;
+            let expected = o.plan.kernels.len() + usize::from(o.plan.step.is_some());
+            if graphs.len() != expected {
                 return Err(ArtifactError::Format {
                     path: mpath.clone(),
-                    message: format!("onnx: {} files for {} graphs", graphs.len(), o.plan.kernels.len()),
+                    message: format!("onnx: {} files for {expected} graphs", graphs.len()),
                 });
             }
             Some(OnnxGraphs { plan: o.plan.clone(), graphs })
@@ -265,6 +252,17 @@ pub fn read(path: &Path) -> Result<(Manifest, TargetCode, GpuCode, Option<OnnxGr
             .map_err(|e| ArtifactError::Format { path: mpath.clone(), message: format!("kernel `{}`: {e}", k.name) })?;
     }
     Ok((manifest, code, gpu, onnx))
+}
+
+/// The bytes of each of these files of the artifact at `path`.
+fn read_files(path: &Path, names: &[String]) -> Result<Vec<Vec<u8>>, ArtifactError> {
+    names
+        .iter()
+        .map(|n| {
+            let f = path.join(n);
+            std::fs::read(&f).map_err(io(&f))
+        })
+        .collect()
 }
 
 /// Writes a file under a hidden temporary name beside it and renames it into place, so that a

@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod cuda;
 pub mod gpu;
 pub mod grid;
+pub mod host;
 pub mod input;
 pub mod ir;
 pub mod monitor;

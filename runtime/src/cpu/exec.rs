@@ -8,9 +8,10 @@
 use super::abi::{Ctx, TENSOR_AGENTS};
 use super::jit::{compile, Compiled, JitError};
 use crate::backend::Backend;
+use crate::host::HostColumn;
 use crate::ir::interp::RunError;
 use crate::ir::{Module, Op, Pattern, Scalar, Sched};
-use crate::{FieldKind, World};
+use crate::World;
 
 /// One column of agent state in the precision the kernels compute in.
 enum Column {
@@ -41,13 +42,6 @@ impl Column {
             Column::I32(v) => v.as_mut_ptr() as *mut u8,
         }
     }
-    fn get(&self, i: usize) -> f64 {
-        match self {
-            Column::F32(v) => v[i] as f64,
-            Column::F64(v) => v[i],
-            Column::I32(v) => v[i] as f64,
-        }
-    }
     fn set(&mut self, i: usize, x: f64) {
         match self {
             Column::F32(v) => v[i] = x as f32,
@@ -68,6 +62,16 @@ impl Column {
             (Column::F64(a), Column::F64(b)) => a.iter_mut().zip(b).for_each(|(x, y)| *x += y),
             (Column::I32(a), Column::I32(b)) => a.iter_mut().zip(b).for_each(|(x, y)| *x = x.wrapping_add(*y)),
             _ => {}
+        }
+    }
+}
+
+impl HostColumn for Column {
+    fn get(&self, i: usize) -> f64 {
+        match self {
+            Column::F32(v) => v[i] as f64,
+            Column::F64(v) => v[i],
+            Column::I32(v) => v[i] as f64,
         }
     }
     /// The first of the first `n` values (the agents; the padding is not state) not finite.
@@ -422,9 +426,7 @@ impl<'m> CpuBackend<'m> {
                 Sched::Exact { agent, cols } => {
                     for &(from, to) in cols {
                         let comp = self.comps[*agent][from as usize].as_ref();
-                        let exact: Vec<f64> = (0..self.counts[*agent])
-                            .map(|i| self.cols[*agent][from as usize].get(i) - comp.map_or(0.0, |c| c[i] as f64))
-                            .collect();
+                        let exact = crate::host::exact(&self.cols[*agent][from as usize], comp, self.counts[*agent]);
                         self.cols[*agent][to as usize] = Column::F64(exact);
                     }
                 }
@@ -468,26 +470,12 @@ impl Backend for CpuBackend<'_> {
     }
 
     fn world(&mut self) -> Result<&World, RunError> {
-        for (t, cols) in self.cols.iter().enumerate() {
-            let data = &mut self.world.agents[t];
-            let kinds = self.module.agents[t].column_kinds();
-            for (c, col) in cols.iter().enumerate() {
-                // Scratch columns (integrator temporaries, law shares) are never shown or measured.
-                if kinds.get(c) == Some(&FieldKind::Scratch) {
-                    continue;
-                }
-                let comp = self.comps[t][c].as_ref();
-                for i in 0..data.count {
-                    // The compensation holds what the stored value lacks, with the sign flipped.
-                    data.columns[c][i] = col.get(i) - comp.map_or(0.0, |v| v[i] as f64);
-                }
-            }
-        }
+        crate::host::write_world(self.module, &self.cols, &self.comps, &mut self.world);
         Ok(&self.world)
     }
 
     fn find_non_finite(&mut self) -> Result<Option<(usize, usize, String)>, RunError> {
-        Ok(self.first_non_finite())
+        Ok(crate::host::first_non_finite(self.module, &self.cols, &self.counts))
     }
 
     fn laws(&mut self) -> Result<Option<Vec<crate::monitor::LawSample>>, RunError> {
@@ -505,36 +493,10 @@ impl Backend for CpuBackend<'_> {
             let mut sums = Vec::with_capacity(law.measure.len());
             for t in &law.measure {
                 self.run_schedule(&t.fill)?;
-                let cols = &self.cols[t.agent];
-                let n = self.counts[t.agent];
-                sums.push(
-                    t.cols
-                        .iter()
-                        .map(|&c| (0..n).map(|i| cols[c as usize].get(i)).collect::<crate::sum::NeumaierSum>().value())
-                        .collect(),
-                );
+                sums.push(crate::host::column_sums(&self.cols[t.agent], &t.cols, self.counts[t.agent]));
             }
             out.push(crate::ir::interp::law_sample(m, l, &sums, &self.uniforms)?);
         }
         Ok(Some(out))
-    }
-}
-
-impl CpuBackend<'_> {
-    fn first_non_finite(&self) -> Option<(usize, usize, String)> {
-        for (t, cols) in self.cols.iter().enumerate() {
-            let schema = &self.module.agents[t];
-            let names: Vec<(&str, FieldKind)> =
-                schema.fields.iter().flat_map(|f| f.lanes.iter().map(move |l| (l.as_str(), f.kind))).collect();
-            for (c, col) in cols.iter().enumerate() {
-                if names.get(c).is_some_and(|(_, k)| *k == FieldKind::Scratch) {
-                    continue;
-                }
-                if let Some(i) = col.first_non_finite(self.counts[t]) {
-                    return Some((t, i, names.get(c).map_or(String::new(), |n| n.0.to_string())));
-                }
-            }
-        }
-        None
     }
 }

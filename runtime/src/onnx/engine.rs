@@ -39,6 +39,20 @@ impl Data {
     }
 }
 
+impl crate::host::HostColumn for Data {
+    fn get(&self, i: usize) -> f64 {
+        Data::get(self, i)
+    }
+
+    fn first_non_finite(&self, n: usize) -> Option<usize> {
+        match self {
+            Data::F32(v) => v[..n].iter().position(|x| !x.is_finite()),
+            Data::F64(v) => v[..n].iter().position(|x| !x.is_finite()),
+            Data::I32(_) | Data::I64(_) => None,
+        }
+    }
+}
+
 /// A tensor on the host: its shape and its values, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostTensor {

@@ -13,7 +13,7 @@ use crate::backend::Backend;
 use crate::cpu::abi::compensated_columns;
 use crate::ir::interp::RunError;
 use crate::ir::{Module, Precision, Scalar, Sched};
-use crate::{FieldKind, World};
+use crate::World;
 
 /// Pairs a pair kernel's graph takes at once: its intermediate values are blocks of this many.
 pub const BLOCK_PAIRS: usize = 1 << 20;
@@ -367,9 +367,7 @@ impl<'m> OnnxBackend<'m> {
                 Sched::Exact { agent, cols } => {
                     for &(from, to) in cols {
                         let comp = self.comps[*agent][from as usize].as_ref();
-                        let exact: Vec<f64> = (0..self.counts[*agent])
-                            .map(|i| self.cols[*agent][from as usize].get(i) - comp.map_or(0.0, |c| c[i] as f64))
-                            .collect();
+                        let exact = crate::host::exact(&self.cols[*agent][from as usize], comp, self.counts[*agent]);
                         self.cols[*agent][to as usize] = Data::F64(exact);
                     }
                 }
@@ -638,20 +636,7 @@ impl Backend for OnnxBackend<'_> {
     }
 
     fn world(&mut self) -> Result<&World, RunError> {
-        for (t, cols) in self.cols.iter().enumerate() {
-            let data = &mut self.world.agents[t];
-            let kinds = self.module.agents[t].column_kinds();
-            for (c, col) in cols.iter().enumerate() {
-                if kinds.get(c) == Some(&FieldKind::Scratch) {
-                    continue;
-                }
-                let comp = self.comps[t][c].as_ref();
-                for i in 0..data.count {
-                    // The compensation holds what the stored value lacks, with the sign flipped.
-                    data.columns[c][i] = col.get(i) - comp.map_or(0.0, |v| v[i] as f64);
-                }
-            }
-        }
+        crate::host::write_world(self.module, &self.cols, &self.comps, &mut self.world);
         Ok(&self.world)
     }
 
@@ -672,13 +657,7 @@ impl Backend for OnnxBackend<'_> {
             let mut sums = Vec::with_capacity(law.measure.len());
             for t in &law.measure {
                 self.run_schedule(&t.fill)?;
-                let (cols, n) = (&self.cols[t.agent], self.counts[t.agent]);
-                sums.push(
-                    t.cols
-                        .iter()
-                        .map(|&c| (0..n).map(|i| cols[c as usize].get(i)).collect::<crate::sum::NeumaierSum>().value())
-                        .collect(),
-                );
+                sums.push(crate::host::column_sums(&self.cols[t.agent], &t.cols, self.counts[t.agent]));
             }
             out.push(crate::ir::interp::law_sample(m, l, &sums, &uniforms)?);
         }
@@ -686,24 +665,6 @@ impl Backend for OnnxBackend<'_> {
     }
 
     fn find_non_finite(&mut self) -> Result<Option<(usize, usize, String)>, RunError> {
-        for (t, cols) in self.cols.iter().enumerate() {
-            let schema = &self.module.agents[t];
-            let names: Vec<(&str, FieldKind)> =
-                schema.fields.iter().flat_map(|f| f.lanes.iter().map(move |l| (l.as_str(), f.kind))).collect();
-            for (c, col) in cols.iter().enumerate() {
-                if names.get(c).is_some_and(|(_, k)| *k == FieldKind::Scratch) {
-                    continue;
-                }
-                let first = match col {
-                    Data::F32(v) => v.iter().position(|x| !x.is_finite()),
-                    Data::F64(v) => v.iter().position(|x| !x.is_finite()),
-                    _ => None,
-                };
-                if let Some(i) = first {
-                    return Ok(Some((t, i, names.get(c).map_or(String::new(), |n| n.0.to_string()))));
-                }
-            }
-        }
-        Ok(None)
+        Ok(crate::host::first_non_finite(self.module, &self.cols, &self.counts))
     }
 }
