@@ -22,8 +22,9 @@ use engines::onnx_engines;
 const EXAMPLES: &[&str] = &["nbody", "kepler", "lj_gas", "billiards", "springs"];
 
 /// Test programs of `tests/programs` that every backend runs too: every column type, tensor
-/// parameters applied with `@`, and MLP models with every activation.
-const PROGRAMS: &[&str] = &["mixed_types", "tensor_trap", "mlp_field"];
+/// parameters applied with `@`, MLP models with every activation, and an ONNX model run as it
+/// is on the host between the kernels.
+const PROGRAMS: &[&str] = &["mixed_types", "tensor_trap", "mlp_field", "hosted_field"];
 
 fn module(name: &str) -> Module {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

@@ -713,3 +713,25 @@ fn emit_opencl_prints_one_program() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("__kernel void aiic_k0(") && text.contains("__local float4 t4_0[WG];"), "{text}");
 }
+
+/// A program with a hosted model says so when it runs, and its artifact carries the model: the
+/// artifact runs like the source without the model's file beside it.
+#[test]
+fn a_hosted_model_is_named_and_travels_in_the_artifact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let art = dir.path().join("hosted.aiib");
+    let o = aiic(&["build", "tests/programs/hosted_field.aii", "-o", art.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(art.join("hosted_0.onnx").is_file(), "the model beside the manifest");
+    let run = |file: &str, out: &str| {
+        let out = dir.path().join(out);
+        let args = ["run", file, "--target", "cpu", "--steps", "10", "--out", out.to_str().expect("utf8")];
+        let o = aiic(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        (stderr(&o), std::fs::read_to_string(out).expect("csv"))
+    };
+    let (said, from_source) = run("tests/programs/hosted_field.aii", "a.csv");
+    assert!(said.contains("model `field`") && said.contains("on the host"), "{said}");
+    let (_, from_artifact) = run(art.to_str().expect("utf8"), "b.csv");
+    assert_eq!(from_source, from_artifact);
+}

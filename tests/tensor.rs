@@ -800,3 +800,76 @@ fn onnx_models_that_cannot_be_read_are_clear_errors() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `model field = onnx("field.onnx")` where the model is not dense layers (a Slice, Sin, Mul and
+/// Sub graph): aiic warns that it runs as it is (W0004), runs it on the host before the kernel
+/// that calls it, and the trajectory is the one of the same force written in the language.
+#[test]
+fn a_hosted_model_gives_the_trajectory_of_the_same_force_written_out() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("tests/programs/hosted_field.aii");
+    let c = compile_file(&path, &CheckOptions::default()).expect("readable");
+    let warnings: Vec<String> = c.diags.list.iter().map(|d| d.one_line(&c.sources)).collect();
+    assert!(warnings.iter().any(|w| w.contains("W0004") && w.contains("Slice")), "{warnings:?}");
+    let hosted = c.module.expect("compiles");
+    assert_eq!(hosted.hosted.len(), 1);
+    assert_eq!((hosted.hosted[0].inputs, hosted.hosted[0].outputs, hosted.hosted[0].batch), (6, 3, 0));
+    // Each kernel that calls the model runs it first: in the first force pass and in the step.
+    for list in [&hosted.prime, &hosted.step] {
+        let at = list.iter().position(|s| matches!(s, aiic_runtime::ir::Sched::Model { .. })).expect("a model run");
+        assert!(matches!(list[at + 1], aiic_runtime::ir::Sched::Run(k) if hosted.kernels[k].name == "ripple"));
+    }
+    let src = std::fs::read_to_string(&path).expect("source");
+    let force = "(1.5 * vec3(sin(2.0 * p.position.x), sin(2.0 * p.position.y), sin(2.0 * p.position.z)) \
+                 - 4.0 * p.position - 0.5 * p.velocity)";
+    let written = src
+        .replace("model field = onnx(\"hosted_field/field.onnx\");", "")
+        .replace("field(p.position, p.velocity)", force);
+    let dir = temp("hosted");
+    std::fs::write(dir.join("written.aii"), written).expect("write");
+    let native = compile(&dir.join("written.aii"));
+    assert!(native.hosted.is_empty());
+    let from = start(&hosted);
+    let mut native_start = start(&native);
+    for (to, from) in native_start.agents.iter_mut().zip(&from.agents) {
+        let n = to.columns.len();
+        to.columns.clone_from_slice(&from.columns[..n]);
+    }
+    let (a, b) = (reference(&hosted, &from, 20), reference(&native, &native_start, 20));
+    for field in ["position", "velocity", "speed_up"] {
+        let e = field_error(&native, field, &b, &a);
+        assert!(e < 1e-5, "{field}: the hosted model against the force written out: {e:e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A hosted model runs over all the agents before the interaction, so it is called from `each`
+/// with the agent's own fields, not assigned ones; any ONNX model of one f32 matrix in and one
+/// out is hosted, and one that is not says why on both counts.
+#[test]
+fn hosted_models_are_called_from_each_on_the_agents_fields() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = temp("hosted-errors");
+    std::fs::copy(root.join("tests/programs/hosted_field/field.onnx"), dir.join("field.onnx")).expect("copy");
+    let head = "system S { model field = onnx(\"field.onnx\"); \
+                agent P { state x: vec3; state v: vec3; state y: vec3; accum f: vec3; } ";
+    let tail = " init { spawn P * 4 { x: vec3(1.0), v: vec3(0.0), y: vec3(0.0) }; } }";
+    let cases = [
+        ("interaction g(a: P, b: P) pairs { a.f += field(a.x, b.v); } step { g; }", "from an `each` interaction"),
+        ("interaction g(p: P) each { p.y = field(p.x * 2.0, p.v); } step { g; }", "the agent's own fields"),
+        ("interaction g(p: P) each { p.x = p.v; p.y = field(p.x, p.v); } step { g; }", "before assigning to them"),
+        ("interaction g(p: P) each { p.y = field(p.x); } step { g; }", "takes 6 inputs, found 3"),
+    ];
+    for (body, want) in cases {
+        std::fs::write(dir.join("m.aii"), format!("{head}{body}{tail}")).expect("write");
+        let c = compile_file(&dir.join("m.aii"), &CheckOptions::default()).expect("readable");
+        let errors: Vec<String> = c.diags.list.iter().chain(&c.lower_diags).map(|d| d.one_line(&c.sources)).collect();
+        assert!(c.module.is_none() && errors.iter().any(|e| e.contains(want)), "{body}: {errors:?}");
+    }
+    let ok = "interaction g(p: P) each { p.y = field(p.x, p.v) + field(p.x, p.v); } step { g; }";
+    std::fs::write(dir.join("m.aii"), format!("{head}{ok}{tail}")).expect("write");
+    let m = compile(&dir.join("m.aii"));
+    let runs = m.step.iter().filter(|s| matches!(s, aiic_runtime::ir::Sched::Model { .. })).count();
+    assert_eq!(runs, 1, "the same call twice runs the model once");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -45,3 +45,9 @@ fn the_verifier_accepts_every_kernel() {
         }
     }
 }
+
+#[test]
+fn ir_of_a_hosted_model() {
+    let src = std::fs::read_to_string(root().join("tests/programs/hosted_field.aii")).expect("hosted_field");
+    snapshot("hosted_field", &src);
+}

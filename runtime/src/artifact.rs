@@ -1,5 +1,6 @@
 //! The `.aiib` artifact: a directory holding `manifest.json` (the checked kernel IR, its
-//! schedule and laws), `tensors.f64` (the elements of its tensor parameters) and one file per
+//! schedule and laws), `tensors.f64` (the elements of its tensor parameters), `hosted_N.onnx`
+//! (the ONNX models it runs as they are) and one file per
 //! kernel per target (`cpu/<kernel>.clif`, `onnx/<kernel>.onnx`). It is written to a temporary directory and renamed
 //! into place, so a failed build never leaves half of one.
 
@@ -162,10 +163,19 @@ pub fn write(
     let tpath = tmp.join(TENSORS);
     let bytes: Vec<u8> = module.tensors.iter().flat_map(|t| t.values.iter().flat_map(|v| v.to_le_bytes())).collect();
     std::fs::write(&tpath, bytes).map_err(io(&tpath))?;
+    for (i, h) in module.hosted.iter().enumerate() {
+        let hpath = tmp.join(hosted_file(i));
+        std::fs::write(&hpath, &h.bytes).map_err(io(&hpath))?;
+    }
     if path.exists() {
         std::fs::remove_dir_all(path).map_err(io(path))?;
     }
     std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// The file of hosted model `i` (see `ir::HostedModel`), as it was read.
+fn hosted_file(i: usize) -> String {
+    format!("hosted_{i}.onnx")
 }
 
 fn target_ext(target: &str) -> &'static str {
@@ -206,6 +216,10 @@ pub fn read(path: &Path) -> Result<(Manifest, TargetCode, GpuCode, Option<OnnxGr
     for t in &mut manifest.module.tensors {
         let n = t.shape.iter().product::<u32>() as usize;
         t.values = values.by_ref().take(n).collect();
+    }
+    for (i, h) in manifest.module.hosted.iter_mut().enumerate() {
+        let hpath = path.join(hosted_file(i));
+        h.bytes = std::fs::read(&hpath).map_err(io(&hpath))?;
     }
     let mut code = BTreeMap::new();
     for (target, names) in &manifest.targets {

@@ -69,4 +69,7 @@ impl Backend for Interp<'_> {
     fn laws(&mut self) -> Result<Option<Vec<crate::monitor::LawSample>>, RunError> {
         Interp::laws(self).map(Some)
     }
+    fn notes(&self) -> Vec<String> {
+        self.hosted.as_ref().map(|h| h.notes(self.module)).unwrap_or_default()
+    }
 }

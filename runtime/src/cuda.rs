@@ -24,6 +24,9 @@ pub enum CudaError {
     Jit(String),
     #[error("{what}: {err}")]
     Call { what: String, err: DriverError },
+    /// A hosted model's run between the kernels failed.
+    #[error("{0}")]
+    Hosted(String),
 }
 
 impl CudaError {
@@ -99,6 +102,7 @@ pub struct CudaBackend<'m> {
     frame_step: Option<u64>,
     ctx: Arc<CudaContext>,
     notes: Vec<String>,
+    hosted: Option<crate::onnx::hosted::Hosted>,
 }
 
 impl<'m> CudaBackend<'m> {
@@ -192,6 +196,8 @@ impl<'m> CudaBackend<'m> {
             frame_step: None,
             ctx,
             notes,
+            hosted: (!module.hosted.is_empty())
+                .then(|| crate::onnx::hosted::Hosted::new(module, crate::onnx::hosted::host_engine())),
         };
         me.upload()?;
         me.choose_precisions()?;
@@ -245,6 +251,15 @@ impl<'m> CudaBackend<'m> {
                         self.launch(p)?;
                     }
                     self.launch(*k)?;
+                }
+                GpuOp::Host { .. } => {
+                    self.stream.synchronize().map_err(call("running the kernels before a model"))?;
+                    let mut hosted = self.hosted.take().ok_or_else(|| CudaError::Hosted("no hosted models".into()))?;
+                    let (module, counts) = (self.module, self.counts.clone());
+                    let ran =
+                        gpu::run_hosted(self, module, &mut hosted, op, &counts, |e| RunError::Invalid(e.to_string()));
+                    self.hosted = Some(hosted);
+                    ran.map_err(|e| CudaError::Hosted(e.to_string()))?;
                 }
             }
         }
@@ -345,7 +360,8 @@ impl Backend for CudaBackend<'_> {
     }
 
     fn step(&mut self) -> Result<(), RunError> {
-        if self.graph.is_none() {
+        // A step that runs a model on the host between its kernels cannot be one graph.
+        if self.graph.is_none() && !gpu::has_host(&self.plan.step) {
             // The step is the same every time: capture it once, replay it each step.
             let ops = self.plan.step.clone();
             let mode = sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL;
@@ -394,7 +410,8 @@ impl Backend for CudaBackend<'_> {
     }
 
     fn notes(&self) -> Vec<String> {
-        self.notes.clone()
+        let hosted = self.hosted.as_ref().map(|h| h.notes(self.module)).unwrap_or_default();
+        self.notes.iter().cloned().chain(hosted).collect()
     }
 
     fn recheck_precisions(&mut self, step: u64) -> Result<Vec<String>, RunError> {

@@ -263,6 +263,52 @@ pub enum GpuOp {
     /// Fill a buffer with zero bytes (0.0 and 0 in every type).
     Zero(Buf),
     Launch(usize),
+    /// Runs hosted model `model` on the host (see `ir::Sched::Model`): the buffers (and lanes)
+    /// of its input columns are read back, its outputs written to theirs.
+    Host {
+        agent: usize,
+        model: usize,
+        inputs: Vec<(Buf, u32)>,
+        outputs: Vec<(Buf, u32)>,
+    },
+}
+
+/// A list of ops in runs the device does alone, split at hosted models' runs.
+pub enum Segment<'a> {
+    Device(&'a [GpuOp]),
+    Host(&'a GpuOp),
+}
+
+/// `ops` in [`Segment`]s, in order.
+pub fn segments(ops: &[GpuOp]) -> Vec<Segment<'_>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, op) in ops.iter().enumerate() {
+        if matches!(op, GpuOp::Host { .. }) {
+            if start < i {
+                out.push(Segment::Device(&ops[start..i]));
+            }
+            out.push(Segment::Host(op));
+            start = i + 1;
+        }
+    }
+    if start < ops.len() {
+        out.push(Segment::Device(&ops[start..]));
+    }
+    out
+}
+
+/// Whether any op runs a hosted model.
+pub fn has_host(ops: &[GpuOp]) -> bool {
+    ops.iter().any(|op| matches!(op, GpuOp::Host { .. }))
+}
+
+impl GpuOp {
+    /// The op of a hosted model's run over columns `inputs` to `outputs` of agent type `agent`.
+    pub fn host(m: &Module, agent: usize, model: usize, inputs: &[u32], outputs: &[u32]) -> GpuOp {
+        let homes = |cols: &[u32]| cols.iter().map(|&c| home(m, agent, c)).collect();
+        GpuOp::Host { agent, model, inputs: homes(inputs), outputs: homes(outputs) }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -480,9 +526,10 @@ impl GpuPlan {
     pub fn buffers(&self) -> Vec<Buf> {
         let mut out: Vec<Buf> = Vec::new();
         let all =
-            self.kernels.iter().flat_map(|k| k.bindings.iter().copied()).chain(self.ops().filter_map(|op| match op {
-                GpuOp::Zero(b) => Some(*b),
-                GpuOp::Launch(_) => None,
+            self.kernels.iter().flat_map(|k| k.bindings.iter().copied()).chain(self.ops().flat_map(|op| match op {
+                GpuOp::Zero(b) => vec![*b],
+                GpuOp::Launch(_) => Vec::new(),
+                GpuOp::Host { inputs, outputs, .. } => inputs.iter().chain(outputs).map(|(b, _)| *b).collect(),
             }));
         for b in all {
             if !out.contains(&b) {
@@ -793,6 +840,48 @@ pub fn read_back(
         }
     }
     host.fresh = true;
+    Ok(())
+}
+
+/// Runs a hosted model (a [`GpuOp::Host`]) on state that lives on a device: its input columns
+/// are read back, the model runs on the host, and its outputs are written to the device.
+pub fn run_hosted<T: Trial>(
+    dev: &mut T,
+    m: &Module,
+    hosted: &mut crate::onnx::hosted::Hosted,
+    op: &GpuOp,
+    counts: &[usize],
+    err: impl Fn(T::Error) -> crate::ir::interp::RunError,
+) -> Result<(), crate::ir::interp::RunError> {
+    let GpuOp::Host { agent, model, inputs, outputs } = op else { return Ok(()) };
+    let n = counts[*agent];
+    let width = inputs.len();
+    let mut rows = vec![0.0f32; n * width];
+    let mut read: std::collections::HashMap<Buf, Vec<u8>> = std::collections::HashMap::new();
+    let mut values = vec![0.0f64; n];
+    for (l, &(b, lane)) in inputs.iter().enumerate() {
+        if let std::collections::hash_map::Entry::Vacant(e) = read.entry(b) {
+            e.insert(dev.read(&b).map_err(&err)?);
+        }
+        let bytes = &read[&b];
+        let (s, range) = match b {
+            Buf::Field { agent, col, .. } => {
+                let s = m.column_types[agent][(col + lane) as usize];
+                (s, lane_bytes(s, n, lane))
+            }
+            Buf::Col { agent, col } => (m.column_types[agent][col as usize], 0..bytes.len()),
+            other => return Err(crate::ir::interp::RunError::Invalid(format!("a model input in {other:?}"))),
+        };
+        column_values(s, &bytes[range], None, &mut values);
+        for (i, v) in values.iter().enumerate() {
+            rows[i * width + l] = *v as f32;
+        }
+    }
+    let out = hosted.run(m, *model, &rows, n)?;
+    for (l, (b, _)) in outputs.iter().enumerate() {
+        let lane: Vec<f64> = crate::onnx::hosted::lane(&out, outputs.len(), l).map(f64::from).collect();
+        dev.write(b, &column_bytes(Scalar::F32, &lane)).map_err(&err)?;
+    }
     Ok(())
 }
 

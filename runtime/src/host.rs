@@ -72,3 +72,14 @@ pub fn first_non_finite<C: HostColumn>(
     }
     None
 }
+
+/// The interpreter's columns: f64 values.
+impl HostColumn for Vec<f64> {
+    fn get(&self, i: usize) -> f64 {
+        self[i]
+    }
+
+    fn first_non_finite(&self, n: usize) -> Option<usize> {
+        self[..n].iter().position(|x| !x.is_finite())
+    }
+}

@@ -107,6 +107,7 @@ pub struct OpenClBackend<'m> {
     buffers: HashMap<Buf, Buffer<u8>>,
     counts: Vec<usize>,
     host: gpu::HostCopy,
+    hosted: Option<crate::onnx::hosted::Hosted>,
     _context: Context,
 }
 
@@ -197,6 +198,8 @@ impl<'m> OpenClBackend<'m> {
             buffers: HashMap::new(),
             counts,
             host: gpu::HostCopy::new(world.clone()),
+            hosted: (!module.hosted.is_empty())
+                .then(|| crate::onnx::hosted::Hosted::new(module, crate::onnx::hosted::host_engine())),
             _context: context,
         };
         me.upload()?;
@@ -257,6 +260,16 @@ impl<'m> OpenClBackend<'m> {
                             .map_err(|e| ClError::Call(format!("launching kernel `{}`: {e}", dk.name)))?,
                     );
                 }
+                GpuOp::Host { .. } => {
+                    self.queue.finish().map_err(call("running the kernels before a model"))?;
+                    let mut hosted = self.hosted.take().ok_or_else(|| ClError::Call("no hosted models".into()))?;
+                    let (module, counts) = (self.module, self.counts.clone());
+                    let ran =
+                        gpu::run_hosted(self, module, &mut hosted, op, &counts, |e| RunError::Invalid(e.to_string()));
+                    self.hosted = Some(hosted);
+                    ran.map_err(|e| ClError::Call(e.to_string()))?;
+                    last = None;
+                }
             }
         }
         Ok(last)
@@ -301,6 +314,37 @@ impl<'m> OpenClBackend<'m> {
     }
 }
 
+/// Reads and writes of whole buffers, for hosted models' runs between kernels.
+impl gpu::Trial for OpenClBackend<'_> {
+    type Error = ClError;
+
+    fn plan(&mut self) -> &mut GpuPlan {
+        &mut self.plan
+    }
+
+    fn launch_once(&mut self, k: usize) -> Result<(), ClError> {
+        self.enqueue(&[GpuOp::Launch(k)])?;
+        self.queue.finish().map_err(call("running a kernel"))
+    }
+
+    fn read(&mut self, b: &Buf) -> Result<Vec<u8>, ClError> {
+        let buf = self.buffers.get(b).ok_or_else(|| ClError::Call(format!("no buffer {b:?}")))?;
+        let mut host = vec![0u8; buf.size().map_err(call("sizing a buffer"))?];
+        // SAFETY: a blocking read into a slice of the buffer's size.
+        unsafe { self.queue.enqueue_read_buffer(buf, CL_BLOCKING, 0, &mut host, &[]) }
+            .map_err(call("reading a buffer"))?;
+        Ok(host)
+    }
+
+    fn write(&mut self, b: &Buf, bytes: &[u8]) -> Result<(), ClError> {
+        let buf = self.buffers.get_mut(b).ok_or_else(|| ClError::Call(format!("no buffer {b:?}")))?;
+        // SAFETY: `bytes` outlives the blocking write, which is no larger than the buffer.
+        unsafe { self.queue.enqueue_write_buffer(buf, CL_BLOCKING, 0, bytes, &[]) }
+            .map_err(call("writing a buffer"))?;
+        Ok(())
+    }
+}
+
 impl Backend for OpenClBackend<'_> {
     fn name(&self) -> String {
         format!("opencl ({})", self.name)
@@ -325,6 +369,10 @@ impl Backend for OpenClBackend<'_> {
         self.enqueue(&ops).map_err(|e| self.failure(e))?;
         self.host.fresh = false;
         Ok(())
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.hosted.as_ref().map(|h| h.notes(self.module)).unwrap_or_default()
     }
 
     fn world(&mut self) -> Result<&World, RunError> {

@@ -167,6 +167,19 @@ pub fn print_module(m: &Module) -> String {
                         .collect();
                     format!("exact {} [{}]", m.agents[*agent].name, names.join(", "))
                 }
+                Sched::Model { agent, model, inputs, outputs } => {
+                    let names =
+                        |cols: &[u32]| cols.iter().map(|c| column_name(m, *agent, *c)).collect::<Vec<_>>().join(", ");
+                    let h = &m.hosted[*model];
+                    format!(
+                        "model {} ({}, on the host) {} [{}] -> [{}]",
+                        h.name,
+                        h.file,
+                        m.agents[*agent].name,
+                        names(inputs),
+                        names(outputs)
+                    )
+                }
             })
             .collect()
     };

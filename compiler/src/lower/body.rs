@@ -191,11 +191,27 @@ pub struct Lower<'c, 'p> {
     /// Set for the body of a kernel with a tensor plan: its one assignment takes this many
     /// [`Op::Tensor`] lanes as its value instead of lowering the model call.
     pub tensor_lanes: Option<usize>,
+    /// Set for the body of an `each` kernel, where hosted models may be called.
+    pub hosting: Option<Hosting>,
+}
+
+/// The hosted-model calls of an `each` kernel (see `ir::Sched::Model`): each one's outputs are
+/// new scratch columns of the agent type, from `next_col` on, which the kernel reads.
+pub struct Hosting {
+    pub next_col: u32,
+    pub calls: Vec<HostedCall>,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct HostedCall {
+    pub model: usize,
+    pub inputs: Vec<u32>,
+    pub outputs: Vec<u32>,
 }
 
 impl<'c, 'p> Lower<'c, 'p> {
     pub fn new(cx: &'c Ctx<'p>) -> Self {
-        Lower { cx, b: Builder::new(), env: Env::default(), tensor_lanes: None }
+        Lower { cx, b: Builder::new(), env: Env::default(), tensor_lanes: None, hosting: None }
     }
 
     fn fail<T>(&self, span: crate::source::Span, message: impl Into<String>) -> LResult<T> {
@@ -566,6 +582,9 @@ impl<'c, 'p> Lower<'c, 'p> {
     /// activation after every layer but the last.
     fn mlp(&mut self, model: usize, args: &[HExpr], span: crate::source::Span) -> LResult<Vec<V>> {
         let prog = self.program(span)?;
+        if prog.models[model].hosted.is_some() {
+            return self.hosted(model, args, span);
+        }
         let Some(mlp) = prog.models[model].mlp.clone() else {
             return self.fail(span, "this model cannot run yet");
         };
@@ -597,6 +616,50 @@ impl<'c, 'p> Lower<'c, 'p> {
             }
         }
         Ok(h)
+    }
+
+    /// A hosted model's call: its value is read from the scratch columns the model's run before
+    /// the kernel fills, over all the agents at once, from the fields given as arguments.
+    fn hosted(&mut self, model: usize, args: &[HExpr], span: crate::source::Span) -> LResult<Vec<V>> {
+        let prog = self.program(span)?;
+        let (name, width) = (&prog.models[model].name, prog.models[model].hosted.as_ref().map_or(0, |h| h.outputs));
+        if self.hosting.is_none() {
+            return self.fail(
+                span,
+                format!("model `{name}` runs as it is, over all the agents of a type at once: call it from an `each` interaction"),
+            );
+        }
+        let mut inputs = Vec::new();
+        for a in args {
+            let HKind::Field { slot: 0, field } = a.kind else {
+                return self.fail(
+                    a.span,
+                    format!("model `{name}` runs as it is, before the interaction: its arguments must be the agent's own fields (`{name}(p.position, p.velocity)`); keep other values in a field first"),
+                );
+            };
+            let (lanes, _) = self.field_lanes(0, field);
+            for l in 0..lanes {
+                let col = self.column(0, field, l);
+                if self.env.cols.contains_key(&(0, col)) {
+                    return self.fail(
+                        a.span,
+                        format!("model `{name}` reads the agent's fields as they were before the interaction: call it before assigning to them"),
+                    );
+                }
+                inputs.push(col);
+            }
+        }
+        let hosting = self.hosting.as_mut().expect("checked above");
+        let outputs = match hosting.calls.iter().find(|c| c.model == model && c.inputs == inputs) {
+            Some(c) => c.outputs.clone(),
+            None => {
+                let outputs: Vec<u32> = (hosting.next_col..hosting.next_col + width).collect();
+                hosting.next_col += width;
+                hosting.calls.push(HostedCall { model, inputs, outputs: outputs.clone() });
+                outputs
+            }
+        };
+        Ok(outputs.iter().map(|&c| self.base(0, c, Scalar::F32)).collect())
     }
 
     fn activation(&mut self, act: crate::sema::hir::Activation, x: V) -> V {

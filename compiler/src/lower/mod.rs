@@ -59,6 +59,8 @@ struct ModuleLower<'p> {
     param_lanes: Vec<u32>,
     kernels: Vec<Kernel>,
     diags: Vec<Diagnostic>,
+    /// Per kernel that calls hosted models, their runs, which go before it in any schedule.
+    hosted_runs: BTreeMap<KernelId, Vec<Sched>>,
 }
 
 impl<'p> ModuleLower<'p> {
@@ -114,6 +116,10 @@ impl<'p> ModuleLower<'p> {
     fn interaction(&mut self, it: &'p Interaction) -> Option<KernelId> {
         let cx = self.ctx(it.agents.clone(), &it.locals);
         let mut lw = Lower::new(&cx);
+        if matches!(it.kind, InteractionKind::Each) {
+            let next_col = self.agents[it.agents[0]].column_count() as u32;
+            lw.hosting = Some(body::Hosting { next_col, calls: Vec::new() });
+        }
         let tensor = tensor::plan(self.p, it, &self.field_cols, &self.param_lanes);
         lw.tensor_lanes = tensor.as_ref().map(|t| t.outputs.len());
         let (pattern, pairwise) = match &it.kind {
@@ -160,7 +166,27 @@ impl<'p> ModuleLower<'p> {
         }
         Self::final_effects(&mut lw, pairwise);
         let write_spans = spans_of(&lw.env);
+        let calls = lw.hosting.map(|h| h.calls).unwrap_or_default();
         let b = lw.b;
+        let agent = it.agents[0];
+        let runs: Vec<Sched> = calls
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                for (l, &col) in c.outputs.iter().enumerate() {
+                    // Named for the kernel and the call: every column has a name of its own.
+                    let name = format!("{}.{}{i}.{l}", it.name, self.p.models[c.model].name);
+                    let made = self.scratch(agent, &name, Scalar::F32);
+                    debug_assert_eq!(made, col, "hosted outputs are the next columns");
+                }
+                let model = self.p.models[..c.model].iter().filter(|m| m.hosted.is_some()).count();
+                Sched::Model { agent, model, inputs: c.inputs, outputs: c.outputs }
+            })
+            .collect();
+        let id = self.kernels.len();
+        if !runs.is_empty() {
+            self.hosted_runs.insert(id, runs);
+        }
         Some(self.push(Kernel {
             name: it.name.clone(),
             pattern,
@@ -539,8 +565,16 @@ pub fn lower_program(p: &Program) -> Result<Module, Vec<Diagnostic>> {
             });
         }
     }
-    let mut ml =
-        ModuleLower { p, agents, column_types, field_cols, param_lanes, kernels: Vec::new(), diags: Vec::new() };
+    let mut ml = ModuleLower {
+        p,
+        agents,
+        column_types,
+        field_cols,
+        param_lanes,
+        kernels: Vec::new(),
+        diags: Vec::new(),
+        hosted_runs: BTreeMap::new(),
+    };
 
     // Only interactions the step runs become kernels; the checker warns about the others.
     let used: BTreeSet<InteractionId> = p
@@ -628,6 +662,33 @@ pub fn lower_program(p: &Program) -> Result<Module, Vec<Diagnostic>> {
     if !ml.diags.is_empty() {
         return Err(ml.diags);
     }
+    let with_hosted = |list: Vec<Sched>| -> Vec<Sched> {
+        let mut out = Vec::with_capacity(list.len());
+        for s in list {
+            if let Sched::Run(k) = s {
+                out.extend(ml.hosted_runs.get(&k).into_iter().flatten().cloned());
+            }
+            out.push(s);
+        }
+        out
+    };
+    let (prime, step) = (with_hosted(prime), with_hosted(step));
+    let hosted = p
+        .models
+        .iter()
+        .filter_map(|m| {
+            let h = m.hosted.as_ref()?;
+            Some(ir::HostedModel {
+                name: m.name.clone(),
+                file: h.file.clone(),
+                reason: h.reason.clone(),
+                inputs: h.inputs,
+                outputs: h.outputs,
+                batch: h.batch,
+                bytes: h.bytes.clone(),
+            })
+        })
+        .collect();
     Ok(Module {
         name: p.name.clone(),
         agents: ml.agents,
@@ -641,5 +702,6 @@ pub fn lower_program(p: &Program) -> Result<Module, Vec<Diagnostic>> {
         laws,
         interactions,
         integrations,
+        hosted,
     })
 }

@@ -893,8 +893,11 @@ impl<'a> Checker<'a> {
         }
         if let Some(&m) = self.model_names.get(name) {
             let hs: Vec<HExpr> = args.iter().map(|a| self.expr(cx, &a.value)).collect();
-            let Some(mlp) = self.models[m].mlp.clone() else {
-                return HExpr { kind: HKind::Opaque("model", hs), ty: Ty::vec(3), span };
+            let model = &self.models[m];
+            let (inputs, outputs) = match (&model.mlp, &model.hosted) {
+                (Some(mlp), _) => (mlp.inputs, mlp.outputs),
+                (None, Some(h)) => (h.inputs, h.outputs),
+                (None, None) => return HExpr { kind: HKind::Opaque("model", hs), ty: Ty::vec(3), span },
             };
             if hs.iter().any(|h| h.ty.is_error()) {
                 return err(span);
@@ -919,18 +922,14 @@ impl<'a> Checker<'a> {
                     }
                 }
             }
-            if given != mlp.inputs {
+            if given != inputs {
                 self.error(
-                    Diagnostic::error(
-                        "E0204",
-                        span,
-                        format!("model `{name}` takes {} inputs, found {given}", mlp.inputs),
-                    )
-                    .with_hint("its arguments are concatenated into one vector"),
+                    Diagnostic::error("E0204", span, format!("model `{name}` takes {inputs} inputs, found {given}"))
+                        .with_hint("its arguments are concatenated into one vector"),
                 );
                 return err(span);
             }
-            let ty = if mlp.outputs == 1 { F32 } else { Ty::Vec(Scalar::F32, mlp.outputs) };
+            let ty = if outputs == 1 { F32 } else { Ty::Vec(Scalar::F32, outputs) };
             return HExpr { kind: HKind::ModelCall(m, hs), ty, span };
         }
         match name.as_str() {

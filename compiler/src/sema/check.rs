@@ -439,9 +439,13 @@ impl<'a> Checker<'a> {
                     self.params.push(Param { name: p.name.name.clone(), ty, default, source, span: p.name.span });
                 }
                 ast::ItemKind::Model(m) => {
-                    let mlp = self.check_model(m);
+                    let (mlp, hosted) = match self.check_model(m) {
+                        Some(Ok(mlp)) => (Some(mlp), None),
+                        Some(Err(hosted)) => (None, Some(hosted)),
+                        None => (None, None),
+                    };
                     self.model_names.insert(m.name.name.clone(), self.models.len());
-                    self.models.push(Model { name: m.name.name.clone(), span: m.name.span, mlp });
+                    self.models.push(Model { name: m.name.name.clone(), span: m.name.span, mlp, hosted });
                 }
                 _ => {}
             }
@@ -527,10 +531,11 @@ impl<'a> Checker<'a> {
     }
 
     /// Checks a model declaration; an `mlp` comes back as its layers.
-    fn check_model(&mut self, m: &ast::ModelDecl) -> Option<Mlp> {
+    /// The model: an `mlp` (written so, or read from ONNX), or an ONNX model run as it is.
+    fn check_model(&mut self, m: &ast::ModelDecl) -> Option<Result<Mlp, HostedOnnx>> {
         if let ast::ExprKind::Call { callee, args } = &m.value.kind {
             if matches!(&callee.kind, ast::ExprKind::Name(n) if n == "mlp") {
-                return self.check_mlp(m, args);
+                return self.check_mlp(m, args).map(Ok);
             }
             if let (
                 ast::ExprKind::Name(n),
@@ -571,7 +576,8 @@ impl<'a> Checker<'a> {
 
     /// `onnx("file.onnx")`: a model of dense layers, read into an `mlp` whose weights and biases
     /// are parameters named after the model (`net.w1`, `net.b1`, …), which no program can name.
-    fn import_onnx(&mut self, m: &ast::ModelDecl, file: &str, span: Span) -> Option<Mlp> {
+    /// Other models run as they are where they take one matrix of agents' values and give one.
+    fn import_onnx(&mut self, m: &ast::ModelDecl, file: &str, span: Span) -> Option<Result<Mlp, HostedOnnx>> {
         let path = self.options.base_dir.join(file);
         let fail = |msg: String| Diagnostic::error("E0205", span, msg);
         let bytes = match std::fs::read(&path) {
@@ -589,9 +595,31 @@ impl<'a> Checker<'a> {
         };
         let imported = match super::onnx_import::import(&bytes) {
             Ok(i) => i,
-            Err(e) => {
-                self.error(fail(format!("model `{}` in {}: {e}", m.name.name, path.display())));
-                return None;
+            Err(reason) => {
+                return match aiic_runtime::onnx::hosted::signature(&bytes) {
+                    Ok((inputs, outputs, batch)) => {
+                        self.diags.push(
+                            Diagnostic::warning(
+                                "W0004",
+                                span,
+                                format!(
+                                    "model `{}` runs as it is, through ONNX Runtime (or tract) on the host, its columns copied every step: aiic cannot read it into its own code ({reason})",
+                                    m.name.name
+                                ),
+                            )
+                            .with_hint("models of Gemm/MatMul/Add layers with Tanh, Relu, Sigmoid, silu or tanh-Gelu between them run on every target, tensor cores included"),
+                        );
+                        Some(Err(HostedOnnx { file: file.to_string(), bytes, inputs, outputs, batch, reason }))
+                    }
+                    Err(e) => {
+                        self.error(fail(format!(
+                            "model `{}` in {}: {reason}; nor can it run as it is: {e}",
+                            m.name.name,
+                            path.display()
+                        )));
+                        None
+                    }
+                };
             }
         };
         let mut layers = Vec::new();
@@ -610,7 +638,7 @@ impl<'a> Checker<'a> {
         }
         let inputs = imported.layers[0].inp;
         let outputs = imported.layers.last().map_or(0, |l| l.out);
-        Some(Mlp { layers, act: imported.act, inputs, outputs })
+        Some(Ok(Mlp { layers, act: imported.act, inputs, outputs }))
     }
 
     /// `mlp(W1, b1, W2, b2, …, act: f)`: weights `[out, in]`, biases `[out]`, each layer's

@@ -77,6 +77,21 @@ pub struct Model {
     /// `mlp(W1, b1, W2, b2, …, act: f)`, or an `onnx(…)` model read as one; `None` where the
     /// model's file does not exist (yet).
     pub mlp: Option<Mlp>,
+    /// An `onnx(…)` model that is not a chain of dense layers: it runs as it is.
+    pub hosted: Option<HostedOnnx>,
+}
+
+/// An ONNX model aiic runs as it is, through an ONNX engine on the host (see
+/// `ir::HostedModel`): one f32 input `[agents, inputs]`, one f32 output `[agents, outputs]`.
+#[derive(Debug, Clone)]
+pub struct HostedOnnx {
+    pub file: String,
+    pub bytes: Vec<u8>,
+    pub inputs: u32,
+    pub outputs: u32,
+    pub batch: u32,
+    /// Why it was not read into an `mlp`.
+    pub reason: String,
 }
 
 /// A multilayer perceptron over tensor parameters: `h = W @ h + b` per layer (parameter

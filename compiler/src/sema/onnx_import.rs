@@ -54,6 +54,15 @@ fn values(t: &pb::TensorProto) -> Result<(Vec<f64>, Vec<usize>), String> {
     Ok((v, dims))
 }
 
+/// A node as messages name it: by its name, or by its first output where it has none.
+fn node_name(n: &pb::NodeProto) -> String {
+    if n.name.is_empty() {
+        format!("the node that makes `{}`", n.output.first().map_or("", String::as_str))
+    } else {
+        format!("node `{}`", n.name)
+    }
+}
+
 fn attr<'a>(n: &'a pb::NodeProto, name: &str) -> Option<&'a pb::AttributeProto> {
     n.attribute.iter().find(|a| a.name == name)
 }
@@ -117,7 +126,7 @@ pub fn import(bytes: &[u8]) -> Result<Imported, String> {
             values(t)
         };
         if !n.input.contains(&at) {
-            return Err(format!("node `{}` ({}) is not on the path from the input to the output", n.name, n.op_type));
+            return Err(format!("{} is not on the path from the input to the output", node_name(n)));
         }
         let step = match n.op_type.as_str() {
             "Gemm" => {
@@ -173,8 +182,8 @@ pub fn import(bytes: &[u8]) -> Result<Imported, String> {
             "Identity" => Step::Pass,
             op => {
                 return Err(format!(
-                    "node `{}` is {op}; aiic reads models of Gemm, MatMul and Add layers with Tanh, Relu, Sigmoid, silu or tanh-Gelu between them",
-                    n.name
+                    "{} is {op}; aiic reads models of Gemm, MatMul and Add layers with Tanh, Relu, Sigmoid, silu or tanh-Gelu between them",
+                    node_name(n)
                 ))
             }
         };

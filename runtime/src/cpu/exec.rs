@@ -11,6 +11,7 @@ use crate::backend::Backend;
 use crate::host::HostColumn;
 use crate::ir::interp::RunError;
 use crate::ir::{Module, Op, Pattern, Scalar, Sched};
+use crate::onnx::hosted::{host_engine, lane, pack, Hosted};
 use crate::World;
 
 /// One column of agent state in the precision the kernels compute in.
@@ -111,6 +112,7 @@ pub struct CpuBackend<'m> {
     uniforms: Vec<f64>,
     uniforms_f32: Vec<f32>,
     world: World,
+    hosted: Option<Hosted>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +155,7 @@ impl<'m> CpuBackend<'m> {
             uniforms: Vec::new(),
             uniforms_f32: Vec::new(),
             world: world.clone(),
+            hosted: (!module.hosted.is_empty()).then(|| Hosted::new(module, host_engine())),
         };
         me.set_uniforms(module.uniform_values());
         me.upload(world);
@@ -430,6 +433,16 @@ impl<'m> CpuBackend<'m> {
                         self.cols[*agent][to as usize] = Column::F64(exact);
                     }
                 }
+                Sched::Model { agent, model, inputs, outputs } => {
+                    let n = self.counts[*agent];
+                    let rows = pack(&self.cols[*agent], inputs, n);
+                    let hosted = self.hosted.as_mut().ok_or_else(|| RunError::Invalid("no hosted models".into()))?;
+                    let out = hosted.run(self.module, *model, &rows, n)?;
+                    for (l, &c) in outputs.iter().enumerate() {
+                        let col = &mut self.cols[*agent][c as usize];
+                        lane(&out, outputs.len(), l).enumerate().for_each(|(i, y)| col.set(i, y as f64));
+                    }
+                }
             }
         }
         Ok(())
@@ -459,6 +472,10 @@ impl Backend for CpuBackend<'_> {
         format!("cpu ({} thread{})", self.threads, if self.threads == 1 { "" } else { "s" })
     }
 
+    fn notes(&self) -> Vec<String> {
+        self.hosted.as_ref().map(|h| h.notes(self.module)).unwrap_or_default()
+    }
+
     fn step(&mut self) -> Result<(), RunError> {
         self.run_schedule(&self.module.step)?;
         self.world.step += 1;
@@ -483,7 +500,7 @@ impl Backend for CpuBackend<'_> {
         let planned = m.laws.iter().all(|l| l.measure.len() == l.terms.len());
         let compiled = m.laws.iter().flat_map(|l| &l.measure).flat_map(|t| &t.fill).all(|s| match s {
             Sched::Run(k) => self.code.entries.get(*k).is_some_and(Option::is_some),
-            Sched::Zero { .. } | Sched::Exact { .. } => true,
+            Sched::Zero { .. } | Sched::Exact { .. } | Sched::Model { .. } => true,
         });
         if !planned || !compiled {
             return Ok(None);

@@ -5,6 +5,7 @@ use super::{Activation, BinOp, Dist, InitOp, Kernel, Module, Op, Pattern, Scalar
 use crate::grid::{CellGrid, GridError};
 use crate::input::{read_table, InputError};
 pub use crate::monitor::LawSample;
+use crate::onnx::hosted::{host_engine, lane, pack, Hosted};
 use crate::sum::NeumaierSum;
 use crate::{AgentData, World};
 use std::collections::HashMap;
@@ -239,16 +240,26 @@ pub fn eval_uniform(k: &Kernel, uniforms: &[f64], inputs: &[f64]) -> Result<Vec<
     Ok(out.iter().map(NeumaierSum::value).collect())
 }
 
+/// The reference interpreter: every value in f64, except hosted models' outputs, which are
+/// their engine's f32.
 pub struct Interp<'m> {
     pub module: &'m Module,
     pub world: World,
     pub uniforms: Vec<f64>,
     pub seed: u64,
+    /// Sessions of hosted models, where the module has any.
+    pub hosted: Option<Hosted>,
 }
 
 impl<'m> Interp<'m> {
     pub fn new(module: &'m Module, seed: u64) -> Self {
-        Interp { module, world: World::new(module.agents.clone()), uniforms: module.uniform_values(), seed }
+        Interp {
+            module,
+            world: World::new(module.agents.clone()),
+            uniforms: module.uniform_values(),
+            seed,
+            hosted: (!module.hosted.is_empty()).then(|| Hosted::new(module, host_engine())),
+        }
     }
 
     /// Creates the agents (`counts` overrides spawn counts by agent name) and runs the first
@@ -417,6 +428,17 @@ impl<'m> Interp<'m> {
                     for &(from, to) in cols {
                         let data = &mut self.world.agents[*agent].columns;
                         data[to as usize] = data[from as usize].clone();
+                    }
+                }
+                Sched::Model { agent, model, inputs, outputs } => {
+                    let module = self.module;
+                    let hosted = self.hosted.get_or_insert_with(|| Hosted::new(module, host_engine()));
+                    let data = &mut self.world.agents[*agent];
+                    let rows = pack(&data.columns, inputs, data.count);
+                    let out = hosted.run(module, *model, &rows, data.count)?;
+                    for (l, &c) in outputs.iter().enumerate() {
+                        let col = &mut data.columns[c as usize];
+                        col.iter_mut().zip(lane(&out, outputs.len(), l)).for_each(|(x, y)| *x = y as f64);
                     }
                 }
             }

@@ -386,6 +386,37 @@ pub enum Sched {
         agent: usize,
         cols: Vec<(u32, u32)>,
     },
+    /// Runs hosted model `model` (see [`HostedModel`]) over every agent of type `agent`: its
+    /// input is the f32 values of columns `inputs`, one row per agent, and its output rows are
+    /// written to the f32 scratch columns `outputs`, which the kernel that called it reads.
+    Model {
+        agent: usize,
+        model: usize,
+        inputs: Vec<u32>,
+        outputs: Vec<u32>,
+    },
+}
+
+/// `model m = onnx("file")` where the file is not a chain of dense layers aiic can read into its
+/// own IR: the graph runs as it is, on the host, through an ONNX engine (ONNX Runtime where it
+/// is installed, else tract), once per step over all the agents, its columns copied to and from
+/// wherever the state lives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostedModel {
+    pub name: String,
+    /// The file it was read from, as the program names it.
+    pub file: String,
+    /// Why aiic could not read it into its IR.
+    pub reason: String,
+    /// Widths of its input `[N, inputs]` and output `[N, outputs]`.
+    pub inputs: u32,
+    pub outputs: u32,
+    /// The batch the model was exported with, 0 where it takes any number of rows.
+    #[serde(default)]
+    pub batch: u32,
+    /// The ONNX model; stored beside the manifest of an artifact, not in it.
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -506,6 +537,9 @@ pub struct Module {
     pub laws: Vec<Law>,
     pub interactions: Vec<InteractionInfo>,
     pub integrations: Vec<Integration>,
+    /// ONNX models run as they are (see [`Sched::Model`]).
+    #[serde(default)]
+    pub hosted: Vec<HostedModel>,
 }
 
 impl Module {

@@ -5,6 +5,7 @@
 pub mod compile;
 pub mod engine;
 pub mod exec;
+pub mod hosted;
 pub mod openvino;
 pub mod plan;
 

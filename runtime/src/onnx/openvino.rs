@@ -74,6 +74,11 @@ pub(super) fn session(graph: &[u8], device: OvDevice) -> Result<Box<dyn Session>
         OvDevice::Gpu => openvino::DeviceType::GPU,
         OvDevice::Npu => openvino::DeviceType::NPU,
     };
+    // The graph's types are the precision aiic chose and measured: without this hint, the CPU
+    // plugin computes f32 graphs in bf16 on processors with bf16 units, and the GPU plugin in f16.
+    if device != openvino::DeviceType::NPU {
+        core.set_property(&device, &openvino::RwPropertyKey::HintInferencePrecision, "f32").map_err(fail)?;
+    }
     let mut compiled = core.compile_model(&model, device).map_err(fail)?;
     let request = compiled.create_infer_request().map_err(fail)?;
     Ok(Box::new(OvSession { request, inputs, outputs }))

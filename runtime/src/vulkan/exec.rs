@@ -69,6 +69,7 @@ pub struct VulkanBackend<'m> {
     /// Whether the driver's statistics of each kernel are captured (`AIIC_VK_STATS`).
     stats: bool,
     notes: Vec<String>,
+    hosted: Option<crate::onnx::hosted::Hosted>,
     // Last, so that it is dropped after the device made from it.
     instance: std::sync::Arc<Instance>,
 }
@@ -267,6 +268,8 @@ impl<'m> VulkanBackend<'m> {
             coop,
             stats,
             notes: Vec::new(),
+            hosted: (!module.hosted.is_empty())
+                .then(|| crate::onnx::hosted::Hosted::new(module, crate::onnx::hosted::host_engine())),
             instance,
         };
         me.create_buffers()?;
@@ -579,6 +582,8 @@ impl<'m> VulkanBackend<'m> {
                         d.cmd_bind_descriptor_sets(cb, vk::PipelineBindPoint::COMPUTE, p.layout, 0, &[p.set], &[]);
                         d.cmd_dispatch(cb, x, y, 1);
                     }
+                    // Runs between command buffers (`run_with_host`).
+                    GpuOp::Host { .. } => {}
                 }
             }
         }
@@ -597,6 +602,27 @@ impl<'m> VulkanBackend<'m> {
                 .map_err(VkError::call("recording the step"))?;
             self.record_ops(cb);
             self.device.end_command_buffer(cb).map_err(VkError::call("recording the step"))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `ops` where some run a hosted model: each stretch of device work is submitted and
+    /// waited for, then the model runs on the host.
+    fn run_with_host(&mut self, ops: &[GpuOp], what: &str) -> Result<(), RunError> {
+        for seg in gpu::segments(ops) {
+            match seg {
+                gpu::Segment::Device(list) => {
+                    self.run_once(what, |me, cb| me.record(cb, list)).map_err(|e| self.failure(e))?
+                }
+                gpu::Segment::Host(op) => {
+                    let mut hosted = self.hosted.take().ok_or_else(|| RunError::Invalid("no hosted models".into()))?;
+                    let (module, counts) = (self.module, self.counts.clone());
+                    let ran =
+                        gpu::run_hosted(self, module, &mut hosted, op, &counts, |e| RunError::Invalid(e.to_string()));
+                    self.hosted = Some(hosted);
+                    ran?;
+                }
+            }
         }
         Ok(())
     }
@@ -868,6 +894,12 @@ impl Backend for VulkanBackend<'_> {
     }
 
     fn step(&mut self) -> Result<(), RunError> {
+        if gpu::has_host(&self.plan.step) {
+            let ops = self.plan.step.clone();
+            self.run_with_host(&ops, "running a step")?;
+            self.host.ran(1);
+            return Ok(());
+        }
         let cbs = [self.step_cb];
         let submit = [vk::SubmitInfo::default().command_buffers(&cbs)];
         // SAFETY: the step command buffer was recorded for simultaneous use.
@@ -883,6 +915,11 @@ impl Backend for VulkanBackend<'_> {
 
     fn prime(&mut self) -> Result<(), RunError> {
         let ops = self.plan.prime.clone();
+        if gpu::has_host(&ops) {
+            self.run_with_host(&ops, "running the first force pass")?;
+            self.host.fresh = false;
+            return Ok(());
+        }
         self.run_once("running the first force pass", |me, cb| me.record(cb, &ops)).map_err(|e| self.failure(e))?;
         self.host.fresh = false;
         Ok(())
@@ -911,7 +948,8 @@ impl Backend for VulkanBackend<'_> {
     }
 
     fn notes(&self) -> Vec<String> {
-        self.notes.clone()
+        let hosted = self.hosted.as_ref().map(|h| h.notes(self.module)).unwrap_or_default();
+        self.notes.iter().cloned().chain(hosted).collect()
     }
 
     fn recheck_precisions(&mut self, step: u64) -> Result<Vec<String>, RunError> {

@@ -89,6 +89,9 @@ pub fn generate(m: &Module, opts: Options) -> Result<GpuCode, String> {
                     out.extend(done[k].iter().cloned());
                 }
                 Sched::Exact { agent, cols } => out.push(GpuOp::Launch(g.exact(*agent, cols))),
+                Sched::Model { agent, model, inputs, outputs } => {
+                    out.push(GpuOp::host(m, *agent, *model, inputs, outputs))
+                }
             }
         }
     }
@@ -468,6 +471,9 @@ impl Gen<'_> {
                         Sched::Zero { agent, cols } => fill.extend(zeros(self.m, *agent, cols)),
                         Sched::Run(k) => fill.extend(self.kernel(*k)?),
                         Sched::Exact { agent, cols } => fill.push(GpuOp::Launch(self.exact(*agent, cols))),
+                        Sched::Model { agent, model, inputs, outputs } => {
+                            fill.push(GpuOp::host(m, *agent, *model, inputs, outputs))
+                        }
                     }
                 }
                 let partials = Buf::Partials { law: l, term: t, outputs: tp.cols.len() as u32 };

@@ -32,7 +32,8 @@ pub fn step_graph(
                 _ => return None,
             },
             Sched::Zero { agent, .. } => *agent,
-            Sched::Exact { .. } => return None,
+            // Hosted models run beside the graphs, between kernels.
+            Sched::Exact { .. } | Sched::Model { .. } => return None,
         };
         if *agent.get_or_insert(a) != a {
             return None;
@@ -173,7 +174,7 @@ pub fn step_graph(
                     }
                 }
             }
-            Sched::Exact { .. } => return None,
+            Sched::Exact { .. } | Sched::Model { .. } => return None,
         }
     }
     // The step's results: every column and compensation that is no longer its input.

@@ -1,0 +1,159 @@
+//! Hosted models (see [`crate::ir::HostedModel`]): ONNX graphs aiic could not read into its IR,
+//! run as they are on the host over the agents' columns, which every executor copies in and out
+//! of wherever its state lives ([`crate::ir::Sched::Model`]).
+
+use super::engine::{Available, Data, Engine, HostTensor, Session};
+use crate::host::HostColumn;
+use crate::ir::interp::RunError;
+use crate::ir::Module;
+
+/// The engine hosted models run on outside the ONNX targets: ONNX Runtime on the CPU where it
+/// is installed, else tract.
+pub fn host_engine() -> Engine {
+    Available::probe().engine("onnx").unwrap_or(Engine::Tract)
+}
+
+/// Each hosted model's session, loaded on its first run.
+pub struct Hosted {
+    engine: Engine,
+    sessions: Vec<Option<Box<dyn Session>>>,
+}
+
+impl Hosted {
+    pub fn new(module: &Module, engine: Engine) -> Self {
+        Hosted { engine, sessions: module.hosted.iter().map(|_| None).collect() }
+    }
+
+    /// What the user is told: each hosted model, where it runs and why.
+    pub fn notes(&self, module: &Module) -> Vec<String> {
+        module
+            .hosted
+            .iter()
+            .map(|h| {
+                format!(
+                    "model `{}` ({}) runs as an ONNX graph through {} on the host, its {} input and {} output columns copied every step: aiic cannot read it into its own code ({})",
+                    h.name,
+                    h.file,
+                    self.engine.name(),
+                    h.inputs,
+                    h.outputs,
+                    h.reason
+                )
+            })
+            .collect()
+    }
+
+    /// Runs hosted model `model` on `n` agents' input rows (`n × inputs` f32, row-major); its
+    /// output rows, `n × outputs`.
+    pub fn run(&mut self, module: &Module, model: usize, rows: &[f32], n: usize) -> Result<Vec<f32>, RunError> {
+        let h = &module.hosted[model];
+        let fail = |e: String| RunError::Invalid(format!("model `{}` on {}: {e}", h.name, self.engine.name()));
+        if self.sessions[model].is_none() {
+            self.sessions[model] = Some(self.engine.load(&h.bytes).map_err(fail)?);
+        }
+        let Some(session) = self.sessions[model].as_mut() else { unreachable!("loaded above") };
+        let (inputs, outputs) = (h.inputs as usize, h.outputs as usize);
+        // A model exported with a fixed batch runs in batches of that size, the last one padded.
+        let batch = if h.batch == 0 { n.max(1) } else { h.batch as usize };
+        let mut out = Vec::with_capacity(n * outputs);
+        let mut at = 0;
+        while at < n {
+            let take = batch.min(n - at);
+            let mut chunk = rows[at * inputs..(at + take) * inputs].to_vec();
+            chunk.resize(batch.max(take) * inputs, 0.0);
+            let rows_in = chunk.len() / inputs.max(1);
+            let result = session
+                .run(vec![HostTensor { shape: vec![rows_in, inputs], data: Data::F32(chunk) }])
+                .map_err(|e| fail(e.to_string()))?;
+            let y = result.into_iter().next().ok_or_else(|| fail("it gave no output".into()))?;
+            if y.data.len() != rows_in * outputs {
+                return Err(fail(format!(
+                    "it gave {} values (shape {:?}) for {rows_in} rows of {outputs}",
+                    y.data.len(),
+                    y.shape
+                )));
+            }
+            out.extend((0..take * outputs).map(|i| y.data.get(i) as f32));
+            at += take;
+        }
+        Ok(out)
+    }
+}
+
+/// The input rows of a hosted model: lane `l` of row `i` is agent `i`'s value of column
+/// `which[l]`, in f32.
+pub fn pack<C: HostColumn>(cols: &[C], which: &[u32], n: usize) -> Vec<f32> {
+    let mut rows = vec![0.0f32; n * which.len()];
+    for (l, &c) in which.iter().enumerate() {
+        for i in 0..n {
+            rows[i * which.len() + l] = cols[c as usize].get(i) as f32;
+        }
+    }
+    rows
+}
+
+/// Column `l` of output rows of width `width`.
+pub fn lane(rows: &[f32], width: usize, l: usize) -> impl Iterator<Item = f32> + '_ {
+    rows.iter().skip(l).step_by(width.max(1)).copied()
+}
+
+/// What a hosted model takes and gives: `(inputs, outputs, batch)` for one f32 input
+/// `[batch, inputs]` and one f32 output `[batch, outputs]`, `batch` 0 where the model takes any
+/// number of rows; or why the model is not of that form.
+pub fn signature(bytes: &[u8]) -> Result<(u32, u32, u32), String> {
+    use super::pb;
+    let model = super::decode(bytes).map_err(|e| format!("not an ONNX model ({e})"))?;
+    let g = model.graph.ok_or("the model has no graph")?;
+    let inits: Vec<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs: Vec<&pb::ValueInfoProto> = g.input.iter().filter(|i| !inits.contains(&i.name.as_str())).collect();
+    let ([input], [output]) = (inputs.as_slice(), g.output.as_slice()) else {
+        return Err(format!(
+            "it has {} inputs and {} outputs; a model aiic runs as it is takes one matrix of agents' values and gives one",
+            inputs.len(),
+            g.output.len()
+        ));
+    };
+    // Each dimension: Some(size), or None where it is named rather than fixed.
+    let dims = |v: &pb::ValueInfoProto| -> Option<(i32, Vec<Option<u32>>)> {
+        let Some(pb::type_proto::Value::TensorType(t)) = v.r#type.as_ref()?.value.as_ref() else { return None };
+        let dims = t.shape.as_ref()?.dim.iter().map(|d| match d.value {
+            Some(pb::tensor_shape_proto::dimension::Value::DimValue(n)) if n > 0 => Some(n as u32),
+            _ => None,
+        });
+        Some((t.elem_type, dims.collect()))
+    };
+    let float = pb::tensor_proto::DataType::Float as i32;
+    let (batch, width) = match dims(input) {
+        Some((t, d)) if t == float && d.len() == 2 && d[1].is_some() => (d[0].unwrap_or(0), d[1].unwrap_or(0)),
+        _ => {
+            return Err(format!(
+                "its input `{}` is not an f32 matrix [agents, features] of a fixed number of features",
+                input.name
+            ))
+        }
+    };
+    let out = match dims(output) {
+        Some((t, d)) if t == float && d.len() == 2 && d[1].is_some() => d[1].unwrap_or(0),
+        Some((t, _)) if t != float => return Err(format!("its output `{}` is not f32", output.name)),
+        // The output's shape is not written down: infer it from the input's.
+        _ => output_width(bytes, batch.max(1), width)?,
+    };
+    Ok((width, out, batch))
+}
+
+/// The width of a model's output on `[rows, width]` inputs, by tract's shape inference.
+fn output_width(bytes: &[u8], rows: u32, width: u32) -> Result<u32, String> {
+    use tract_onnx::prelude::*;
+    let shape = (|| -> TractResult<Option<Vec<usize>>> {
+        let model = tract_onnx::onnx().model_for_read(&mut &bytes[..])?;
+        let fact: InferenceFact = f32::fact([rows as usize, width as usize]).into();
+        let typed = model.with_input_fact(0, fact)?.into_typed()?;
+        let out = typed.output_fact(0)?;
+        Ok(out.shape.as_concrete().map(|s| s.to_vec()))
+    })()
+    .map_err(|e| format!("its output's shape cannot be inferred ({e})"))?;
+    match shape.as_deref() {
+        Some([_, w]) => Ok(*w as u32),
+        _ => Err(format!("its output is not a matrix [agents, values] (shape {shape:?})")),
+    }
+}
