@@ -670,3 +670,35 @@ fn onnx_step_graph_matches_the_kernels_one_by_one() {
         }
     }
 }
+
+/// The split `--target auto` makes where there is an NPU: the kernels that call models (and
+/// hosted models) on one engine, the rest of the step on another. No NPU here, so another
+/// engine stands in for it; the executor's placement is what is tested, against the interpreter.
+#[test]
+fn onnx_models_on_one_engine_and_the_rest_on_another_match_the_interpreter() {
+    let engines = onnx_engines();
+    let Some(&stand_in) = engines.iter().find(|e| **e != aiic_runtime::onnx::engine::Engine::Tract) else {
+        eprintln!("skipped: only tract here, no second engine to stand in for an NPU");
+        return;
+    };
+    for name in ["mlp_field", "hosted_field"] {
+        let m = module(name);
+        let start = initial(&m).world.clone();
+        let code = aiic_compiler::backend::onnx::emit_module(&m).expect("onnx graphs");
+        let mut exec = aiic_runtime::onnx::exec::OnnxBackend::split(
+            &m,
+            code.plan,
+            &code.graphs,
+            &start,
+            aiic_runtime::onnx::engine::Engine::Tract,
+            stand_in,
+        )
+        .expect("backend");
+        let what = format!("{name}, models on {}", stand_in.name());
+        assert!(exec.name().contains(&format!("models on {}", stand_in.name())), "{}", exec.name());
+        if name == "hosted_field" {
+            assert!(exec.notes().iter().any(|n| n.contains(&stand_in.name())), "{:?}", exec.notes());
+        }
+        agrees_with_interpreter(&m, &start, &what, &mut exec);
+    }
+}

@@ -184,8 +184,26 @@ fn executor<'m>(
         "vulkan" => Ok(Box::new(vulkan(module, loaded, &sim.world, at.device)?)),
         "cuda" => Ok(Box::new(cuda(module, loaded, &sim.world, at.device)?)),
         "opencl" => Ok(Box::new(opencl(module, &sim.world, at.device)?)),
-        t if is_graph_target(t) => Ok(Box::new(onnx(module, loaded, &sim.world, onnx_engine(t)?)?)),
+        t if is_graph_target(t) => Ok(Box::new(onnx(module, loaded, &sim.world, onnx_engine(t)?, None)?)),
         "auto" => {
+            // An NPU takes the kernels that call models where an interaction asks for one, or
+            // where no GPU runs the step; the rest of the step runs on ONNX Runtime's CPU
+            // provider (or tract) beside it.
+            let asks_npu = module.kernels.iter().any(|k| k.tensor.as_ref().is_some_and(|t| t.npu));
+            let calls_models = module.kernels.iter().any(|k| k.tensor.is_some()) || !module.hosted.is_empty();
+            let engines = (asks_npu || calls_models).then(aiic_runtime::onnx::engine::Available::probe);
+            let beside_npu = |gpu: bool| -> Option<Result<Box<dyn Backend + 'm>, String>> {
+                let engines = engines.as_ref()?;
+                let npu = engines.auto_models(asks_npu, calls_models, gpu)?;
+                let rest = engines.engine("onnx").unwrap_or(aiic_runtime::onnx::engine::Engine::Tract);
+                Some(onnx(module, loaded, &sim.world, rest, Some(npu)).map(|b| Box::new(b) as Box<dyn Backend + 'm>))
+            };
+            if let Some(made) = beside_npu(true) {
+                match made {
+                    Ok(b) => return Ok(b),
+                    Err(e) => eprintln!("note: {e}; trying the next backend"),
+                }
+            }
             // NVIDIA GPUs run CUDA; other GPUs Vulkan; the CPU otherwise.
             if aiic_runtime::cuda::device_count() > at.device.unwrap_or(0) {
                 match cuda(module, loaded, &sim.world, at.device) {
@@ -209,6 +227,12 @@ fn executor<'m>(
             if cl_gpu {
                 match opencl(module, &sim.world, at.device) {
                     Ok(b) => return Ok(Box::new(b)),
+                    Err(e) => eprintln!("note: {e}; running on the CPU instead"),
+                }
+            }
+            if let Some(made) = beside_npu(false) {
+                match made {
+                    Ok(b) => return Ok(b),
                     Err(e) => eprintln!("note: {e}; running on the CPU instead"),
                 }
             }
@@ -265,6 +289,7 @@ fn onnx<'m>(
     loaded: &load::Loaded,
     world: &aiic_runtime::World,
     engine: aiic_runtime::onnx::engine::Engine,
+    models: Option<aiic_runtime::onnx::engine::Engine>,
 ) -> Result<aiic_runtime::onnx::exec::OnnxBackend<'m>, String> {
     let (plan, graphs) = match &loaded.onnx {
         Some(o) => (o.plan.clone(), o.graphs.clone()),
@@ -274,7 +299,11 @@ fn onnx<'m>(
             (code.plan, code.graphs)
         }
     };
-    aiic_runtime::onnx::exec::OnnxBackend::new(module, plan, &graphs, world, engine).map_err(|e| format!("ONNX: {e}"))
+    match models {
+        Some(npu) => aiic_runtime::onnx::exec::OnnxBackend::split(module, plan, &graphs, world, engine, npu),
+        None => aiic_runtime::onnx::exec::OnnxBackend::new(module, plan, &graphs, world, engine),
+    }
+    .map_err(|e| format!("ONNX: {e}"))
 }
 
 fn opencl<'m>(
@@ -339,7 +368,7 @@ fn vulkan<'m>(
 }
 
 /// What became of `@accel(npu)` where the run is not on an NPU: none was found (and why), or
-/// one was, which runs only whole steps (`--target npu`) in this version.
+/// one was, which the named target does not use (`--target auto` sends the interaction there).
 pub fn npu_note(module: &Module, target: &str) -> Option<String> {
     let asks: Vec<&str> =
         module.kernels.iter().filter(|k| k.tensor.as_ref().is_some_and(|t| t.npu)).map(|k| k.name.as_str()).collect();
@@ -349,8 +378,10 @@ pub fn npu_note(module: &Module, target: &str) -> Option<String> {
     let names = asks.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
     let found = aiic_runtime::onnx::engine::Available::probe();
     Some(match found.npu() {
+        // `auto` ran it there (the executor's name says so).
+        Some(_) if target == "auto" => return None,
         Some(engine) => format!(
-            "{names} asks for an NPU (@accel(npu)); {} is one, but it runs whole steps only (--target npu), so {names} runs with the rest of the step",
+            "{names} asks for an NPU (@accel(npu)); {} is one, but --target {target} runs the whole step elsewhere (--target auto sends {names} to it)",
             engine.name()
         ),
         None => format!("{names} asks for an NPU (@accel(npu)); none here, so it runs with the rest of the step ({})", found.no_npu()),

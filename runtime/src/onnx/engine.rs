@@ -273,6 +273,14 @@ impl Available {
         })
     }
 
+    /// Where `--target auto` runs the kernels that call models: on the NPU, where there is one,
+    /// when an interaction asks for it (`@accel(npu)`), or when the program calls models and no
+    /// GPU runs the step.
+    pub fn auto_models(&self, asks_npu: bool, calls_models: bool, gpu: bool) -> Option<Engine> {
+        let npu = self.npu()?;
+        (asks_npu || (calls_models && !gpu)).then_some(npu)
+    }
+
     /// Why there is no NPU: what was looked for, and what each place said.
     pub fn no_npu(&self) -> String {
         let ort = match &self.ort {
@@ -552,6 +560,19 @@ mod tests {
         }
         let e = bare().engine("npu").unwrap_err();
         assert!(e.contains("no ONNX Runtime") && e.contains("no OpenVINO"), "{e}");
+    }
+
+    #[test]
+    fn auto_sends_models_to_an_npu_when_asked_or_when_no_gpu_runs_the_step() {
+        let mac = machine(&[Provider::Cpu, Provider::CoreMl], &[]);
+        let npu = Some(Engine::Ort(Provider::CoreMl));
+        assert_eq!(mac.auto_models(true, true, true), npu, "@accel(npu) takes it even beside a GPU");
+        assert_eq!(mac.auto_models(false, true, false), npu, "models and no GPU");
+        assert_eq!(mac.auto_models(false, true, true), None, "the GPU's tensor units run the models");
+        assert_eq!(mac.auto_models(false, false, false), None, "nothing calls a model");
+        let laptop = machine(&[Provider::Cpu], &[OvDevice::Cpu, OvDevice::Npu]);
+        assert_eq!(laptop.auto_models(false, true, false), Some(Engine::OpenVino(OvDevice::Npu)));
+        assert_eq!(machine(&[Provider::Cpu], &[OvDevice::Cpu]).auto_models(true, true, false), None, "no NPU");
     }
 
     #[test]

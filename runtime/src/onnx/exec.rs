@@ -45,6 +45,8 @@ pub struct OnnxBackend<'m> {
     params_f64: Vec<f64>,
     world: World,
     hosted: Option<Hosted>,
+    /// Where the kernels that call models run, when not on `engine` (see `split`).
+    models: Option<Engine>,
 }
 
 /// A zero column of `n` values in the storage type of `s`.
@@ -113,6 +115,30 @@ impl<'m> OnnxBackend<'m> {
         world: &World,
         engine: Engine,
     ) -> Result<Self, String> {
+        Self::placed(module, plan, graphs, world, engine, None)
+    }
+
+    /// As [`OnnxBackend::new`], with the kernels that call models (and hosted models) on
+    /// `models`, an NPU, and the rest of the step on `engine`.
+    pub fn split(
+        module: &'m Module,
+        plan: OnnxPlan,
+        graphs: &[Vec<u8>],
+        world: &World,
+        engine: Engine,
+        models: Engine,
+    ) -> Result<Self, String> {
+        Self::placed(module, plan, graphs, world, engine, Some(models))
+    }
+
+    fn placed(
+        module: &'m Module,
+        plan: OnnxPlan,
+        graphs: &[Vec<u8>],
+        world: &World,
+        engine: Engine,
+        models: Option<Engine>,
+    ) -> Result<Self, String> {
         for s in module.step.iter().chain(&module.prime) {
             if let Sched::Run(k) = s {
                 if plan.of(*k).is_none() {
@@ -135,16 +161,24 @@ impl<'m> OnnxBackend<'m> {
             .collect::<Result<Vec<_>, _>>()?;
         // The step as one graph where the plan has one and the engine computes what it needs.
         let step_session = match (&plan.step, graphs.get(plan.kernels.len())) {
+            // Split between engines, the step runs kernel by kernel.
+            _ if models.is_some() => None,
             (Some(_), Some(g)) if engine.computes_f64() || !super::uses_f64(g) => {
                 Some(engine.load(g).map_err(|e| format!("the step's graph on {}: {e}", engine.name()))?)
             }
             _ => None,
         };
+        let calls_model = |gi: usize| module.kernels[plan.kernels[gi].kernel].tensor.is_some();
         let engines: Vec<Engine> = graphs[..plan.kernels.len().min(graphs.len())]
             .iter()
-            .map(|g| if !engine.computes_f64() && super::uses_f64(g) { Engine::Tract } else { engine })
+            .enumerate()
+            .map(|(gi, g)| match models {
+                Some(m) if calls_model(gi) => m,
+                _ if !engine.computes_f64() && super::uses_f64(g) => Engine::Tract,
+                _ => engine,
+            })
             .collect();
-        let f64_on_tract = engines.iter().any(|&e| e != engine);
+        let f64_on_tract = engines.iter().enumerate().any(|(gi, &e)| e != engine && !(models.is_some() && calls_model(gi)));
         let sessions = plan
             .kernels
             .iter()
@@ -192,7 +226,8 @@ impl<'m> OnnxBackend<'m> {
             counts,
             params_f32: lanes.iter().map(|&x| x as f32).collect(),
             params_f64: lanes.to_vec(),
-            hosted: (!module.hosted.is_empty()).then(|| Hosted::new(module, engine)),
+            hosted: (!module.hosted.is_empty()).then(|| Hosted::new(module, models.unwrap_or(engine))),
+            models,
             world: world.clone(),
         })
     }
@@ -656,7 +691,8 @@ impl Backend for OnnxBackend<'_> {
     fn name(&self) -> String {
         let f64 = if self.f64_on_tract { "; f64 kernels on tract" } else { "" };
         let step = if self.step_session.is_some() { "; one graph a step" } else { "" };
-        format!("onnx ({}{f64}{step})", self.engine.name())
+        let models = self.models.map(|m| format!("; models on {}", m.name())).unwrap_or_default();
+        format!("onnx ({}{models}{f64}{step})", self.engine.name())
     }
 
     fn step(&mut self) -> Result<(), RunError> {
