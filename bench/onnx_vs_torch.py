@@ -7,9 +7,12 @@ MLP (32 -> 64 -> 64 -> 3, tanh, the example's weights) with `torch.onnx.export`,
 in ONNX Runtime (CPU provider) and OpenVINO (CPU), whichever are installed, at each agent count:
 the median of repeated runs after two warm-up runs, inputs already in memory. With
 `--torch-onnx FILE`, FILE is the PyTorch export (made here, and kept there, where torch is
-installed; read from there where it is not). aiic's graph does
-a little more than the model: it reads the agents' columns, concatenates them, and adds the
-force into its column with a compensated sum.
+installed; read from there where it is not).
+
+Two of aiic's graphs are timed: the model as aiic writes it (its `model/` nodes, from the
+features stacked as a `[32, N]` matrix to the `[3, N]` forces: the same work as PyTorch's graph
+on a prepared `[N, 32]` array), and the whole `learned` kernel, which also stacks the agents' 32
+columns and adds the force into its 3 columns with a compensated sum.
 """
 
 import glob
@@ -50,6 +53,20 @@ def export_torch(path):
         torch_model(), (x,), path, input_names=["x"], output_names=["y"],
         dynamic_axes={"x": {0: "N"}, "y": {0: "N"}}, opset_version=17, dynamo=False,
     )
+
+
+def model_only(kernel_path, out_path):
+    """The model of aiic's kernel graph as a graph of its own: from the input of its first
+    product to the output of its `model/` region."""
+    import onnx
+    from onnx.utils import Extractor
+
+    m = onnx.shape_inference.infer_shapes(onnx.load(kernel_path))
+    region = [n for n in m.graph.node if n.name.startswith("model/")]
+    consts = {i.name for i in m.graph.initializer}
+    first = next(n for n in region if n.op_type in ("MatMul", "Gemm"))
+    x = next(i for i in first.input if i not in consts)
+    onnx.save(Extractor(m).extract_model([x], [region[-1].output[0]]), out_path)
 
 
 def feeds(inputs, n, rng):
@@ -119,6 +136,8 @@ def main():
         subprocess.run([aiic, "emit", os.path.join(ROOT, "examples/learned_force.aii"), "--target", "onnx", "-o", d],
                        check=True, capture_output=True)
         (ours,) = glob.glob(os.path.join(d, "*_learned.onnx"))
+        model = os.path.join(d, "model.onnx")
+        model_only(ours, model)
         theirs = keep or os.path.join(d, "torch.onnx")
         try:
             import torch  # noqa: F401
@@ -127,15 +146,20 @@ def main():
         except ImportError:
             if not (keep and os.path.isfile(keep)):
                 sys.exit("torch is not installed: give the export made elsewhere with --torch-onnx FILE")
-        print(f"{'engine':<28} {'agents':>9} {'aiic ms':>9} {'torch ms':>9} {'aiic/torch':>10}")
+        print(f"{'engine':<28} {'agents':>9} {'model ms':>9} {'kernel ms':>9} {'torch ms':>9} {'model/torch':>11} {'kernel/torch':>12}")
         for name, runner in engines():
+            m_in, m_run = runner(model)
             a_in, a_run = runner(ours)
             t_in, t_run = runner(theirs)
             for n in counts:
-                fa, ft = feeds(a_in, n, rng), feeds(t_in, n, rng)
+                fm, fa, ft = feeds(m_in, n, rng), feeds(a_in, n, rng), feeds(t_in, n, rng)
+                tm = median_time(lambda: m_run(fm))
                 ta = median_time(lambda: a_run(fa))
                 tt = median_time(lambda: t_run(ft))
-                print(f"{name:<28} {n:>9} {ta * 1e3:>9.3f} {tt * 1e3:>9.3f} {ta / tt:>10.2f}", flush=True)
+                print(
+                    f"{name:<28} {n:>9} {tm * 1e3:>9.3f} {ta * 1e3:>9.3f} {tt * 1e3:>9.3f} {tm / tt:>11.2f} {ta / tt:>12.2f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
