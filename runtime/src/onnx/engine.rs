@@ -67,10 +67,52 @@ impl HostTensor {
     }
 }
 
+/// A tensor's values borrowed from the host's columns.
+#[derive(Debug, Clone, Copy)]
+pub enum DataRef<'a> {
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+}
+
+impl<'a> From<&'a Data> for DataRef<'a> {
+    fn from(d: &'a Data) -> Self {
+        match d {
+            Data::F32(v) => DataRef::F32(v),
+            Data::F64(v) => DataRef::F64(v),
+            Data::I32(v) => DataRef::I32(v),
+            Data::I64(v) => DataRef::I64(v),
+        }
+    }
+}
+
+/// A one-dimensional tensor borrowed from the host.
+#[derive(Debug, Clone, Copy)]
+pub struct HostView<'a> {
+    pub data: DataRef<'a>,
+}
+
+impl HostView<'_> {
+    fn copied(self) -> HostTensor {
+        HostTensor::vector(match self.data {
+            DataRef::F32(v) => Data::F32(v.to_vec()),
+            DataRef::F64(v) => Data::F64(v.to_vec()),
+            DataRef::I32(v) => Data::I32(v.to_vec()),
+            DataRef::I64(v) => Data::I64(v.to_vec()),
+        })
+    }
+}
+
 /// A graph loaded into an engine, ready to run.
 pub trait Session {
     /// Runs the graph on `inputs` (in the graph's input order); its outputs, in order.
     fn run(&mut self, inputs: Vec<HostTensor>) -> Result<Vec<HostTensor>, String>;
+    /// Runs the graph on vectors borrowed from the host: an engine that reads host memory in
+    /// place (ONNX Runtime's CPU provider) binds them without a copy; the others copy them.
+    fn run_views(&mut self, inputs: &[HostView]) -> Result<Vec<HostTensor>, String> {
+        self.run(inputs.iter().map(|v| v.copied()).collect())
+    }
 }
 
 /// An ONNX Runtime execution provider.
@@ -498,33 +540,58 @@ impl Session for OrtSession {
             values.push((name, v));
         }
         let outputs = self.session.run(values).map_err(fail)?;
-        let mut out = Vec::with_capacity(outputs.len());
-        for (_, v) in outputs.iter() {
-            use ort::tensor::TensorElementType as T;
-            let ty = v.dtype().tensor_type().ok_or("onnxruntime: an output that is no tensor")?;
-            let (shape, data) = match ty {
-                T::Float32 => {
-                    let (s, d) = v.try_extract_tensor::<f32>().map_err(fail)?;
-                    (s.to_vec(), Data::F32(d.to_vec()))
-                }
-                T::Float64 => {
-                    let (s, d) = v.try_extract_tensor::<f64>().map_err(fail)?;
-                    (s.to_vec(), Data::F64(d.to_vec()))
-                }
-                T::Int32 => {
-                    let (s, d) = v.try_extract_tensor::<i32>().map_err(fail)?;
-                    (s.to_vec(), Data::I32(d.to_vec()))
-                }
-                T::Int64 => {
-                    let (s, d) = v.try_extract_tensor::<i64>().map_err(fail)?;
-                    (s.to_vec(), Data::I64(d.to_vec()))
-                }
-                other => return Err(format!("onnxruntime: an output of type {other:?}")),
-            };
-            out.push(HostTensor { shape: shape.iter().map(|&d| d.max(0) as usize).collect(), data });
-        }
-        Ok(out)
+        ort_outputs(&outputs)
     }
+
+    fn run_views(&mut self, inputs: &[HostView]) -> Result<Vec<HostTensor>, String> {
+        use ort::session::SessionInputValue;
+        use ort::value::TensorRef;
+        let fail = |e: ort::Error| format!("onnxruntime: {e}");
+        let names: Vec<String> = self.session.inputs.iter().map(|i| i.name.clone()).collect();
+        let mut values: Vec<(String, SessionInputValue)> = Vec::with_capacity(inputs.len());
+        for (name, t) in names.into_iter().zip(inputs) {
+            let v: SessionInputValue = match t.data {
+                DataRef::F32(d) => TensorRef::from_array_view(([d.len()], d)).map_err(fail)?.into_dyn().into(),
+                DataRef::F64(d) => TensorRef::from_array_view(([d.len()], d)).map_err(fail)?.into_dyn().into(),
+                DataRef::I32(d) => TensorRef::from_array_view(([d.len()], d)).map_err(fail)?.into_dyn().into(),
+                DataRef::I64(d) => TensorRef::from_array_view(([d.len()], d)).map_err(fail)?.into_dyn().into(),
+            };
+            values.push((name, v));
+        }
+        let outputs = self.session.run(values).map_err(fail)?;
+        ort_outputs(&outputs)
+    }
+}
+
+/// A run's outputs, copied out of ONNX Runtime's memory.
+fn ort_outputs(outputs: &ort::session::SessionOutputs) -> Result<Vec<HostTensor>, String> {
+    let fail = |e: ort::Error| format!("onnxruntime: {e}");
+    let mut out = Vec::with_capacity(outputs.len());
+    for (_, v) in outputs.iter() {
+        use ort::tensor::TensorElementType as T;
+        let ty = v.dtype().tensor_type().ok_or("onnxruntime: an output that is no tensor")?;
+        let (shape, data) = match ty {
+            T::Float32 => {
+                let (s, d) = v.try_extract_tensor::<f32>().map_err(fail)?;
+                (s.to_vec(), Data::F32(d.to_vec()))
+            }
+            T::Float64 => {
+                let (s, d) = v.try_extract_tensor::<f64>().map_err(fail)?;
+                (s.to_vec(), Data::F64(d.to_vec()))
+            }
+            T::Int32 => {
+                let (s, d) = v.try_extract_tensor::<i32>().map_err(fail)?;
+                (s.to_vec(), Data::I32(d.to_vec()))
+            }
+            T::Int64 => {
+                let (s, d) = v.try_extract_tensor::<i64>().map_err(fail)?;
+                (s.to_vec(), Data::I64(d.to_vec()))
+            }
+            other => return Err(format!("onnxruntime: an output of type {other:?}")),
+        };
+        out.push(HostTensor { shape: shape.iter().map(|&d| d.max(0) as usize).collect(), data });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! kernel's over the candidate pairs the cell grid finds. Both return changes, which are added to
 //! the columns after the whole kernel has run, as every executor does.
 
-use super::engine::{Data, Engine, HostTensor, Session};
+use super::engine::{Data, Engine, HostTensor, HostView, Session};
 use super::hosted::{lane, pack, Hosted};
 use super::plan::{Feed, Form, OnnxKernel, OnnxPlan, Sink, StepGraph};
 use crate::backend::Backend;
@@ -15,6 +15,7 @@ use crate::cpu::abi::compensated_columns;
 use crate::ir::interp::RunError;
 use crate::ir::{Module, Precision, Scalar, Sched};
 use crate::World;
+use std::borrow::Cow;
 
 /// Pairs a pair kernel's graph takes at once: its intermediate values are blocks of this many.
 pub const BLOCK_PAIRS: usize = 1 << 20;
@@ -178,7 +179,8 @@ impl<'m> OnnxBackend<'m> {
                 _ => engine,
             })
             .collect();
-        let f64_on_tract = engines.iter().enumerate().any(|(gi, &e)| e != engine && !(models.is_some() && calls_model(gi)));
+        let f64_on_tract =
+            engines.iter().enumerate().any(|(gi, &e)| e != engine && !(models.is_some() && calls_model(gi)));
         let sessions = plan
             .kernels
             .iter()
@@ -232,9 +234,9 @@ impl<'m> OnnxBackend<'m> {
         })
     }
 
-    /// The inputs of kernel `g`'s graph; `rows` gives a block of rows (pairs) and `pairs` the
-    /// candidate pairs (neighbours).
-    fn inputs(&self, g: &OnnxKernel, rows: (usize, usize), pairs: Option<&[(u32, u32)]>) -> Vec<HostTensor> {
+    /// The inputs of kernel `g`'s graph, the columns borrowed; `rows` gives a block of rows
+    /// (pairs) and `pairs` the candidate pairs (neighbours).
+    fn inputs(&self, g: &OnnxKernel, rows: (usize, usize), pairs: Option<&[(u32, u32)]>) -> Vec<Cow<'_, Data>> {
         let agent = |slot: u8| match g.form {
             Form::Map { agent } => agent,
             Form::Pairs { a, b } | Form::Neighbors { a, b, .. } => {
@@ -248,12 +250,12 @@ impl<'m> OnnxBackend<'m> {
         g.feeds
             .iter()
             .map(|f| {
-                HostTensor::vector(match *f {
+                Cow::Owned(match *f {
                     Feed::Col { slot, col } => {
                         let d = &self.cols[agent(slot)][col as usize];
                         match (g.form.clone(), slot) {
                             (Form::Pairs { .. }, 0) => slice(d, rows.0, rows.1),
-                            _ => d.clone(),
+                            _ => return Cow::Borrowed(d),
                         }
                     }
                     Feed::Comp { col } => {
@@ -271,9 +273,23 @@ impl<'m> OnnxBackend<'m> {
             .collect()
     }
 
-    fn run_graph(&mut self, gi: usize, inputs: Vec<HostTensor>) -> Result<Vec<HostTensor>, RunError> {
+    /// Runs kernel `gi`'s graph on its inputs (see `inputs`); its outputs, after its checks.
+    fn run_graph(
+        &mut self,
+        gi: usize,
+        rows: (usize, usize),
+        pairs: Option<&[(u32, u32)]>,
+    ) -> Result<Vec<HostTensor>, RunError> {
+        // The sessions are lent out for the call, so that the inputs can borrow the columns.
+        let mut sessions = std::mem::take(&mut self.sessions);
+        let ran = {
+            let data = self.inputs(&self.plan.kernels[gi], rows, pairs);
+            let views: Vec<HostView> = data.iter().map(|d| HostView { data: d.as_ref().into() }).collect();
+            sessions[gi].run_views(&views)
+        };
+        self.sessions = sessions;
         let name = &self.plan.kernels[gi].name;
-        let outputs = self.sessions[gi].run(inputs).map_err(|e| failed(format!("kernel `{name}`: {e}")))?;
+        let outputs = ran.map_err(|e| failed(format!("kernel `{name}`: {e}")))?;
         let k = &self.module.kernels[self.plan.kernels[gi].kernel];
         for (s, t) in self.plan.kernels[gi].sinks.iter().zip(&outputs) {
             if let Sink::Check { msg } = s {
@@ -294,8 +310,7 @@ impl<'m> OnnxBackend<'m> {
                 if self.counts[agent] == 0 {
                     return Ok(());
                 }
-                let inputs = self.inputs(&g, (0, 0), None);
-                let outputs = self.run_graph(gi, inputs)?;
+                let outputs = self.run_graph(gi, (0, 0), None)?;
                 for (s, t) in g.sinks.iter().zip(outputs) {
                     match *s {
                         Sink::Store { col } => self.cols[agent][col as usize] = t.data,
@@ -318,8 +333,7 @@ impl<'m> OnnxBackend<'m> {
                 let block = (BLOCK_PAIRS / nb).clamp(1, na);
                 for r0 in (0..na).step_by(block) {
                     let r1 = (r0 + block).min(na);
-                    let inputs = self.inputs(&g, (r0, r1), None);
-                    let outputs = self.run_graph(gi, inputs)?;
+                    let outputs = self.run_graph(gi, (r0, r1), None)?;
                     for ((s, t), d) in g.sinks.iter().zip(&outputs).zip(deltas.iter_mut()) {
                         if let (Sink::Accum { slot, .. }, Some(d)) = (s, d) {
                             let offset = if *slot == 0 { r0 } else { 0 };
@@ -337,8 +351,7 @@ impl<'m> OnnxBackend<'m> {
                 }
                 let mut deltas = self.deltas(&g);
                 for chunk in pairs.chunks(BLOCK_PAIRS) {
-                    let inputs = self.inputs(&g, (0, 0), Some(chunk));
-                    let outputs = self.run_graph(gi, inputs)?;
+                    let outputs = self.run_graph(gi, (0, 0), Some(chunk))?;
                     for ((s, t), d) in g.sinks.iter().zip(&outputs).zip(deltas.iter_mut()) {
                         if let (Sink::Accum { slot, .. }, Some(d)) = (s, d) {
                             for (p, &(i, j)) in chunk.iter().enumerate() {
@@ -458,7 +471,7 @@ impl OnnxBackend<'_> {
         let converted = match p {
             Precision::Int8 => {
                 let points = compile::calibration_points(&model);
-                let inputs = self.step_inputs(&step);
+                let inputs = self.step_inputs(&step).into_iter().map(|d| HostTensor::vector(d.into_owned())).collect();
                 let calibrate = super::encode(&compile::with_outputs(&model, &points));
                 let all = self.engine.load(&calibrate).and_then(|mut s| s.run(inputs)).map_err(failed)?;
                 let ranges = points
@@ -487,7 +500,7 @@ impl OnnxBackend<'_> {
     }
 
     /// The inputs of the step's graph: the columns of its agents, as a map kernel's.
-    fn step_inputs(&self, step: &StepGraph) -> Vec<HostTensor> {
+    fn step_inputs(&self, step: &StepGraph) -> Vec<Cow<'_, Data>> {
         let as_kernel = OnnxKernel {
             kernel: usize::MAX,
             name: "step".into(),
@@ -505,9 +518,14 @@ impl OnnxBackend<'_> {
         if self.counts[step.agent] == 0 {
             return Ok(());
         }
-        let inputs = self.step_inputs(&step);
-        let session = self.step_session.as_mut().ok_or_else(|| failed("no step graph".into()))?;
-        let outputs = session.run(inputs).map_err(|e| failed(format!("the step's graph: {e}")))?;
+        let mut session = self.step_session.take().ok_or_else(|| failed("no step graph".into()))?;
+        let ran = {
+            let data = self.step_inputs(&step);
+            let views: Vec<HostView> = data.iter().map(|d| HostView { data: d.as_ref().into() }).collect();
+            session.run_views(&views)
+        };
+        self.step_session = Some(session);
+        let outputs = ran.map_err(|e| failed(format!("the step's graph: {e}")))?;
         for ((k, sink), t) in step.sinks.iter().zip(&outputs) {
             if let Sink::Check { msg } = sink {
                 if !t.data.is_empty() && t.data.get(0) != 0.0 {
@@ -566,8 +584,8 @@ impl OnnxBackend<'_> {
             .iter()
             .zip(self.inputs(&g, (0, 0), None))
             .map(|(f, t)| match f {
-                Feed::Col { .. } | Feed::Comp { .. } => HostTensor::vector(slice(&t.data, 0, sample)),
-                _ => t,
+                Feed::Col { .. } | Feed::Comp { .. } => HostTensor::vector(slice(&t, 0, sample)),
+                _ => HostTensor::vector(t.into_owned()),
             })
             .collect();
         let outputs = g.sinks.len();
