@@ -855,6 +855,9 @@ pub fn run_hosted<T: Trial>(
 ) -> Result<(), crate::ir::interp::RunError> {
     let GpuOp::Host { agent, model, inputs, outputs } = op else { return Ok(()) };
     let n = counts[*agent];
+    if n == 0 {
+        return Ok(());
+    }
     let width = inputs.len();
     let mut rows = vec![0.0f32; n * width];
     let mut read: std::collections::HashMap<Buf, Vec<u8>> = std::collections::HashMap::new();
