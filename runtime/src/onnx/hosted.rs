@@ -49,7 +49,7 @@ impl Hosted {
         let h = &module.hosted[model];
         let fail = |e: String| RunError::Invalid(format!("model `{}` on {}: {e}", h.name, self.engine.name()));
         if self.sessions[model].is_none() {
-            self.sessions[model] = Some(self.engine.load(&h.bytes).map_err(fail)?);
+            self.sessions[model] = Some(self.engine.load(&readable_ir(&h.bytes)).map_err(fail)?);
         }
         let Some(session) = self.sessions[model].as_mut() else { unreachable!("loaded above") };
         let (inputs, outputs) = (h.inputs as usize, h.outputs as usize);
@@ -78,6 +78,33 @@ impl Hosted {
         }
         Ok(out)
     }
+}
+
+/// The model with the IR version its operator set needs, where it claims a newer one: the
+/// `onnx` package stamps the newest IR version it knows (14 for onnx 1.19 and later), which
+/// runtimes a little older refuse (ONNX Runtime 1.30 reads up to 13), though a model of opset 17
+/// uses nothing past IR 8. Unchanged where the opset is newer than the table below.
+pub fn readable_ir(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let Ok(mut m) = super::decode(bytes) else { return bytes.into() };
+    let opset = m.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map(|o| o.version);
+    // ONNX's versioning table: the IR version each release's newest opset came with.
+    let needs = match opset {
+        Some(..=8) => 3,
+        Some(9) => 4,
+        Some(10) => 5,
+        Some(11) => 6,
+        Some(12..=14) => 7,
+        Some(15..=18) => 8,
+        Some(19..=20) => 9,
+        Some(21..=22) => 10,
+        Some(23) => 11,
+        _ => return bytes.into(),
+    };
+    if m.ir_version <= needs {
+        return bytes.into();
+    }
+    m.ir_version = needs;
+    super::encode(&m).into()
 }
 
 /// The input rows of a hosted model: lane `l` of row `i` is agent `i`'s value of column
@@ -155,5 +182,32 @@ fn output_width(bytes: &[u8], rows: u32, width: u32) -> Result<u32, String> {
     match shape.as_deref() {
         Some([_, w]) => Ok(*w as u32),
         _ => Err(format!("its output is not a matrix [agents, values] (shape {shape:?})")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(ir: i64, opset: i64) -> Vec<u8> {
+        let m = super::super::pb::ModelProto {
+            ir_version: ir,
+            opset_import: vec![super::super::pb::OperatorSetIdProto { domain: String::new(), version: opset }],
+            ..Default::default()
+        };
+        super::super::encode(&m)
+    }
+
+    fn ir(bytes: &[u8]) -> i64 {
+        super::super::decode(bytes).map(|m| m.ir_version).unwrap_or(-1)
+    }
+
+    #[test]
+    fn a_newer_ir_stamp_comes_down_to_what_the_opset_needs() {
+        assert_eq!(ir(&readable_ir(&model(14, 17))), 8);
+        assert_eq!(ir(&readable_ir(&model(14, 21))), 10);
+        assert_eq!(ir(&readable_ir(&model(7, 17))), 7, "never raised");
+        assert_eq!(ir(&readable_ir(&model(14, 40))), 14, "an opset past the table is left alone");
+        assert_eq!(&*readable_ir(b"not a model"), b"not a model");
     }
 }
