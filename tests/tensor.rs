@@ -873,3 +873,25 @@ fn hosted_models_are_called_from_each_on_the_agents_fields() {
     assert_eq!(runs, 1, "the same call twice runs the model once");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// On a large state `@precision(auto)` tries its candidates on the first agents only, and says
+/// so; the model then runs in the precision chosen over all of them.
+#[test]
+fn the_precision_trial_of_a_large_state_runs_on_a_sample() {
+    let Some(engine) = engines::onnx_engines().into_iter().find(|e| *e != aiic_runtime::onnx::engine::Engine::Tract)
+    else {
+        eprintln!("skipped: the trial is timed on ONNX Runtime or OpenVINO, and neither is here");
+        return;
+    };
+    let m = compile(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/learned_force.aii"));
+    let mut sim = Interp::new(&m, 7);
+    sim.init(&HashMap::from([("P".to_string(), 20_000u64)])).expect("init");
+    let code = aiic_compiler::backend::onnx::emit_module(&m).expect("onnx graphs");
+    let mut exec = aiic_runtime::onnx::exec::OnnxBackend::new(&m, code.plan, &code.graphs, &sim.world, engine)
+        .unwrap_or_else(|e| panic!("{}: {e}", engine.name()));
+    exec.prime().expect("prime");
+    let notes = exec.notes();
+    assert!(notes.iter().any(|n| n.contains("on the first 16384 of 20000 agents")), "{notes:?}");
+    exec.step().expect("a step over all the agents");
+    assert_eq!(exec.world().expect("world").agents[0].count, 20_000);
+}
