@@ -734,4 +734,9 @@ fn a_hosted_model_is_named_and_travels_in_the_artifact() {
     assert!(said.contains("model `field`") && said.contains("on the host"), "{said}");
     let (_, from_artifact) = run(art.to_str().expect("utf8"), "b.csv");
     assert_eq!(from_source, from_artifact);
+    let graphs = dir.path().join("graphs");
+    let o =
+        aiic(&["emit", "tests/programs/hosted_field.aii", "--target", "onnx", "-o", graphs.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(graphs.join("hosted_0_field.onnx").is_file(), "the hosted model beside the kernels' graphs");
 }

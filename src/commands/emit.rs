@@ -62,8 +62,8 @@ pub fn run(args: &ProgramArgs, target: &str, out: Option<&Path>, color: bool) ->
 }
 
 /// The ONNX graph of every kernel the step and the law terms run: a listing of each, or with
-/// `-o DIR` the models (`NNN_kernel.onnx`) and `plan.json`, which says how the schedule feeds
-/// them.
+/// `-o DIR` the models (`NNN_kernel.onnx`), `plan.json`, which says how the schedule feeds
+/// them, and the hosted models (`hosted_N_name.onnx`).
 fn emit_onnx(m: &Module, out: Option<&Path>) -> Result<(), String> {
     let code = aiic_compiler::backend::onnx::emit_module(m).map_err(|e| format!("generating ONNX: {e}"))?;
     let Some(dir) = out else {
@@ -79,6 +79,16 @@ fn emit_onnx(m: &Module, out: Option<&Path>) -> Result<(), String> {
     aiic_runtime::artifact::write_atomic(&dir.join("plan.json"), code.plan.to_json().as_bytes())
         .map_err(|e| e.to_string())?;
     eprintln!("wrote {} ONNX models and plan.json to {}", code.graphs.len(), dir.display());
+    // Hosted models run between these graphs, as they were read (see `Sched::Model`).
+    for (i, h) in m.hosted.iter().enumerate() {
+        let path = dir.join(format!("hosted_{i}_{}.onnx", h.name));
+        aiic_runtime::artifact::write_atomic(&path, &h.bytes).map_err(|e| e.to_string())?;
+        eprintln!(
+            "wrote {}: model `{}`, run as it is on the host before the kernels that call it",
+            path.display(),
+            h.name
+        );
+    }
     Ok(())
 }
 

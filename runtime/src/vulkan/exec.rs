@@ -998,6 +998,10 @@ impl Backend for VulkanBackend<'_> {
     }
 
     fn device_seconds(&mut self, steps: u64) -> Option<Result<f64, RunError>> {
+        // A step that runs a model on the host is not the device's alone to time.
+        if gpu::has_host(&self.plan.step) {
+            return None;
+        }
         let (pool, period) = self.queries?;
         let run = |me: &mut Self| -> Result<f64, VkError> {
             me.run_once("timing steps", |me, cb| unsafe {
