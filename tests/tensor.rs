@@ -866,6 +866,20 @@ fn hosted_models_are_called_from_each_on_the_agents_fields() {
         let errors: Vec<String> = c.diags.list.iter().chain(&c.lower_diags).map(|d| d.one_line(&c.sources)).collect();
         assert!(c.module.is_none() && errors.iter().any(|e| e.contains(want)), "{body}: {errors:?}");
     }
+    // Weights in a file beside the model: E0205 at check time, not a failure at the first step.
+    let mut external =
+        aiic_runtime::onnx::decode(&std::fs::read(dir.join("field.onnx")).expect("read")).expect("model");
+    let graph = external.graph.as_mut().expect("graph");
+    graph.initializer[4].data_location = Some(aiic_runtime::onnx::pb::tensor_proto::DataLocation::External as i32);
+    graph.initializer[4].external_data =
+        vec![aiic_runtime::onnx::pb::StringStringEntryProto { key: "location".into(), value: "field.bin".into() }];
+    std::fs::write(dir.join("external.onnx"), aiic_runtime::onnx::encode(&external)).expect("write");
+    let body = "interaction g(p: P) each { p.y = field(p.x, p.v); } step { g; }";
+    std::fs::write(dir.join("m.aii"), format!("{}{body}{tail}", head.replace("field.onnx", "external.onnx")))
+        .expect("write");
+    let c = compile_file(&dir.join("m.aii"), &CheckOptions::default()).expect("readable");
+    let errors: Vec<String> = c.diags.list.iter().map(|d| d.one_line(&c.sources)).collect();
+    assert!(errors.iter().any(|e| e.contains("E0205") && e.contains("external data")), "{errors:?}");
     let ok = "interaction g(p: P) each { p.y = field(p.x, p.v) + field(p.x, p.v); } step { g; }";
     std::fs::write(dir.join("m.aii"), format!("{head}{ok}{tail}")).expect("write");
     let m = compile(&dir.join("m.aii"));
@@ -883,15 +897,20 @@ fn the_precision_trial_of_a_large_state_runs_on_a_sample() {
         eprintln!("skipped: the trial is timed on ONNX Runtime or OpenVINO, and neither is here");
         return;
     };
-    let m = compile(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/learned_force.aii"));
+    let mut m = compile(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/learned_force.aii"));
     let mut sim = Interp::new(&m, 7);
     sim.init(&HashMap::from([("P".to_string(), 20_000u64)])).expect("init");
-    let code = aiic_compiler::backend::onnx::emit_module(&m).expect("onnx graphs");
-    let mut exec = aiic_runtime::onnx::exec::OnnxBackend::new(&m, code.plan, &code.graphs, &sim.world, engine)
-        .unwrap_or_else(|e| panic!("{}: {e}", engine.name()));
-    exec.prime().expect("prime");
-    let notes = exec.notes();
-    assert!(notes.iter().any(|n| n.contains("on the first 16384 of 20000 agents")), "{notes:?}");
-    exec.step().expect("a step over all the agents");
-    assert_eq!(exec.world().expect("world").agents[0].count, 20_000);
+    let world = sim.world.clone();
+    // int8 chosen on the sample is calibrated again on every agent before it runs.
+    for p in [Precision::Auto, Precision::Int8] {
+        m.kernels.iter_mut().filter_map(|k| k.tensor.as_mut()).for_each(|t| t.precision = p);
+        let code = aiic_compiler::backend::onnx::emit_module(&m).expect("onnx graphs");
+        let mut exec = aiic_runtime::onnx::exec::OnnxBackend::new(&m, code.plan, &code.graphs, &world, engine)
+            .unwrap_or_else(|e| panic!("{}: {e}", engine.name()));
+        exec.prime().expect("prime");
+        let notes = exec.notes();
+        assert!(notes.iter().any(|n| n.contains("on the first 16384 of 20000 agents")), "{notes:?}");
+        exec.step().expect("a step over all the agents");
+        assert_eq!(exec.world().expect("world").agents[0].count, 20_000);
+    }
 }

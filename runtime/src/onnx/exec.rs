@@ -91,6 +91,21 @@ fn slice(d: &Data, lo: usize, hi: usize) -> Data {
     }
 }
 
+/// The range of the values of each calibration point (`compile::calibration_points`) in a
+/// run's outputs.
+fn value_ranges(points: &[String], outputs: &[HostTensor]) -> std::collections::HashMap<String, (f32, f32)> {
+    points
+        .iter()
+        .zip(outputs)
+        .map(|(p, t)| {
+            let (lo, hi) = (0..t.data.len())
+                .map(|i| t.data.get(i))
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
+            (p.clone(), (lo as f32, hi as f32))
+        })
+        .collect()
+}
+
 /// How many agents of the initial state a precision trial runs on, at most.
 const TRIAL_AGENTS: usize = 16_384;
 
@@ -207,6 +222,16 @@ impl<'m> OnnxBackend<'m> {
                     .collect()
             })
             .collect();
+        // Loaded now, so that an engine (an NPU) that refuses a model says so before the step and
+        // `--target auto` can go on to the next backend.
+        let hosted = match module.hosted.is_empty() {
+            true => None,
+            false => {
+                let mut h = Hosted::new(module, models.unwrap_or(engine));
+                h.load_all(module)?;
+                Some(h)
+            }
+        };
         let mut comps: Vec<Vec<Option<Vec<f32>>>> =
             world.agents.iter().map(|a| a.columns.iter().map(|_| None).collect()).collect();
         for (agent, col) in compensated_columns(module) {
@@ -228,7 +253,7 @@ impl<'m> OnnxBackend<'m> {
             counts,
             params_f32: lanes.iter().map(|&x| x as f32).collect(),
             params_f64: lanes.to_vec(),
-            hosted: (!module.hosted.is_empty()).then(|| Hosted::new(module, models.unwrap_or(engine))),
+            hosted,
             models,
             world: world.clone(),
         })
@@ -474,20 +499,7 @@ impl OnnxBackend<'_> {
                 let inputs = self.step_inputs(&step).into_iter().map(|d| HostTensor::vector(d.into_owned())).collect();
                 let calibrate = super::encode(&compile::with_outputs(&model, &points));
                 let all = self.engine.load(&calibrate).and_then(|mut s| s.run(inputs)).map_err(failed)?;
-                let ranges = points
-                    .iter()
-                    .zip(&all[step.sinks.len()..])
-                    .map(|(name, t)| {
-                        let v: Vec<f32> = (0..t.data.len()).map(|i| t.data.get(i) as f32).collect();
-                        (
-                            name.clone(),
-                            (
-                                v.iter().cloned().fold(f32::INFINITY, f32::min),
-                                v.iter().cloned().fold(f32::NEG_INFINITY, f32::max),
-                            ),
-                        )
-                    })
-                    .collect();
+                let ranges = value_ranges(&points, &all[step.sinks.len()..]);
                 compile::quantize_int8(&model, &ranges, compile::int8_reduced_range())
             }
             _ => compile::to_f16(&model),
@@ -595,20 +607,7 @@ impl OnnxBackend<'_> {
         let all = on.load(&calibrate).and_then(|mut s| s.run(inputs.clone())).map_err(fail)?;
         let floats = |t: &HostTensor| -> Vec<f64> { (0..t.data.len()).map(|i| t.data.get(i)).collect() };
         let reference: Vec<Vec<f64>> = all[..outputs].iter().map(floats).collect();
-        let ranges = points
-            .iter()
-            .zip(&all[outputs..])
-            .map(|(p, t)| {
-                let v = floats(t);
-                (
-                    p.clone(),
-                    (
-                        v.iter().cloned().fold(f64::INFINITY, f64::min) as f32,
-                        v.iter().cloned().fold(f64::NEG_INFINITY, f64::max) as f32,
-                    ),
-                )
-            })
-            .collect();
+        let ranges = value_ranges(&points, &all[outputs..]);
         // Where the model adds to a column, the error is measured on what it adds.
         let base: Vec<Option<Vec<f64>>> = g
             .sinks
@@ -622,12 +621,12 @@ impl OnnxBackend<'_> {
             })
             .collect();
         // One pass of each graph: the fastest of three after a first (which allocates and plans),
-        // or the first alone where it took over a second (f16 emulated on a CPU).
-        let timed = |s: &mut Box<dyn Session>| -> Result<(Vec<Vec<f64>>, f64), String> {
+        // or the first alone where it took longer than `slow` (f16 emulated on a CPU).
+        let timed = |s: &mut Box<dyn Session>, slow: f64| -> Result<(Vec<Vec<f64>>, f64), String> {
             let t = std::time::Instant::now();
             let out = s.run(inputs.clone())?;
             let mut best = t.elapsed().as_secs_f64();
-            if best > 1.0 {
+            if best > slow {
                 return Ok((out[..outputs].iter().map(floats).collect(), best));
             }
             best = f64::INFINITY;
@@ -638,7 +637,10 @@ impl OnnxBackend<'_> {
             }
             Ok((out[..outputs].iter().map(floats).collect(), best))
         };
-        let (_, f32_time) = timed(&mut self.sessions[gi]).map_err(fail)?;
+        let (_, f32_time) = timed(&mut self.sessions[gi], f64::INFINITY).map_err(fail)?;
+        // A candidate whose first pass is over a second and ten times f32's is slower whatever
+        // its later passes take: it is not run again.
+        let slow = (10.0 * f32_time).max(1.0);
         let mut measured: Vec<Trial> = Vec::new();
         let mut missing = Vec::new();
         for p in wanted {
@@ -647,7 +649,7 @@ impl OnnxBackend<'_> {
                 _ => compile::to_f16(&model),
             };
             let tried = on.load(&super::encode(&graph)).and_then(|mut s| {
-                let (other, time) = timed(&mut s)?;
+                let (other, time) = timed(&mut s, slow)?;
                 Ok((compile::relative_error(&reference, &other, &base), time, s))
             });
             match tried {
@@ -674,6 +676,22 @@ impl OnnxBackend<'_> {
         let errors = if errors.is_empty() { "-".to_string() } else { errors.join(", ") };
         let note = match chosen {
             Some((p, _, _, session)) => {
+                // int8 chosen on a sample: its ranges are calibrated again on every agent, so
+                // that no value outside the sample's range is clipped.
+                let session = match session {
+                    Some(_) if p == Precision::Int8 && sample < self.counts[agent] => {
+                        let all: Vec<HostTensor> = self
+                            .inputs(&g, (0, 0), None)
+                            .into_iter()
+                            .map(|d| HostTensor::vector(d.into_owned()))
+                            .collect();
+                        let calibrated = on.load(&calibrate).and_then(|mut s| s.run(all)).map_err(fail)?;
+                        let ranges = value_ranges(&points, &calibrated[outputs..]);
+                        let graph = compile::quantize_int8(&model, &ranges, compile::int8_reduced_range());
+                        Some(on.load(&super::encode(&graph)).map_err(fail)?)
+                    }
+                    other => other,
+                };
                 if let Some(s) = session {
                     self.sessions[gi] = s;
                     self.reduced.push(p);

@@ -30,8 +30,14 @@ impl Hosted {
             .hosted
             .iter()
             .map(|h| {
+                let batch = match h.batch {
+                    0 => String::new(),
+                    b => format!(
+                        "; it was exported for batches of {b} agents, so it runs once per {b} (export it with a dynamic first axis to run all of them at once)"
+                    ),
+                };
                 format!(
-                    "model `{}` ({}) runs as an ONNX graph through {} on the host, its {} input and {} output columns copied every step: aiic cannot read it into its own code ({})",
+                    "model `{}` ({}) runs as an ONNX graph through {} on the host, its {} input and {} output columns copied every step: aiic cannot read it into its own code ({}){batch}",
                     h.name,
                     h.file,
                     self.engine.name(),
@@ -43,14 +49,26 @@ impl Hosted {
             .collect()
     }
 
+    /// Loads every model into the engine now rather than at its first run, so that an engine
+    /// that refuses one says so before the first step.
+    pub fn load_all(&mut self, module: &Module) -> Result<(), String> {
+        for (i, h) in module.hosted.iter().enumerate() {
+            if self.sessions[i].is_none() {
+                let s = self.engine.load(&readable_ir(&h.bytes));
+                self.sessions[i] = Some(s.map_err(|e| format!("model `{}` on {}: {e}", h.name, self.engine.name()))?);
+            }
+        }
+        Ok(())
+    }
+
     /// Runs hosted model `model` on `n` agents' input rows (`n × inputs` f32, row-major); its
     /// output rows, `n × outputs`.
     pub fn run(&mut self, module: &Module, model: usize, rows: &[f32], n: usize) -> Result<Vec<f32>, RunError> {
+        if self.sessions[model].is_none() {
+            self.load_all(module).map_err(RunError::Invalid)?;
+        }
         let h = &module.hosted[model];
         let fail = |e: String| RunError::Invalid(format!("model `{}` on {}: {e}", h.name, self.engine.name()));
-        if self.sessions[model].is_none() {
-            self.sessions[model] = Some(self.engine.load(&readable_ir(&h.bytes)).map_err(fail)?);
-        }
         let Some(session) = self.sessions[model].as_mut() else { unreachable!("loaded above") };
         let (inputs, outputs) = (h.inputs as usize, h.outputs as usize);
         // A model exported with a fixed batch runs in batches of that size, the last one padded.
@@ -83,12 +101,14 @@ impl Hosted {
 /// The model with the IR version its operator set needs, where it claims a newer one: the
 /// `onnx` package stamps the newest IR version it knows (14 for onnx 1.19 and later), which
 /// runtimes a little older refuse (ONNX Runtime 1.30 reads up to 13), though a model of opset 17
-/// uses nothing past IR 8. Unchanged where the opset is newer than the table below.
+/// uses nothing past IR 8. Only that number changes in the bytes: decoding and encoding the
+/// whole model would drop what tract's copy of the schema lacks. Unchanged where the opset is
+/// newer than the table below.
 pub fn readable_ir(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    let Ok(mut m) = super::decode(bytes) else { return bytes.into() };
+    let Ok(m) = super::decode(bytes) else { return bytes.into() };
     let opset = m.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map(|o| o.version);
     // ONNX's versioning table: the IR version each release's newest opset came with.
-    let needs = match opset {
+    let needs: u64 = match opset {
         Some(..=8) => 3,
         Some(9) => 4,
         Some(10) => 5,
@@ -100,11 +120,57 @@ pub fn readable_ir(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
         Some(23) => 11,
         _ => return bytes.into(),
     };
-    if m.ir_version <= needs {
+    if m.ir_version <= needs as i64 {
         return bytes.into();
     }
-    m.ir_version = needs;
-    super::encode(&m).into()
+    match ir_version_at(bytes) {
+        Some(at) => {
+            let mut out = bytes[..at.start].to_vec();
+            let mut v = needs;
+            while v >= 0x80 {
+                out.push((v as u8 & 0x7f) | 0x80);
+                v >>= 7;
+            }
+            out.push(v as u8);
+            out.extend_from_slice(&bytes[at.end..]);
+            out.into()
+        }
+        None => bytes.into(),
+    }
+}
+
+/// Where the value of `ModelProto.ir_version` (field 1, a varint) lies in the model's bytes.
+fn ir_version_at(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
+    let varint = |at: &mut usize| -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *bytes.get(*at)?;
+            *at += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Some(v);
+            }
+        }
+        None
+    };
+    let mut at = 0;
+    while at < bytes.len() {
+        let tag = varint(&mut at)?;
+        let start = at;
+        match tag & 7 {
+            0 => {
+                varint(&mut at)?;
+                if tag >> 3 == 1 {
+                    return Some(start..at);
+                }
+            }
+            1 => at += 8,
+            2 => at += varint(&mut at)? as usize,
+            5 => at += 4,
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// The input rows of a hosted model: lane `l` of row `i` is agent `i`'s value of column
@@ -131,6 +197,15 @@ pub fn signature(bytes: &[u8]) -> Result<(u32, u32, u32), String> {
     use super::pb;
     let model = super::decode(bytes).map_err(|e| format!("not an ONNX model ({e})"))?;
     let g = model.graph.ok_or("the model has no graph")?;
+    // Weights in a file beside the model cannot travel with the program, nor be found from
+    // bytes in memory.
+    let external = pb::tensor_proto::DataLocation::External as i32;
+    if let Some(t) = g.initializer.iter().find(|t| t.data_location == Some(external) || !t.external_data.is_empty()) {
+        return Err(format!(
+            "its constant `{}` is stored in a separate file (external data); save the model with its weights inside it (`onnx.save(model, path, save_as_external_data=False)`)",
+            t.name
+        ));
+    }
     let inits: Vec<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs: Vec<&pb::ValueInfoProto> = g.input.iter().filter(|i| !inits.contains(&i.name.as_str())).collect();
     let ([input], [output]) = (inputs.as_slice(), g.output.as_slice()) else {
@@ -209,5 +284,18 @@ mod tests {
         assert_eq!(ir(&readable_ir(&model(7, 17))), 7, "never raised");
         assert_eq!(ir(&readable_ir(&model(14, 40))), 14, "an opset past the table is left alone");
         assert_eq!(&*readable_ir(b"not a model"), b"not a model");
+    }
+
+    #[test]
+    fn only_the_ir_version_changes_in_the_bytes() {
+        let mut m = super::super::decode(&model(14, 17)).expect("model");
+        m.producer_name = "a writer".into();
+        m.doc_string = "x".repeat(300);
+        let before = super::super::encode(&m);
+        let after = readable_ir(&before);
+        assert_eq!(after.len(), before.len(), "one varint byte for another");
+        let diff: Vec<usize> = (0..before.len()).filter(|&i| before[i] != after[i]).collect();
+        assert_eq!(diff.len(), 1, "{diff:?}");
+        assert_eq!(ir(&after), 8);
     }
 }
