@@ -13,7 +13,7 @@ pub fn host_engine() -> Engine {
     Available::probe().engine("onnx").unwrap_or(Engine::Tract)
 }
 
-/// Each hosted model's session, loaded on its first run.
+/// Each hosted model's session, loaded by `load_all` or on its first run.
 pub struct Hosted {
     engine: Engine,
     sessions: Vec<Option<Box<dyn Session>>>,
