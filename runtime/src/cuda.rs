@@ -254,12 +254,8 @@ impl<'m> CudaBackend<'m> {
                 }
                 GpuOp::Host { .. } => {
                     self.stream.synchronize().map_err(call("running the kernels before a model"))?;
-                    let mut hosted = self.hosted.take().ok_or_else(|| CudaError::Hosted("no hosted models".into()))?;
                     let (module, counts) = (self.module, self.counts.clone());
-                    let ran =
-                        gpu::run_hosted(self, module, &mut hosted, op, &counts, |e| RunError::Invalid(e.to_string()));
-                    self.hosted = Some(hosted);
-                    ran.map_err(|e| CudaError::Hosted(e.to_string()))?;
+                    gpu::run_hosted(self, module, op, &counts).map_err(|e| CudaError::Hosted(e.to_string()))?;
                 }
             }
         }
@@ -345,6 +341,10 @@ impl gpu::Trial for CudaBackend<'_> {
 
     fn read(&mut self, b: &Buf) -> Result<Vec<u8>, CudaError> {
         CudaBackend::read(self, b)
+    }
+
+    fn hosted(&mut self) -> &mut Option<crate::onnx::hosted::Hosted> {
+        &mut self.hosted
     }
 
     fn write(&mut self, b: &Buf, bytes: &[u8]) -> Result<(), CudaError> {

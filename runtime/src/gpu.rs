@@ -363,6 +363,8 @@ pub trait Trial {
     fn launch_once(&mut self, k: usize) -> Result<(), Self::Error>;
     fn read(&mut self, b: &Buf) -> Result<Vec<u8>, Self::Error>;
     fn write(&mut self, b: &Buf, bytes: &[u8]) -> Result<(), Self::Error>;
+    /// The sessions of the module's hosted models (see [`run_hosted`]).
+    fn hosted(&mut self) -> &mut Option<crate::onnx::hosted::Hosted>;
 }
 
 impl TensorChoice {
@@ -848,21 +850,22 @@ pub fn read_back(
 pub fn run_hosted<T: Trial>(
     dev: &mut T,
     m: &Module,
-    hosted: &mut crate::onnx::hosted::Hosted,
     op: &GpuOp,
     counts: &[usize],
-    err: impl Fn(T::Error) -> crate::ir::interp::RunError,
-) -> Result<(), crate::ir::interp::RunError> {
+) -> Result<(), crate::ir::interp::RunError>
+where
+    T::Error: std::fmt::Display,
+{
+    use crate::ir::interp::RunError;
     let GpuOp::Host { agent, model, inputs, outputs } = op else { return Ok(()) };
     let n = counts[*agent];
     if n == 0 {
         return Ok(());
     }
-    let width = inputs.len();
-    let mut rows = vec![0.0f32; n * width];
+    let err = |e: T::Error| RunError::Invalid(e.to_string());
     let mut read: std::collections::HashMap<Buf, Vec<u8>> = std::collections::HashMap::new();
-    let mut values = vec![0.0f64; n];
-    for (l, &(b, lane)) in inputs.iter().enumerate() {
+    let mut features = Vec::with_capacity(inputs.len());
+    for &(b, lane) in inputs {
         if let std::collections::hash_map::Entry::Vacant(e) = read.entry(b) {
             e.insert(dev.read(&b).map_err(&err)?);
         }
@@ -873,17 +876,20 @@ pub fn run_hosted<T: Trial>(
                 (s, lane_bytes(s, n, lane))
             }
             Buf::Col { agent, col } => (m.column_types[agent][col as usize], 0..bytes.len()),
-            other => return Err(crate::ir::interp::RunError::Invalid(format!("a model input in {other:?}"))),
+            other => return Err(RunError::Invalid(format!("a model input in {other:?}"))),
         };
+        let mut values = vec![0.0f64; n];
         column_values(s, &bytes[range], None, &mut values);
-        for (i, v) in values.iter().enumerate() {
-            rows[i * width + l] = *v as f32;
-        }
+        features.push(values);
     }
-    let out = hosted.run(m, *model, &rows, n)?;
-    for (l, (b, _)) in outputs.iter().enumerate() {
-        let lane: Vec<f64> = crate::onnx::hosted::lane(&out, outputs.len(), l).map(f64::from).collect();
-        dev.write(b, &column_bytes(Scalar::F32, &lane)).map_err(&err)?;
+    // The sessions are lent out for the call, so that the device can be read and written.
+    let mut hosted = dev.hosted().take().ok_or_else(|| RunError::Invalid("no hosted models".into()))?;
+    let which: Vec<u32> = (0..features.len() as u32).collect();
+    let ran = hosted.run(m, *model, &features, &which, n);
+    *dev.hosted() = Some(hosted);
+    for ((b, _), lane) in outputs.iter().zip(ran?) {
+        let lane: Vec<f64> = lane.into_iter().map(f64::from).collect();
+        dev.write(b, &column_bytes(Scalar::F32, &lane)).map_err(err)?;
     }
     Ok(())
 }

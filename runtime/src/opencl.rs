@@ -262,12 +262,8 @@ impl<'m> OpenClBackend<'m> {
                 }
                 GpuOp::Host { .. } => {
                     self.queue.finish().map_err(call("running the kernels before a model"))?;
-                    let mut hosted = self.hosted.take().ok_or_else(|| ClError::Call("no hosted models".into()))?;
                     let (module, counts) = (self.module, self.counts.clone());
-                    let ran =
-                        gpu::run_hosted(self, module, &mut hosted, op, &counts, |e| RunError::Invalid(e.to_string()));
-                    self.hosted = Some(hosted);
-                    ran.map_err(|e| ClError::Call(e.to_string()))?;
+                    gpu::run_hosted(self, module, op, &counts).map_err(|e| ClError::Call(e.to_string()))?;
                     last = None;
                 }
             }
@@ -303,15 +299,19 @@ impl<'m> OpenClBackend<'m> {
         let (buffers, queue, name) = (&self.buffers, &self.queue, &self.name);
         gpu::read_back(self.module, &self.plan, &mut self.host, |b| {
             let Some(buf) = buffers.get(b) else { return Ok(None) };
-            let failed = |e: opencl3::error_codes::ClError| {
-                RunError::Invalid(format!("OpenCL ({name}): reading the state back: {e}"))
-            };
-            let mut host = vec![0u8; buf.size().map_err(failed)?];
-            // SAFETY: a blocking read into a slice of the buffer's size.
-            unsafe { queue.enqueue_read_buffer(buf, CL_BLOCKING, 0, &mut host, &[]) }.map_err(failed)?;
+            let host = read_whole(queue, buf)
+                .map_err(|e| RunError::Invalid(format!("OpenCL ({name}): reading the state back: {e}")))?;
             Ok(Some(host))
         })
     }
+}
+
+/// A whole buffer's bytes, read after the work queued before (the read blocks).
+fn read_whole(queue: &CommandQueue, buf: &Buffer<u8>) -> Result<Vec<u8>, opencl3::error_codes::ClError> {
+    let mut host = vec![0u8; buf.size()?];
+    // SAFETY: a blocking read into a slice of the buffer's size.
+    unsafe { queue.enqueue_read_buffer(buf, CL_BLOCKING, 0, &mut host, &[]) }?;
+    Ok(host)
 }
 
 /// Reads and writes of whole buffers, for hosted models' runs between kernels.
@@ -327,13 +327,13 @@ impl gpu::Trial for OpenClBackend<'_> {
         self.queue.finish().map_err(call("running a kernel"))
     }
 
+    fn hosted(&mut self) -> &mut Option<crate::onnx::hosted::Hosted> {
+        &mut self.hosted
+    }
+
     fn read(&mut self, b: &Buf) -> Result<Vec<u8>, ClError> {
         let buf = self.buffers.get(b).ok_or_else(|| ClError::Call(format!("no buffer {b:?}")))?;
-        let mut host = vec![0u8; buf.size().map_err(call("sizing a buffer"))?];
-        // SAFETY: a blocking read into a slice of the buffer's size.
-        unsafe { self.queue.enqueue_read_buffer(buf, CL_BLOCKING, 0, &mut host, &[]) }
-            .map_err(call("reading a buffer"))?;
-        Ok(host)
+        read_whole(&self.queue, buf).map_err(call("reading a buffer"))
     }
 
     fn write(&mut self, b: &Buf, bytes: &[u8]) -> Result<(), ClError> {
@@ -409,10 +409,8 @@ impl Backend for OpenClBackend<'_> {
                 RunError::Invalid(format!("OpenCL ({name}): reading the law sums: {e}"))
             };
             let buf = buffers.get(b).ok_or_else(|| RunError::Invalid(format!("OpenCL ({name}): no buffer {b:?}")))?;
-            let mut host = vec![0u8; buf.size().map_err(failed)?];
-            // SAFETY: a blocking read into a slice of the buffer's size, after the queued sums.
-            unsafe { queue.enqueue_read_buffer(buf, CL_BLOCKING, 0, &mut host, &[]) }.map_err(failed)?;
-            Ok(host)
+            // After the queued sums: the read blocks.
+            read_whole(queue, buf).map_err(failed)
         })
         .map(Some)
     }

@@ -11,7 +11,7 @@ use crate::backend::Backend;
 use crate::host::HostColumn;
 use crate::ir::interp::RunError;
 use crate::ir::{Module, Op, Pattern, Scalar, Sched};
-use crate::onnx::hosted::{host_engine, lane, pack, Hosted};
+use crate::onnx::hosted::{host_engine, Hosted};
 use crate::World;
 
 /// One column of agent state in the precision the kernels compute in.
@@ -434,13 +434,11 @@ impl<'m> CpuBackend<'m> {
                     }
                 }
                 Sched::Model { agent, model, inputs, outputs } => {
-                    let n = self.counts[*agent];
-                    let rows = pack(&self.cols[*agent], inputs, n);
                     let hosted = self.hosted.as_mut().ok_or_else(|| RunError::Invalid("no hosted models".into()))?;
-                    let out = hosted.run(self.module, *model, &rows, n)?;
-                    for (l, &c) in outputs.iter().enumerate() {
+                    let out = hosted.run(self.module, *model, &self.cols[*agent], inputs, self.counts[*agent])?;
+                    for (&c, lane) in outputs.iter().zip(out) {
                         let col = &mut self.cols[*agent][c as usize];
-                        lane(&out, outputs.len(), l).enumerate().for_each(|(i, y)| col.set(i, y as f64));
+                        lane.into_iter().enumerate().for_each(|(i, y)| col.set(i, y as f64));
                     }
                 }
             }

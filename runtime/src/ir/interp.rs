@@ -5,7 +5,7 @@ use super::{Activation, BinOp, Dist, InitOp, Kernel, Module, Op, Pattern, Scalar
 use crate::grid::{CellGrid, GridError};
 use crate::input::{read_table, InputError};
 pub use crate::monitor::LawSample;
-use crate::onnx::hosted::{host_engine, lane, pack, Hosted};
+use crate::onnx::hosted::{host_engine, Hosted};
 use crate::sum::NeumaierSum;
 use crate::{AgentData, World};
 use std::collections::HashMap;
@@ -434,11 +434,10 @@ impl<'m> Interp<'m> {
                     let module = self.module;
                     let hosted = self.hosted.get_or_insert_with(|| Hosted::new(module, host_engine()));
                     let data = &mut self.world.agents[*agent];
-                    let rows = pack(&data.columns, inputs, data.count);
-                    let out = hosted.run(module, *model, &rows, data.count)?;
-                    for (l, &c) in outputs.iter().enumerate() {
+                    let out = hosted.run(module, *model, &data.columns, inputs, data.count)?;
+                    for (&c, lane) in outputs.iter().zip(out) {
                         let col = &mut data.columns[c as usize];
-                        col.iter_mut().zip(lane(&out, outputs.len(), l)).for_each(|(x, y)| *x = y as f64);
+                        col.iter_mut().zip(lane).for_each(|(x, y)| *x = y as f64);
                     }
                 }
             }

@@ -8,7 +8,7 @@
 //! the columns after the whole kernel has run, as every executor does.
 
 use super::engine::{Data, Engine, HostTensor, HostView, Session};
-use super::hosted::{lane, pack, Hosted};
+use super::hosted::Hosted;
 use super::plan::{Feed, Form, OnnxKernel, OnnxPlan, Sink, StepGraph};
 use crate::backend::Backend;
 use crate::cpu::abi::compensated_columns;
@@ -460,12 +460,10 @@ impl<'m> OnnxBackend<'m> {
                     }
                 }
                 Sched::Model { agent, model, inputs, outputs } => {
-                    let n = self.counts[*agent];
-                    let rows = pack(&self.cols[*agent], inputs, n);
                     let hosted = self.hosted.as_mut().ok_or_else(|| failed("no hosted models".into()))?;
-                    let out = hosted.run(self.module, *model, &rows, n)?;
-                    for (l, &c) in outputs.iter().enumerate() {
-                        self.cols[*agent][c as usize] = Data::F32(lane(&out, outputs.len(), l).collect());
+                    let out = hosted.run(self.module, *model, &self.cols[*agent], inputs, self.counts[*agent])?;
+                    for (&c, lane) in outputs.iter().zip(out) {
+                        self.cols[*agent][c as usize] = Data::F32(lane);
                     }
                 }
             }
@@ -574,7 +572,7 @@ impl OnnxBackend<'_> {
         let g = self.plan.kernels[gi].clone();
         let Some(tp) = self.module.kernels[g.kernel].tensor.clone() else { return Ok(()) };
         let Form::Map { agent } = g.form else { return Ok(()) };
-        let wanted: Vec<Precision> = match tp.precision {
+        let mut wanted: Vec<Precision> = match tp.precision {
             Precision::F16 | Precision::Bf16 => vec![Precision::F16],
             Precision::Int8 => vec![Precision::Int8],
             Precision::Auto => vec![Precision::Int8, Precision::F16],
@@ -588,7 +586,6 @@ impl OnnxBackend<'_> {
             return Ok(());
         }
         let on = self.engines[gi];
-        let mut wanted = wanted;
         // tract computes f16 in software on x86 (2.66 s a pass of the learned force at 10^4
         // agents against 6.9 ms in f32, on a Xeon): `auto` would never keep it, so it is not tried.
         if tp.precision == Precision::Auto && on == Engine::Tract && cfg!(target_arch = "x86_64") {

@@ -61,9 +61,16 @@ impl Hosted {
         Ok(())
     }
 
-    /// Runs hosted model `model` on `n` agents' input rows (`n × inputs` f32, row-major); its
-    /// output rows, `n × outputs`.
-    pub fn run(&mut self, module: &Module, model: usize, rows: &[f32], n: usize) -> Result<Vec<f32>, RunError> {
+    /// Runs hosted model `model` on the first `n` agents of `cols`: its input features are
+    /// columns `which`, in order. Its output, a column per lane.
+    pub fn run<C: HostColumn>(
+        &mut self,
+        module: &Module,
+        model: usize,
+        cols: &[C],
+        which: &[u32],
+        n: usize,
+    ) -> Result<Vec<Vec<f32>>, RunError> {
         if self.sessions[model].is_none() {
             self.load_all(module).map_err(RunError::Invalid)?;
         }
@@ -71,15 +78,28 @@ impl Hosted {
         let fail = |e: String| RunError::Invalid(format!("model `{}` on {}: {e}", h.name, self.engine.name()));
         let Some(session) = self.sessions[model].as_mut() else { unreachable!("loaded above") };
         let (inputs, outputs) = (h.inputs as usize, h.outputs as usize);
-        // A model exported with a fixed batch runs in batches of that size, the last one padded.
-        let batch = if h.batch == 0 { n.max(1) } else { h.batch as usize };
-        let mut out = Vec::with_capacity(n * outputs);
-        let mut at = 0;
-        while at < n {
-            let take = batch.min(n - at);
-            let mut chunk = rows[at * inputs..(at + take) * inputs].to_vec();
-            chunk.resize(batch.max(take) * inputs, 0.0);
+        let mut lanes = vec![Vec::with_capacity(n); outputs];
+        if n == 0 {
+            return Ok(lanes);
+        }
+        let rows = pack(cols, which, n);
+        // A model exported with a fixed batch runs in batches of that size, the last one padded;
+        // any other takes all the rows in one call, as they are.
+        let chunks: Vec<Vec<f32>> = match h.batch as usize {
+            0 => vec![rows],
+            b => rows
+                .chunks(b * inputs)
+                .map(|c| {
+                    let mut c = c.to_vec();
+                    c.resize(b * inputs, 0.0);
+                    c
+                })
+                .collect(),
+        };
+        let mut done = 0;
+        for chunk in chunks {
             let rows_in = chunk.len() / inputs.max(1);
+            let take = rows_in.min(n - done);
             let result = session
                 .run(vec![HostTensor { shape: vec![rows_in, inputs], data: Data::F32(chunk) }])
                 .map_err(|e| fail(e.to_string()))?;
@@ -91,10 +111,14 @@ impl Hosted {
                     y.shape
                 )));
             }
-            out.extend((0..take * outputs).map(|i| y.data.get(i) as f32));
-            at += take;
+            for i in 0..take {
+                for (l, lane) in lanes.iter_mut().enumerate() {
+                    lane.push(y.data.get(i * outputs + l) as f32);
+                }
+            }
+            done += take;
         }
-        Ok(out)
+        Ok(lanes)
     }
 }
 
@@ -175,7 +199,7 @@ fn ir_version_at(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
 
 /// The input rows of a hosted model: lane `l` of row `i` is agent `i`'s value of column
 /// `which[l]`, in f32.
-pub fn pack<C: HostColumn>(cols: &[C], which: &[u32], n: usize) -> Vec<f32> {
+fn pack<C: HostColumn>(cols: &[C], which: &[u32], n: usize) -> Vec<f32> {
     let mut rows = vec![0.0f32; n * which.len()];
     for (l, &c) in which.iter().enumerate() {
         for i in 0..n {
@@ -183,11 +207,6 @@ pub fn pack<C: HostColumn>(cols: &[C], which: &[u32], n: usize) -> Vec<f32> {
         }
     }
     rows
-}
-
-/// Column `l` of output rows of width `width`.
-pub fn lane(rows: &[f32], width: usize, l: usize) -> impl Iterator<Item = f32> + '_ {
-    rows.iter().skip(l).step_by(width.max(1)).copied()
 }
 
 /// What a hosted model takes and gives: `(inputs, outputs, batch)` for one f32 input
@@ -284,6 +303,83 @@ mod tests {
         assert_eq!(ir(&readable_ir(&model(7, 17))), 7, "never raised");
         assert_eq!(ir(&readable_ir(&model(14, 40))), 14, "an opset past the table is left alone");
         assert_eq!(&*readable_ir(b"not a model"), b"not a model");
+    }
+
+    /// `y = 2x` over `[4, 3]` rows: a model exported with a fixed batch of 4.
+    fn doubling() -> Vec<u8> {
+        use super::super::pb;
+        let io = |name: &str| pb::ValueInfoProto {
+            name: name.into(),
+            r#type: Some(pb::TypeProto {
+                value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                    elem_type: pb::tensor_proto::DataType::Float as i32,
+                    shape: Some(pb::TensorShapeProto {
+                        dim: [4, 3]
+                            .map(|d| pb::tensor_shape_proto::Dimension {
+                                value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(d)),
+                                denotation: String::new(),
+                            })
+                            .to_vec(),
+                    }),
+                })),
+                denotation: String::new(),
+            }),
+            ..Default::default()
+        };
+        let two = pb::TensorProto {
+            name: "two".into(),
+            data_type: pb::tensor_proto::DataType::Float as i32,
+            float_data: vec![2.0],
+            ..Default::default()
+        };
+        let m = pb::ModelProto {
+            ir_version: 8,
+            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 17 }],
+            graph: Some(pb::GraphProto {
+                node: vec![pb::NodeProto {
+                    op_type: "Mul".into(),
+                    input: vec!["x".into(), "two".into()],
+                    output: vec!["y".into()],
+                    ..Default::default()
+                }],
+                initializer: vec![two],
+                input: vec![io("x")],
+                output: vec![io("y")],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        super::super::encode(&m)
+    }
+
+    #[test]
+    fn a_model_of_a_fixed_batch_runs_in_batches_the_last_one_padded() {
+        let bytes = doubling();
+        assert_eq!(signature(&bytes), Ok((3, 3, 4)));
+        let module = Module {
+            hosted: vec![crate::ir::HostedModel {
+                name: "double".into(),
+                file: "double.onnx".into(),
+                reason: String::new(),
+                inputs: 3,
+                outputs: 3,
+                batch: 4,
+                bytes,
+            }],
+            ..serde_json::from_str(r#"{"name":"m","agents":[],"column_types":[],"uniforms":[],"kernels":[],"init":[],"prime":[],"step":[],"laws":[],"interactions":[],"integrations":[]}"#)
+                .expect("an empty module")
+        };
+        let mut hosted = Hosted::new(&module, Engine::Tract);
+        assert!(hosted.notes(&module)[0].contains("batches of 4 agents"));
+        // 10 agents: batches of 4, 4 and 2 (padded to 4); columns 1, 0, 2 as the features.
+        let cols: Vec<Vec<f64>> = (0..3).map(|c| (0..10).map(|i| (10 * c + i) as f64).collect()).collect();
+        let lanes = hosted.run(&module, 0, &cols, &[1, 0, 2], 10).expect("run");
+        assert_eq!(lanes.len(), 3);
+        for (lane, col) in lanes.iter().zip([1, 0, 2]) {
+            let want: Vec<f32> = cols[col].iter().map(|&x| 2.0 * x as f32).collect();
+            assert_eq!(lane, &want);
+        }
+        assert!(hosted.run(&module, 0, &cols, &[1, 0, 2], 0).expect("no agents").iter().all(Vec::is_empty));
     }
 
     #[test]

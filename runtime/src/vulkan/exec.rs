@@ -615,12 +615,8 @@ impl<'m> VulkanBackend<'m> {
                     self.run_once(what, |me, cb| me.record(cb, list)).map_err(|e| self.failure(e))?
                 }
                 gpu::Segment::Host(op) => {
-                    let mut hosted = self.hosted.take().ok_or_else(|| RunError::Invalid("no hosted models".into()))?;
                     let (module, counts) = (self.module, self.counts.clone());
-                    let ran =
-                        gpu::run_hosted(self, module, &mut hosted, op, &counts, |e| RunError::Invalid(e.to_string()));
-                    self.hosted = Some(hosted);
-                    ran?;
+                    gpu::run_hosted(self, module, op, &counts)?;
                 }
             }
         }
@@ -857,6 +853,10 @@ impl gpu::Trial for VulkanBackend<'_> {
 
     fn launch_once(&mut self, k: usize) -> Result<(), VkError> {
         self.run_once("trying a tensor kernel", |me, cb| me.record(cb, &[GpuOp::Launch(k)]))
+    }
+
+    fn hosted(&mut self) -> &mut Option<crate::onnx::hosted::Hosted> {
+        &mut self.hosted
     }
 
     fn read(&mut self, b: &Buf) -> Result<Vec<u8>, VkError> {
